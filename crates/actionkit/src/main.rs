@@ -1,0 +1,5 @@
+//! The actionkit command-line interface.
+
+fn main() {
+    println!("actionkit: not yet implemented");
+}
