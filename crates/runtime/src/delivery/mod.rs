@@ -1,0 +1,1 @@
+//! HTTP delivery of built requests: outcome classification, retries, rate limits and timeouts.
