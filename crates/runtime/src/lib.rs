@@ -1,6 +1,8 @@
 //! What generated destination handlers and the dispatcher share.
 //!
-//! Modules: `delivery` sends built requests over HTTP with retries, backoff, rate limits and
-//! timeouts. The payload-validation, request and action-contract modules are added beside it.
+//! `request` is the built HTTP request; `delivery` sends built requests over HTTP with retries,
+//! backoff, rate limits and timeouts. The payload-validation and action-contract modules sit beside
+//! them.
 
 pub mod delivery;
+pub mod request;

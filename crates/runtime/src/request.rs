@@ -1,0 +1,60 @@
+//! The HTTP request a handler builds and the delivery engine sends.
+
+use serde_json::Value;
+
+/// HTTP methods a destination request may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `POST`.
+    Post,
+    /// `PUT`.
+    Put,
+    /// `PATCH`.
+    Patch,
+    /// `DELETE`.
+    Delete,
+}
+
+impl Method {
+    /// The method's name in upper case, as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// A fully built request: everything the delivery engine needs to send it.
+#[derive(Clone, PartialEq)]
+pub struct Request {
+    /// The HTTP method.
+    pub method: Method,
+    /// The absolute URL.
+    pub url: String,
+    /// Header names in lower case with their values, in the order they are sent.
+    pub headers: Vec<(String, String)>,
+    /// The JSON body, if any; sent with `content-type: application/json`.
+    pub json: Option<Value>,
+    /// The rate-limit bucket this request counts against (for example `identify`), if the destination declares one.
+    pub rate_limit_key: Option<String>,
+}
+
+impl std::fmt::Debug for Request {
+    /// Header values are left out because they may carry secrets such as API keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("header_names", &header_names)
+            .field("has_json", &self.json.is_some())
+            .field("rate_limit_key", &self.rate_limit_key)
+            .finish()
+    }
+}
