@@ -1,0 +1,357 @@
+//! Userpilot's endpoints as the mock knows them: routing, required body fields, and answer bodies.
+//!
+//! Everything here is pure: it maps a method, path and parsed body to an [`Answer`].
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Map, Value, json};
+
+use crate::rate::LimitGroup;
+
+/// The endpoints the mock serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `POST /v1/identify`.
+    Identify,
+    /// `POST /v1/companies/identify`.
+    CompaniesIdentify,
+    /// `POST /v1/track`.
+    Track,
+    /// `DELETE /v1/users`.
+    DeleteUsers,
+    /// `DELETE /v1/companies`.
+    DeleteCompanies,
+    /// `GET /v1/validate`.
+    Validate,
+}
+
+impl Endpoint {
+    /// Finds the endpoint of an exact path (no trailing slash, no doubled slashes).
+    pub(crate) fn from_path(path: &str) -> Option<Self> {
+        Some(match path {
+            "/v1/identify" => Self::Identify,
+            "/v1/companies/identify" => Self::CompaniesIdentify,
+            "/v1/track" => Self::Track,
+            "/v1/users" => Self::DeleteUsers,
+            "/v1/companies" => Self::DeleteCompanies,
+            "/v1/validate" => Self::Validate,
+            _ => return None,
+        })
+    }
+
+    /// The one method the endpoint accepts.
+    pub(crate) fn method(self) -> Method {
+        match self {
+            Self::Identify | Self::CompaniesIdentify | Self::Track => Method::POST,
+            Self::DeleteUsers | Self::DeleteCompanies => Method::DELETE,
+            Self::Validate => Method::GET,
+        }
+    }
+
+    /// The rate-limit group, if the endpoint is limited.
+    pub(crate) fn limit_group(self) -> Option<LimitGroup> {
+        match self {
+            Self::Identify => Some(LimitGroup::Identify),
+            Self::CompaniesIdentify => Some(LimitGroup::CompaniesIdentify),
+            Self::Track => Some(LimitGroup::Track),
+            Self::DeleteUsers | Self::DeleteCompanies => Some(LimitGroup::Delete),
+            Self::Validate => None,
+        }
+    }
+
+    /// Whether the endpoint takes a JSON body (and so checks `Content-Type`).
+    pub(crate) fn has_body(self) -> bool {
+        self != Self::Validate
+    }
+
+    /// Checks the body and returns the success answer.
+    pub(crate) fn accept(self, body: &Value) -> Answer {
+        match self.check_body(body) {
+            Ok(answer) => answer,
+            Err(err) => Answer::error(
+                StatusCode::BAD_REQUEST,
+                err.code,
+                &err.message,
+                json!({ "field": err.field }),
+            ),
+        }
+    }
+
+    fn check_body(self, body: &Value) -> Result<Answer, FieldError> {
+        if self == Self::Validate {
+            return Ok(Answer::json(StatusCode::OK, json!({})));
+        }
+        let Value::Object(obj) = body else {
+            return Err(FieldError {
+                field: String::new(),
+                code: "invalid_body",
+                message: format!("the request body must be a JSON object, got {}", kind(body)),
+            });
+        };
+        match self {
+            Self::Identify => {
+                required_string(obj, "user_id", false)?;
+                optional_object(obj, "metadata")?;
+                optional_object(obj, "company")?;
+            }
+            Self::CompaniesIdentify => {
+                required_string(obj, "company_id", false)?;
+                optional_object(obj, "metadata")?;
+            }
+            Self::Track => {
+                required_string(obj, "user_id", false)?;
+                required_string(obj, "event_name", false)?;
+                optional_object(obj, "metadata")?;
+            }
+            Self::DeleteUsers => return id_list(obj, "users", "user"),
+            Self::DeleteCompanies => return id_list(obj, "companies", "company"),
+            Self::Validate => {}
+        }
+        Ok(Answer::json(StatusCode::ACCEPTED, json!({})))
+    }
+}
+
+/// A body field that is missing or malformed.
+#[derive(Debug)]
+struct FieldError {
+    field: String,
+    code: &'static str,
+    message: String,
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn missing(field: &str) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        code: "missing_field",
+        message: format!("{field} is required"),
+    }
+}
+
+fn invalid(field: &str, message: String) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        code: "invalid_field",
+        message,
+    }
+}
+
+/// Requires `field` to be a string; an empty string is refused unless `allow_empty`.
+fn required_string(
+    obj: &Map<String, Value>,
+    field: &str,
+    allow_empty: bool,
+) -> Result<(), FieldError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(missing(field)),
+        Some(Value::String(text)) if text.is_empty() && !allow_empty => {
+            Err(invalid(field, format!("{field} must not be empty")))
+        }
+        Some(Value::String(_)) => Ok(()),
+        Some(other) => Err(invalid(
+            field,
+            format!("{field} must be a string, got {}", kind(other)),
+        )),
+    }
+}
+
+/// Allows `field` to be absent or null; otherwise it must be an object.
+fn optional_object(obj: &Map<String, Value>, field: &str) -> Result<(), FieldError> {
+    match obj.get(field) {
+        None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
+        Some(other) => Err(invalid(
+            field,
+            format!("{field} must be an object, got {}", kind(other)),
+        )),
+    }
+}
+
+/// Requires `field` to be a non-empty array of strings and answers 202 with how many were
+/// scheduled. Empty strings are accepted because Segment's delete sends `[""]` for a missing
+/// user id.
+fn id_list(obj: &Map<String, Value>, field: &str, noun: &str) -> Result<Answer, FieldError> {
+    let ids = match obj.get(field) {
+        None | Some(Value::Null) => return Err(missing(field)),
+        Some(Value::Array(ids)) => ids,
+        Some(other) => {
+            return Err(invalid(
+                field,
+                format!("{field} must be an array of ids, got {}", kind(other)),
+            ));
+        }
+    };
+    if ids.is_empty() {
+        return Err(invalid(
+            field,
+            format!("{field} must contain at least one id"),
+        ));
+    }
+    if let Some((idx, other)) = ids.iter().enumerate().find(|(_, id)| !id.is_string()) {
+        let at = format!("{field}[{idx}]");
+        let message = format!("{at} must be a string, got {}", kind(other));
+        return Err(invalid(&at, message));
+    }
+    let n_ids = ids.len();
+    let plural = if n_ids == 1 { "" } else { "s" };
+    let verb = if n_ids == 1 { "was" } else { "were" };
+    let noun = if n_ids == 1 {
+        noun.to_owned()
+    } else if let Some(stem) = noun.strip_suffix('y') {
+        format!("{stem}ie")
+    } else {
+        noun.to_owned()
+    };
+    Ok(Answer::json(
+        StatusCode::ACCEPTED,
+        json!({
+            "message": format!("{n_ids} {noun}{plural} {verb} scheduled for deletion"),
+            "scheduled": n_ids,
+        }),
+    ))
+}
+
+/// A complete answer: status, JSON body and extra headers.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
+    pub(crate) headers: Vec<(&'static str, String)>,
+}
+
+impl Answer {
+    /// An answer with a JSON body and no extra headers.
+    pub(crate) fn json(status: StatusCode, body: Value) -> Self {
+        Self {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    /// An answer in Userpilot's error shape:
+    /// `{"errors":[{"error","error_code","message","details"}]}`.
+    pub(crate) fn error(status: StatusCode, code: &str, message: &str, details: Value) -> Self {
+        let reason = status.canonical_reason().unwrap_or("Error");
+        Self::json(
+            status,
+            json!({
+                "errors": [{
+                    "error": reason,
+                    "error_code": code,
+                    "message": message,
+                    "details": details,
+                }]
+            }),
+        )
+    }
+
+    /// Adds a header.
+    pub(crate) fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_error(answer: &Answer) -> &Value {
+        &answer.body["errors"][0]
+    }
+
+    #[test]
+    fn identify_requires_a_user_id_string() {
+        let ok = Endpoint::Identify.accept(&json!({"user_id": "u1", "metadata": {"a": 1}}));
+        assert_eq!(ok, Answer::json(StatusCode::ACCEPTED, json!({})));
+
+        let answer = Endpoint::Identify.accept(&json!({"metadata": {}}));
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(first_error(&answer)["message"], "user_id is required");
+        assert_eq!(first_error(&answer)["error_code"], "missing_field");
+        assert_eq!(first_error(&answer)["details"]["field"], "user_id");
+
+        let answer = Endpoint::Identify.accept(&json!({"user_id": 5}));
+        assert_eq!(
+            first_error(&answer)["message"],
+            "user_id must be a string, got a number"
+        );
+        let answer = Endpoint::Identify.accept(&json!({"user_id": "u", "metadata": [1]}));
+        assert_eq!(
+            first_error(&answer)["message"],
+            "metadata must be an object, got an array"
+        );
+    }
+
+    #[test]
+    fn track_requires_user_id_and_event_name() {
+        let answer = Endpoint::Track.accept(&json!({"event_name": "e"}));
+        assert_eq!(first_error(&answer)["details"]["field"], "user_id");
+        let answer = Endpoint::Track.accept(&json!({"user_id": "u", "event_name": ""}));
+        assert_eq!(
+            first_error(&answer)["message"],
+            "event_name must not be empty"
+        );
+        let answer = Endpoint::Track.accept(&json!({"user_id": "u", "event_name": "e"}));
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+    }
+
+    #[test]
+    fn delete_counts_what_it_scheduled() {
+        let answer = Endpoint::DeleteUsers.accept(&json!({"users": ["a", "b"]}));
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+        assert_eq!(
+            answer.body,
+            json!({"message": "2 users were scheduled for deletion", "scheduled": 2})
+        );
+        let answer = Endpoint::DeleteCompanies.accept(&json!({"companies": ["c"]}));
+        assert_eq!(
+            answer.body["message"],
+            "1 company was scheduled for deletion"
+        );
+        let answer = Endpoint::DeleteCompanies.accept(&json!({"companies": ["c", "d"]}));
+        assert_eq!(
+            answer.body["message"],
+            "2 companies were scheduled for deletion"
+        );
+        let answer = Endpoint::DeleteUsers.accept(&json!({"users": [""]}));
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+        let answer = Endpoint::DeleteUsers.accept(&json!({"users": ["a", 3]}));
+        assert_eq!(
+            first_error(&answer)["message"],
+            "users[1] must be a string, got a number"
+        );
+        let answer = Endpoint::DeleteUsers.accept(&json!({"users": []}));
+        assert_eq!(
+            first_error(&answer)["message"],
+            "users must contain at least one id"
+        );
+    }
+
+    #[test]
+    fn non_object_bodies_are_refused() {
+        let answer = Endpoint::CompaniesIdentify.accept(&json!(["x"]));
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(first_error(&answer)["error_code"], "invalid_body");
+    }
+
+    #[test]
+    fn routes_only_exact_paths() {
+        assert_eq!(Endpoint::from_path("/v1/track"), Some(Endpoint::Track));
+        assert_eq!(Endpoint::from_path("/v1/track/"), None);
+        assert_eq!(Endpoint::from_path("//v1/track"), None);
+        assert_eq!(
+            Endpoint::from_path("/v1/users"),
+            Some(Endpoint::DeleteUsers)
+        );
+    }
+}

@@ -1,0 +1,572 @@
+//! The HTTP server: accepting connections, the per-request pipeline, graceful shutdown, and the
+//! [`MockHandle`] tests use.
+//!
+//! The server runs hyper directly (HTTP/1.1 and HTTP/2) rather than through `axum::serve` because
+//! fault injection must be able to close a connection without answering: the request's service
+//! future fails, and hyper then drops an HTTP/1 connection without writing anything (an HTTP/2
+//! stream is reset instead).
+//!
+//! Each request goes through these steps, in order; the first that produces an answer wins:
+//! 1. The body is read (at most `max_body_bytes`) and parsed as JSON.
+//! 2. Fault injection: the drawn latency is waited out; then the request may be dropped, or
+//!    answered with the configured error status (plus `Retry-After` for 429 and 503 when set).
+//! 3. Unknown path → 404; known path with another method → 405 with `Allow`.
+//! 4. Authentication (when an API key is configured) → 401.
+//! 5. `X-API-Version: 2020-09-22` (when required) → 400.
+//! 6. Rate limit of the endpoint group → 429 with `Retry-After`.
+//! 7. For endpoints with a body: `Content-Type` other than `application/json` → 415, body over
+//!    the cap → 413, empty or invalid JSON → 400.
+//! 8. Required body fields → 400 naming the field; otherwise 202 (or 200 `{}` for validate).
+//!
+//! Every request, whatever its answer, is recorded once, before the answer is sent.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, Request, Response, StatusCode, request::Parts};
+use bytes::Bytes;
+use hyper::body::{Body as _, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::api::{Answer, Endpoint};
+use crate::config::{API_VERSION, MockConfig};
+use crate::error::MockError;
+use crate::faults::FaultInjector;
+use crate::rate::{RateLimiter, retry_after_secs};
+use crate::record::{RecordedRequest, Recorder, recorded_headers};
+
+/// How long in-flight requests may take to finish after shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs a mock server until `shutdown` completes.
+///
+/// This is [`MockServer::bind`] followed by [`MockServer::run`]; use those two when the caller
+/// needs the bound address (for example to print it when port 0 was asked for).
+pub async fn serve(config: MockConfig, shutdown: impl Future) -> Result<(), MockError> {
+    MockServer::bind(config).await?.run(shutdown).await
+}
+
+/// Starts a mock server in the background and returns a handle to it.
+///
+/// The handle keeps every recorded request in memory (see [`MockHandle::requests`]) as well as in
+/// the record file when one is configured. The server stops when the handle is dropped or
+/// [`MockHandle::shutdown`] is called.
+pub async fn spawn(config: MockConfig) -> Result<MockHandle, MockError> {
+    let server = MockServer::bind_inner(config, true).await?;
+    let addr = server.addr;
+    let state = Arc::clone(&server.state);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        // Either a send or the sender being dropped means stop.
+        let _ = stop_rx.await;
+    }));
+    Ok(MockHandle {
+        addr,
+        state,
+        stop: Some(stop_tx),
+        task: Some(task),
+    })
+}
+
+/// A bound mock server that has not started serving yet.
+pub struct MockServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl fmt::Debug for MockServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MockServer {
+    /// Validates the configuration, binds the listen address and opens the record file.
+    ///
+    /// Requests are recorded to the file only (no in-memory list), so a long-running server does
+    /// not grow without bound; counters by status are always kept.
+    pub async fn bind(config: MockConfig) -> Result<Self, MockError> {
+        Self::bind_inner(config, false).await
+    }
+
+    async fn bind_inner(config: MockConfig, keep_in_memory: bool) -> Result<Self, MockError> {
+        config.validate()?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| MockError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| MockError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let recorder = Recorder::open(config.record.as_deref(), keep_in_memory).await?;
+        let state = State {
+            api_key: config.api_key,
+            require_api_version: config.require_api_version,
+            max_body_bytes: config.max_body_bytes,
+            limiter: RateLimiter::new(&config.rate_limits),
+            faults: FaultInjector::new(&config.faults),
+            recorder,
+        };
+        Ok(Self {
+            listener,
+            addr,
+            state: Arc::new(state),
+        })
+    }
+
+    /// The address actually bound (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// (for at most 5 seconds) and returns.
+    pub async fn run(self, shutdown: impl Future) -> Result<(), MockError> {
+        tracing::info!(addr = %self.addr, "Mock Userpilot API listening.");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut conns = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        conns.spawn(serve_connection(
+                            stream,
+                            Arc::clone(&self.state),
+                            stop_rx.clone(),
+                        ));
+                    }
+                    Err(err) => {
+                        // Accept errors are usually transient (for example too many open files);
+                        // pause briefly rather than spin.
+                        tracing::warn!(error = %err, "Could not accept a connection.");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        drop(self.listener);
+        // Receivers may all be gone already; that is fine.
+        let _ = stop_tx.send(true);
+        let drain = async { while conns.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            tracing::warn!("In-flight requests did not finish in time and were aborted.");
+            conns.abort_all();
+        }
+        tracing::info!(addr = %self.addr, "Mock Userpilot API stopped.");
+        Ok(())
+    }
+}
+
+/// A running mock server started by [`spawn`]; stops it when dropped.
+pub struct MockHandle {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), MockError>>>,
+}
+
+impl fmt::Debug for MockHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MockHandle {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL with a trailing slash, e.g. `http://127.0.0.1:40123/`, usable as Segment's
+    /// `endpoint` setting.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// The URL of a path, with or without its leading slash, e.g. `url("/v1/track")`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+    }
+
+    /// Every request recorded so far, in the order they were answered.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.recorder.requests()
+    }
+
+    /// How many requests got each status; dropped connections count under 0.
+    pub fn status_counts(&self) -> BTreeMap<u16, u64> {
+        self.state.recorder.status_counts()
+    }
+
+    /// How many requests got `status` (0 = dropped).
+    pub fn count(&self, status: u16) -> u64 {
+        self.status_counts().get(&status).copied().unwrap_or(0)
+    }
+
+    /// How many lines could not be written to the record file.
+    pub fn record_write_errors(&self) -> u64 {
+        self.state.recorder.write_errors()
+    }
+
+    /// Stops the server and waits until it has finished (in-flight requests included).
+    pub async fn shutdown(mut self) -> Result<(), MockError> {
+        if let Some(stop) = self.stop.take() {
+            // The server may have ended already; then there is nobody to tell.
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(|err| MockError::Task(err.to_string()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for MockHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// What every request handler shares.
+struct State {
+    api_key: Option<String>,
+    require_api_version: bool,
+    max_body_bytes: usize,
+    limiter: RateLimiter,
+    faults: FaultInjector,
+    recorder: Recorder,
+}
+
+/// The error a request's service future fails with to make hyper close the connection without an
+/// answer.
+#[derive(Debug)]
+struct Dropped;
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn serve_connection(stream: TcpStream, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    // Small answers should leave at once; failure to set the option only costs latency.
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| handle(Arc::clone(&state), req));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            log_connection_end(res);
+            return;
+        }
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    log_connection_end(conn.await);
+}
+
+fn log_connection_end(res: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(err) = res {
+        tracing::debug!(error = %err, "Connection ended with an error.");
+    }
+}
+
+/// The body of a request after reading.
+enum BodyRead {
+    /// The whole body.
+    Complete(Bytes),
+    /// The body exceeded the cap; reading stopped.
+    TooLarge,
+}
+
+async fn read_body(mut body: Incoming, limit: usize) -> Result<BodyRead, hyper::Error> {
+    let mut buf = Vec::new();
+    while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        if let Ok(data) = frame?.into_data() {
+            if buf.len() + data.len() > limit {
+                return Ok(BodyRead::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(BodyRead::Complete(Bytes::from(buf)))
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(err) => {
+            // The client went away mid-body; nobody is left to answer.
+            tracing::debug!(error = %err, "Could not read a request body.");
+            return Err(Dropped);
+        }
+    };
+    let parsed = match &body {
+        BodyRead::Complete(bytes) if bytes.is_empty() => {
+            Err("the request body is empty".to_owned())
+        }
+        BodyRead::Complete(bytes) => serde_json::from_slice::<Value>(bytes)
+            .map_err(|err| format!("the request body is not valid JSON: {err}")),
+        BodyRead::TooLarge => Err(format!(
+            "the request body exceeds {} bytes",
+            state.max_body_bytes
+        )),
+    };
+
+    let plan = state.faults.plan();
+    if let Some(delay) = plan.delay {
+        tokio::time::sleep(delay).await;
+    }
+
+    let mut record = RecordedRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        headers: recorded_headers(&parts.headers),
+        json: parsed.as_ref().ok().cloned(),
+        status: 0,
+        dropped: false,
+    };
+    if plan.drop {
+        record.dropped = true;
+        state.recorder.record(record).await;
+        return Err(Dropped);
+    }
+    let answer = if plan.error {
+        state.injected_error()
+    } else {
+        state.answer(&parts, &body, &parsed)
+    };
+    record.status = answer.status.as_u16();
+    state.recorder.record(record).await;
+    Ok(to_response(answer))
+}
+
+impl State {
+    fn injected_error(&self) -> Answer {
+        let status = StatusCode::from_u16(self.faults.error_status())
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let answer = Answer::error(
+            status,
+            "injected_fault",
+            "the mock injected this error on purpose (fault injection)",
+            Value::Null,
+        );
+        match self.faults.retry_after() {
+            Some(secs) if matches!(status.as_u16(), 429 | 503) => {
+                answer.with_header("retry-after", secs.to_string())
+            }
+            _ => answer,
+        }
+    }
+
+    fn answer(&self, parts: &Parts, body: &BodyRead, parsed: &Result<Value, String>) -> Answer {
+        let path = parts.uri.path();
+        let Some(endpoint) = Endpoint::from_path(path) else {
+            return Answer::error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no endpoint at {} {path}", parts.method),
+                Value::Null,
+            );
+        };
+        if parts.method != endpoint.method() {
+            return Answer::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!(
+                    "{path} accepts {} only, got {}",
+                    endpoint.method(),
+                    parts.method
+                ),
+                Value::Null,
+            )
+            .with_header("allow", endpoint.method().to_string());
+        }
+        if let Err(answer) = self.check_auth(&parts.headers) {
+            return answer;
+        }
+        if let Err(answer) = self.check_api_version(&parts.headers) {
+            return answer;
+        }
+        let admitted = endpoint.limit_group().map_or(Ok(()), |group| {
+            self.limiter.try_admit(group).map_err(|wait| (group, wait))
+        });
+        if let Err((group, wait)) = admitted {
+            let limit = self.limiter.limit(group);
+            let secs = retry_after_secs(wait);
+            return Answer::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                &format!(
+                    "rate limit exceeded for {path}: at most {} requests per {}",
+                    limit.max_requests,
+                    describe_window(limit.window)
+                ),
+                json!({ "retry_after": secs }),
+            )
+            .with_header("retry-after", secs.to_string());
+        }
+        if !endpoint.has_body() {
+            return endpoint.accept(&Value::Null);
+        }
+        if let Err(answer) = check_content_type(&parts.headers) {
+            return answer;
+        }
+        if let BodyRead::TooLarge = body {
+            return Answer::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!("the request body exceeds {} bytes", self.max_body_bytes),
+                Value::Null,
+            );
+        }
+        match parsed {
+            Ok(json) => endpoint.accept(json),
+            Err(message) => Answer::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                message,
+                Value::Null,
+            ),
+        }
+    }
+
+    /// Checks `Authorization: Token <key>` when a key is configured. The messages never repeat
+    /// the key that was sent or the one expected.
+    fn check_auth(&self, headers: &HeaderMap) -> Result<(), Answer> {
+        let Some(expected) = &self.api_key else {
+            return Ok(());
+        };
+        let unauthorized = |code: &str, message: &str| {
+            Answer::error(StatusCode::UNAUTHORIZED, code, message, Value::Null)
+        };
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Err(unauthorized(
+                "missing_api_key",
+                "the Authorization header is missing; expected 'Token <API_KEY>'",
+            ));
+        };
+        let value = value.to_str().unwrap_or_default().trim();
+        match value.split_once(' ') {
+            Some((scheme, key)) if scheme.eq_ignore_ascii_case("token") => {
+                if key.trim() == expected {
+                    Ok(())
+                } else {
+                    Err(unauthorized("invalid_api_key", "the API key is not valid"))
+                }
+            }
+            _ => Err(unauthorized(
+                "invalid_authorization",
+                "the Authorization header must have the form 'Token <API_KEY>'",
+            )),
+        }
+    }
+
+    fn check_api_version(&self, headers: &HeaderMap) -> Result<(), Answer> {
+        if !self.require_api_version {
+            return Ok(());
+        }
+        let details = json!({ "header": "x-api-version" });
+        match headers.get("x-api-version") {
+            Some(value) if value == API_VERSION => Ok(()),
+            Some(value) => Err(Answer::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_api_version",
+                &format!(
+                    "unsupported X-API-Version '{}'; expected {API_VERSION}",
+                    String::from_utf8_lossy(value.as_bytes())
+                ),
+                details,
+            )),
+            None => Err(Answer::error(
+                StatusCode::BAD_REQUEST,
+                "missing_api_version",
+                &format!("the X-API-Version header is required; expected {API_VERSION}"),
+                details,
+            )),
+        }
+    }
+}
+
+/// Requires `Content-Type: application/json` (parameters such as `charset` allowed); anything
+/// else is 415 Unsupported Media Type.
+fn check_content_type(headers: &HeaderMap) -> Result<(), Answer> {
+    let details = json!({ "header": "content-type" });
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Err(Answer::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the Content-Type header is missing; expected application/json",
+            details,
+        ));
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let mime = text.split(';').next().unwrap_or_default().trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Answer::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            &format!("Content-Type must be application/json, got '{text}'"),
+            details,
+        ))
+    }
+}
+
+fn describe_window(window: Duration) -> String {
+    if window.subsec_nanos() == 0 {
+        format!("{} s", window.as_secs())
+    } else {
+        format!("{} ms", window.as_millis())
+    }
+}
+
+fn to_response(answer: Answer) -> Response<Body> {
+    // Serialising a `Value` cannot fail; fall back to an empty object all the same.
+    let bytes = serde_json::to_vec(&answer.body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = answer.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in answer.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    response
+}
