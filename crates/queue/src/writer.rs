@@ -1,0 +1,259 @@
+//! Group commit: one writer thread turns concurrent enqueue requests into few transactions.
+//!
+//! Callers hand a [`WriteRequest`] to the writer thread over an `mpsc` channel and wait on a
+//! [`PendingEnqueue`]. The writer blocks for the first request, then takes every request already
+//! waiting (up to [`crate::QueueConfig::max_events_per_commit`] events) and writes them all in one
+//! `BEGIN IMMEDIATE` transaction. A request that would exceed the bound is refused before any of
+//! its rows are written, so the others still commit; any SQLite error rolls the whole transaction
+//! back and every request of the group gets [`QueueError::CommitFailed`] (per-request savepoints
+//! would isolate such errors, but they cost statement journaling on every request for failures
+//! that, like a full disk, would hit the other requests too). Only after `COMMIT` has
+//! returned (and, with [`crate::Durability::Full`], the WAL has been fsynced) does it complete the
+//! callers. While one commit is being fsynced, new requests pile up in the channel and go into
+//! the next transaction together, which is what makes many small concurrent requests cheap.
+//!
+//! A request whose [`Completer`] is dropped without an answer (the writer panicked or stopped)
+//! completes with [`QueueError::Closed`], so no caller waits forever.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::SystemTime;
+
+use rusqlite::{TransactionBehavior, params};
+
+use crate::error::{QueueError, SqlContext};
+use crate::types::{EventId, NewEvent, QueueConfig, to_ms};
+use crate::{WriteConn, lock};
+
+/// The answer slot shared by a caller and the writer thread.
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    result: Option<Result<Vec<EventId>, QueueError>>,
+    waker: Option<Waker>,
+}
+
+/// The writer's end of a slot; completing twice is impossible, dropping completes with `Closed`.
+pub(crate) struct Completer {
+    slot: Option<Arc<Slot>>,
+}
+
+impl Completer {
+    fn complete(mut self, result: Result<Vec<EventId>, QueueError>) {
+        if let Some(slot) = self.slot.take() {
+            fill(&slot, result);
+        }
+    }
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            fill(&slot, Err(QueueError::Closed));
+        }
+    }
+}
+
+fn fill(slot: &Slot, result: Result<Vec<EventId>, QueueError>) {
+    let waker = {
+        let mut state = lock(&slot.state);
+        state.result = Some(result);
+        state.waker.take()
+    };
+    slot.ready.notify_all();
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// An enqueue handed to the writer thread; resolves once its rows are committed or refused.
+///
+/// Block on it with [`PendingEnqueue::wait`], or `.await` it: it implements [`Future`] without
+/// needing any particular async runtime.
+#[must_use = "the events are only known to be stored once the pending enqueue resolves"]
+pub struct PendingEnqueue {
+    slot: Arc<Slot>,
+}
+
+impl std::fmt::Debug for PendingEnqueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingEnqueue").finish_non_exhaustive()
+    }
+}
+
+impl PendingEnqueue {
+    /// A pending enqueue that is already resolved.
+    pub(crate) fn ready(result: Result<Vec<EventId>, QueueError>) -> Self {
+        let slot = Arc::new(Slot::default());
+        fill(&slot, result);
+        Self { slot }
+    }
+
+    /// A new unresolved pending enqueue and the completer the writer answers through.
+    pub(crate) fn new() -> (Self, Completer) {
+        let slot = Arc::new(Slot::default());
+        (Self { slot: slot.clone() }, Completer { slot: Some(slot) })
+    }
+
+    /// Blocks until the batch is committed (returning one id per event, in batch order) or refused.
+    pub fn wait(self) -> Result<Vec<EventId>, QueueError> {
+        let mut state = lock(&self.slot.state);
+        loop {
+            if let Some(result) = state.result.take() {
+                return result;
+            }
+            state = self
+                .slot
+                .ready
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+impl Future for PendingEnqueue {
+    type Output = Result<Vec<EventId>, QueueError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = lock(&self.slot.state);
+        match state.result.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// One caller's batch on its way to the writer thread.
+pub(crate) struct WriteRequest {
+    pub(crate) events: Vec<NewEvent>,
+    pub(crate) destinations: Vec<String>,
+    pub(crate) bytes: u64,
+    pub(crate) completer: Completer,
+}
+
+/// The writer thread's main loop; returns when every sender is gone.
+pub(crate) fn run(rx: Receiver<WriteRequest>, conn: Arc<Mutex<WriteConn>>, config: QueueConfig) {
+    while let Ok(first) = rx.recv() {
+        let mut n_events = first.events.len();
+        let mut group = vec![first];
+        while n_events < config.max_events_per_commit {
+            match rx.try_recv() {
+                Ok(req) => {
+                    n_events += req.events.len();
+                    group.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&conn, &config, group);
+    }
+}
+
+/// Writes a group of requests in one transaction and answers every caller after the commit.
+fn commit_group(conn: &Mutex<WriteConn>, config: &QueueConfig, group: Vec<WriteRequest>) {
+    let now_ms = to_ms(SystemTime::now());
+    let res = {
+        let mut guard = lock(conn);
+        write_group(&mut guard, config, &group, now_ms)
+    };
+    match res {
+        Ok(outcomes) => {
+            for (req, outcome) in group.into_iter().zip(outcomes) {
+                req.completer.complete(outcome);
+            }
+        }
+        Err(err) => {
+            let msg = err.to_string();
+            for req in group {
+                req.completer
+                    .complete(Err(QueueError::CommitFailed(msg.clone())));
+            }
+        }
+    }
+}
+
+type Outcome = Result<Vec<EventId>, QueueError>;
+
+fn write_group(
+    wc: &mut WriteConn,
+    config: &QueueConfig,
+    group: &[WriteRequest],
+    now_ms: i64,
+) -> Result<Vec<Outcome>, QueueError> {
+    wc.set_synchronous(config.durability.into())?;
+    let tx = wc
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("starting an enqueue transaction")?;
+    let (mut n_events, mut n_bytes): (i64, i64) = tx
+        .query_row("SELECT events, bytes FROM totals WHERE id = 1", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .ctx("reading queue totals")?;
+    let retry_after_secs = config.full_retry_after.as_secs().max(1);
+    let mut outcomes = Vec::with_capacity(group.len());
+    for req in group {
+        let req_events = req.events.len() as i64;
+        let req_bytes = i64::try_from(req.bytes).unwrap_or(i64::MAX);
+        let fits = n_events.saturating_add(req_events) as u64 <= config.max_events
+            && n_bytes.saturating_add(req_bytes) as u64 <= config.max_bytes;
+        if !fits {
+            outcomes.push(Err(QueueError::Full { retry_after_secs }));
+            continue;
+        }
+        let ids = insert_request(&tx, req, now_ms)?;
+        n_events += req_events;
+        n_bytes += req_bytes;
+        outcomes.push(Ok(ids));
+    }
+    tx.execute(
+        "UPDATE totals SET events = ?1, bytes = ?2 WHERE id = 1",
+        params![n_events, n_bytes],
+    )
+    .ctx("updating queue totals")?;
+    tx.commit().ctx("committing an enqueue transaction")?;
+    Ok(outcomes)
+}
+
+fn insert_request(
+    conn: &rusqlite::Connection,
+    req: &WriteRequest,
+    now_ms: i64,
+) -> Result<Vec<EventId>, QueueError> {
+    let mut ins_event = conn
+        .prepare_cached(
+            "INSERT INTO events (message_id, payload, size, enqueued_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .ctx("preparing the event insert")?;
+    let mut ins_delivery = conn
+        .prepare_cached(
+            "INSERT INTO deliveries (event_id, destination, state, due_at, enqueued_at, age_from)
+             VALUES (?1, ?2, 0, ?3, ?3, ?3)",
+        )
+        .ctx("preparing the delivery insert")?;
+    let mut ids = Vec::with_capacity(req.events.len());
+    for event in &req.events {
+        let size = event.stored_size() as i64;
+        let id = ins_event
+            .insert(params![event.message_id, event.payload, size, now_ms])
+            .ctx("inserting an event")?;
+        for destination in &req.destinations {
+            ins_delivery
+                .execute(params![id, destination, now_ms])
+                .ctx("inserting a delivery")?;
+        }
+        ids.push(EventId(id));
+    }
+    Ok(ids)
+}

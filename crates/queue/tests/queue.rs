@@ -1,0 +1,743 @@
+//! Behaviour tests of the queue on real SQLite files in temporary directories.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use actionkit_queue::{
+    DeliveryId, DeliveryState, DlqFilter, DlqSelection, EventId, NewEvent, Queue, QueueConfig,
+    QueueError, RetryOutcome,
+};
+use tempfile::TempDir;
+
+fn dests(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn events(prefix: &str, n: usize) -> Vec<NewEvent> {
+    (0..n)
+        .map(|idx| {
+            NewEvent::new(
+                format!("{prefix}-{idx}"),
+                format!(r#"{{"type":"track","event":"{prefix}-{idx}"}}"#),
+            )
+        })
+        .collect()
+}
+
+fn open(dir: &TempDir, config: QueueConfig) -> Queue {
+    Queue::open(dir.path().join("queue.db"), config).unwrap()
+}
+
+fn count_rows(dir: &TempDir, table: &str) -> i64 {
+    let conn = rusqlite::Connection::open(dir.path().join("queue.db")).unwrap();
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+        row.get(0)
+    })
+    .unwrap()
+}
+
+fn dest_stats(q: &Queue, name: &str) -> actionkit_queue::DestinationStats {
+    q.stats(SystemTime::now())
+        .unwrap()
+        .destinations
+        .into_iter()
+        .find(|d| d.destination == name)
+        .unwrap_or_else(|| panic!("no stats for {name}"))
+}
+
+#[test]
+fn each_event_fans_out_to_every_destination_in_order() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    let ids = q.enqueue(events("e", 3), &dests(&["a", "b"])).unwrap();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    let now = SystemTime::now();
+    let a = q.lease("a", 10, now).unwrap();
+    assert_eq!(
+        a.iter().map(|l| l.message_id.as_str()).collect::<Vec<_>>(),
+        ["e-0", "e-1", "e-2"]
+    );
+    assert_eq!(a.iter().map(|l| l.event_id).collect::<Vec<_>>(), ids);
+    assert_eq!(a[1].payload, br#"{"type":"track","event":"e-1"}"#.to_vec());
+    assert!(a.iter().all(|l| l.attempts == 0 && l.last_error.is_none()));
+    assert!(a.iter().all(|l| l.destination == "a"));
+    // In-flight rows are not handed out twice, but the other destination has its own copies.
+    assert!(q.lease("a", 10, now).unwrap().is_empty());
+    assert_eq!(q.lease("b", 2, now).unwrap().len(), 2);
+    assert_eq!(q.lease("b", 2, now).unwrap().len(), 1);
+    assert!(q.lease("unknown", 10, now).unwrap().is_empty());
+
+    let a_stats = dest_stats(&q, "a");
+    assert_eq!((a_stats.pending, a_stats.in_flight), (0, 3));
+    let stats = q.stats(now).unwrap();
+    assert_eq!(stats.events_stored, 3);
+    assert!(stats.db_file_bytes > 0);
+}
+
+#[test]
+fn ack_prunes_rows_and_counts_deliveries() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    q.enqueue(events("e", 4), &dests(&["a", "b"])).unwrap();
+    let now = SystemTime::now();
+    let a = q.lease("a", 10, now).unwrap();
+    let acked = q
+        .ack_delivered(&a.iter().map(|l| l.id).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(acked, 4);
+    // Destination b still needs the events, so they stay.
+    assert_eq!(count_rows(&dir, "events"), 4);
+    assert_eq!(count_rows(&dir, "deliveries"), 4);
+    let a_stats = dest_stats(&q, "a");
+    assert_eq!(
+        (a_stats.delivered_total, a_stats.pending, a_stats.in_flight),
+        (4, 0, 0)
+    );
+
+    let b = q.lease("b", 10, now).unwrap();
+    q.ack_delivered(&b.iter().map(|l| l.id).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(count_rows(&dir, "events"), 0);
+    assert_eq!(count_rows(&dir, "deliveries"), 0);
+    let stats = q.stats(now).unwrap();
+    assert_eq!((stats.events_stored, stats.bytes_stored), (0, 0));
+    assert_eq!(dest_stats(&q, "b").delivered_total, 4);
+    // Acknowledging again finds nothing and changes nothing.
+    assert_eq!(q.ack_delivered(&[b[0].id]).unwrap(), 0);
+    assert_eq!(dest_stats(&q, "b").delivered_total, 4);
+}
+
+#[test]
+fn retry_becomes_due_at_its_time_with_attempt_and_error() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    q.enqueue(events("e", 1), &dests(&["a"])).unwrap();
+    let now = SystemTime::now();
+    let lease = q.lease("a", 1, now).unwrap().remove(0);
+    let when = now + Duration::from_secs(30);
+    assert!(
+        q.retry_at(lease.id, when, "HTTP 503 Service Unavailable")
+            .unwrap()
+    );
+    assert_eq!(dest_stats(&q, "a").retry_scheduled, 1);
+
+    assert!(
+        q.lease("a", 1, when - Duration::from_millis(1))
+            .unwrap()
+            .is_empty()
+    );
+    let again = q.lease("a", 1, when).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(
+        again[0].last_error.as_deref(),
+        Some("HTTP 503 Service Unavailable")
+    );
+    assert_eq!(again[0].id.delivery, lease.id.delivery);
+    assert_ne!(again[0].id.generation, lease.id.generation);
+}
+
+#[test]
+fn expired_lease_returns_the_row_and_fences_the_old_worker() {
+    let dir = TempDir::new().unwrap();
+    let cfg = QueueConfig {
+        lease_duration: Duration::from_secs(60),
+        ..QueueConfig::default()
+    };
+    let q = open(&dir, cfg);
+    q.enqueue(events("e", 2), &dests(&["a"])).unwrap();
+    let t0 = SystemTime::now();
+    let first = q.lease("a", 10, t0).unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].lease_until, {
+        // Stored at millisecond precision.
+        let ms = (t0 + Duration::from_secs(60))
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    });
+
+    // Before the deadline nothing is handed out again.
+    let just_before = t0 + Duration::from_millis(59_000);
+    assert!(q.lease("a", 10, just_before).unwrap().is_empty());
+    assert_eq!(q.reclaim_expired(just_before).unwrap(), 0);
+
+    // After it, reclaim returns both rows to pending and a new worker gets them.
+    let after = t0 + Duration::from_secs(61);
+    assert_eq!(q.reclaim_expired(after).unwrap(), 2);
+    assert_eq!(dest_stats(&q, "a").pending, 2);
+    let second = q.lease("a", 10, after).unwrap();
+    assert_eq!(second.len(), 2);
+
+    // The first worker's outcome can no longer overwrite the second worker's lease.
+    assert!(!q.retry_at(first[0].id, after, "late").unwrap());
+    assert!(!q.dead_letter(first[1].id, "late", after).unwrap());
+    assert_eq!(dest_stats(&q, "a").in_flight, 2);
+    assert!(q.retry_at(second[0].id, after, "HTTP 500").unwrap());
+    assert!(q.dead_letter(second[1].id, "HTTP 400", after).unwrap());
+    let st = dest_stats(&q, "a");
+    assert_eq!(
+        (st.retry_scheduled, st.dead_lettered, st.in_flight),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn lease_itself_picks_up_rows_of_a_dead_worker() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    q.enqueue(events("e", 3), &dests(&["a"])).unwrap();
+    let t0 = SystemTime::now();
+    assert_eq!(q.lease("a", 3, t0).unwrap().len(), 3);
+    let later = t0 + q.config().lease_duration;
+    let again = q.lease("a", 10, later).unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|l| l.message_id.as_str())
+            .collect::<Vec<_>>(),
+        ["e-0", "e-1", "e-2"]
+    );
+}
+
+#[test]
+fn dead_letter_list_get_replay_and_purge() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    q.enqueue(events("e", 3), &dests(&["a", "b"])).unwrap();
+    let now = SystemTime::now();
+    let a = q.lease("a", 10, now).unwrap();
+    let b = q.lease("b", 10, now).unwrap();
+    assert!(q.retry_at(a[0].id, now, "HTTP 502").unwrap());
+    let a0 = q.lease("a", 1, now).unwrap().remove(0);
+    assert!(
+        q.dead_letter(a0.id, "HTTP 400: invalid user id", now)
+            .unwrap()
+    );
+    assert!(q.dead_letter(a[1].id, "HTTP 401", now).unwrap());
+    assert!(q.dead_letter(b[2].id, "HTTP 404", now).unwrap());
+
+    assert_eq!(q.dlq_count(&DlqFilter::default()).unwrap(), 3);
+    let listed = q
+        .dlq_list(
+            &DlqFilter {
+                destination: Some("a".into()),
+                message_id: None,
+            },
+            10,
+            0,
+        )
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].message_id, "e-0");
+    assert_eq!(listed[0].reason, "HTTP 400: invalid user id");
+    assert_eq!(listed[0].last_error.as_deref(), Some("HTTP 502"));
+    assert_eq!(listed[0].attempts, 2);
+    assert_eq!(listed[1].attempts, 1);
+    let by_message = q
+        .dlq_list(
+            &DlqFilter {
+                destination: None,
+                message_id: Some("e-2".into()),
+            },
+            10,
+            0,
+        )
+        .unwrap();
+    assert_eq!(by_message.len(), 1);
+    assert_eq!(by_message[0].destination, "b");
+    // Paging.
+    let page2 = q.dlq_list(&DlqFilter::default(), 2, 2).unwrap();
+    assert_eq!(page2.len(), 1);
+    assert_eq!(page2[0].delivery_id, by_message[0].delivery_id);
+
+    let item = q.dlq_get(listed[1].delivery_id).unwrap().unwrap();
+    assert_eq!(item.payload, br#"{"type":"track","event":"e-1"}"#.to_vec());
+    assert_eq!(item.entry.payload_bytes, item.payload.len() as u64);
+    assert!(
+        !format!("{item:?}").contains("track"),
+        "payload leaked into Debug"
+    );
+    // A delivery that is not dead-lettered is not in the DLQ.
+    assert!(q.dlq_get(b[0].id.delivery).unwrap().is_none());
+    assert!(q.dlq_get(DeliveryId(999_999)).unwrap().is_none());
+
+    // Replay one by id: back to pending with attempts reset and a fresh age clock. (Within the
+    // lease duration, so a[2] stays in flight.)
+    let later = now + Duration::from_secs(30);
+    assert_eq!(
+        q.dlq_replay(
+            &DlqSelection::Ids(vec![listed[0].delivery_id, b[0].id.delivery]),
+            later
+        )
+        .unwrap(),
+        1
+    );
+    let replayed = q.lease("a", 10, later).unwrap();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0].message_id, "e-0");
+    assert_eq!(replayed[0].attempts, 0);
+    assert!(replayed[0].last_error.is_none());
+    assert!(replayed[0].age_from >= later - Duration::from_millis(1));
+
+    // Purge destination b's DLQ (event e-2 stays: destination a still has it in flight).
+    assert_eq!(
+        q.dlq_purge(&DlqSelection::Destination("b".into())).unwrap(),
+        1
+    );
+    assert_eq!(q.dlq_count(&DlqFilter::default()).unwrap(), 1);
+    assert_eq!(dest_stats(&q, "b").purged_total, 1);
+    // Purge everything left.
+    assert_eq!(q.dlq_purge(&DlqSelection::All).unwrap(), 1);
+    assert_eq!(q.dlq_count(&DlqFilter::default()).unwrap(), 0);
+    let a_stats = dest_stats(&q, "a");
+    assert_eq!((a_stats.dead_lettered_total, a_stats.purged_total), (2, 1));
+
+    // Ack what is still in flight; every event must then be gone from the file.
+    let mut open_leases: Vec<_> = replayed.iter().map(|l| l.id).collect();
+    open_leases.extend(b[..2].iter().map(|l| l.id));
+    assert_eq!(q.ack_delivered(&open_leases).unwrap(), 3);
+    // a[2] is still in flight.
+    assert_eq!(count_rows(&dir, "deliveries"), 1);
+    q.ack_delivered(&[a[2].id]).unwrap();
+    assert_eq!(count_rows(&dir, "events"), 0);
+    assert_eq!(q.stats(later).unwrap().events_stored, 0);
+}
+
+#[test]
+fn replay_all_for_destination_only_touches_that_destination() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    q.enqueue(events("e", 2), &dests(&["a", "b"])).unwrap();
+    let now = SystemTime::now();
+    for d in ["a", "b"] {
+        for l in q.lease(d, 10, now).unwrap() {
+            assert!(q.dead_letter(l.id, "HTTP 403", now).unwrap());
+        }
+    }
+    assert_eq!(
+        q.dlq_replay(&DlqSelection::Destination("a".into()), now)
+            .unwrap(),
+        2
+    );
+    assert_eq!(dest_stats(&q, "a").pending, 2);
+    assert_eq!(dest_stats(&q, "b").dead_lettered, 2);
+    assert_eq!(q.dlq_replay(&DlqSelection::All, now).unwrap(), 2);
+    assert_eq!(dest_stats(&q, "b").pending, 2);
+}
+
+#[test]
+fn schedule_retry_dead_letters_past_max_age() {
+    let dir = TempDir::new().unwrap();
+    let cfg = QueueConfig {
+        max_age: Duration::from_secs(3600),
+        ..QueueConfig::default()
+    };
+    let q = open(&dir, cfg);
+    q.enqueue(events("e", 2), &dests(&["a"])).unwrap();
+    let now = SystemTime::now();
+    let leases = q.lease("a", 10, now).unwrap();
+    let deadline = q.config().retry_deadline(&leases[0]);
+    assert_eq!(deadline, leases[0].age_from + Duration::from_secs(3600));
+
+    let within = q
+        .schedule_retry(&leases[0], deadline, "HTTP 500: oops", now)
+        .unwrap();
+    assert_eq!(within, RetryOutcome::RetryScheduled);
+    let past = q
+        .schedule_retry(
+            &leases[1],
+            deadline + Duration::from_secs(1),
+            "HTTP 429: slow down",
+            now,
+        )
+        .unwrap();
+    assert_eq!(past, RetryOutcome::DeadLettered);
+    let dlq = q.dlq_list(&DlqFilter::default(), 10, 0).unwrap();
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].reason, "max age exceeded: HTTP 429: slow down");
+    // The lease of leases[0] is used up, so a second outcome is refused.
+    assert_eq!(
+        q.schedule_retry(&leases[0], now, "again", now).unwrap(),
+        RetryOutcome::LeaseLost
+    );
+}
+
+#[test]
+fn full_queue_refuses_the_whole_batch_and_stores_nothing_of_it() {
+    let dir = TempDir::new().unwrap();
+    let cfg = QueueConfig {
+        max_events: 5,
+        full_retry_after: Duration::from_secs(7),
+        ..QueueConfig::default()
+    };
+    let q = open(&dir, cfg);
+    q.enqueue(events("first", 3), &dests(&["a"])).unwrap();
+    let err = q.enqueue(events("second", 3), &dests(&["a"])).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            QueueError::Full {
+                retry_after_secs: 7
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "queue is full; retry after 7 s");
+    assert_eq!(count_rows(&dir, "events"), 3);
+    assert_eq!(count_rows(&dir, "deliveries"), 3);
+    // A batch that fits exactly is still accepted.
+    q.enqueue(events("third", 2), &dests(&["a"])).unwrap();
+    assert_eq!(q.stats(SystemTime::now()).unwrap().events_stored, 5);
+    assert!(matches!(
+        q.enqueue(events("fourth", 1), &dests(&["a"])),
+        Err(QueueError::Full { .. })
+    ));
+    // Delivering frees room.
+    let now = SystemTime::now();
+    let leased = q.lease("a", 2, now).unwrap();
+    q.ack_delivered(&leased.iter().map(|l| l.id).collect::<Vec<_>>())
+        .unwrap();
+    q.enqueue(events("fifth", 2), &dests(&["a"])).unwrap();
+    // A batch larger than the bound can never fit and says so.
+    let err = q.enqueue(events("huge", 6), &dests(&["a"])).unwrap_err();
+    assert!(
+        matches!(err, QueueError::BatchTooLarge { events: 6, .. }),
+        "{err:?}"
+    );
+    let message_ids: HashSet<String> = q
+        .lease("a", 100, now + Duration::from_secs(1))
+        .unwrap()
+        .into_iter()
+        .map(|l| l.message_id)
+        .collect();
+    let expected: HashSet<String> = ["first-2", "third-0", "third-1", "fifth-0", "fifth-1"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(message_ids, expected);
+}
+
+#[test]
+fn byte_bound_counts_payload_and_message_id() {
+    let dir = TempDir::new().unwrap();
+    let cfg = QueueConfig {
+        max_bytes: 100,
+        ..QueueConfig::default()
+    };
+    let q = open(&dir, cfg);
+    // 10 bytes of messageId plus 40 bytes of payload each.
+    let ev = |id: &str| NewEvent::new(format!("{id:0>10}"), vec![b'x'; 40]);
+    q.enqueue(vec![ev("1"), ev("2")], &dests(&["a"])).unwrap();
+    assert_eq!(q.stats(SystemTime::now()).unwrap().bytes_stored, 100);
+    assert!(matches!(
+        q.enqueue(vec![NewEvent::new("", vec![b'y'; 1])], &dests(&["a"])),
+        Err(QueueError::Full { .. })
+    ));
+    assert_eq!(count_rows(&dir, "events"), 2);
+}
+
+#[test]
+fn concurrent_requests_over_the_bound_are_refused_whole() {
+    let dir = TempDir::new().unwrap();
+    let cfg = QueueConfig {
+        max_events: 10,
+        ..QueueConfig::default()
+    };
+    let q = open(&dir, cfg);
+    // Submitting without waiting lets the writer put several requests in one transaction.
+    let pending: Vec<_> = (0..10)
+        .map(|idx| {
+            q.submit(events(&format!("b{idx}"), 3), &dests(&["a"]))
+                .unwrap()
+        })
+        .collect();
+    let results: Vec<_> = pending.into_iter().map(|p| p.wait()).collect();
+    let accepted: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(idx, _)| idx)
+        .collect();
+    assert_eq!(accepted.len(), 3, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(_) | Err(QueueError::Full { .. })))
+    );
+    let stored: HashSet<String> = q
+        .lease("a", 100, SystemTime::now())
+        .unwrap()
+        .into_iter()
+        .map(|l| l.message_id)
+        .collect();
+    let expected: HashSet<String> = accepted
+        .iter()
+        .flat_map(|idx| (0..3).map(move |e| format!("b{idx}-{e}")))
+        .collect();
+    assert_eq!(stored, expected);
+}
+
+#[test]
+fn bad_destination_lists_are_refused_before_storing() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    assert!(matches!(
+        q.enqueue(events("e", 1), &[]),
+        Err(QueueError::NoDestinations)
+    ));
+    let err = q
+        .enqueue(events("e", 1), &dests(&["a", "b", "a"]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"invalid destination list: destination appears more than once (destination "a")"#
+    );
+    assert!(matches!(
+        q.enqueue(events("e", 1), &dests(&["a", ""])),
+        Err(QueueError::InvalidDestination { .. })
+    ));
+    assert_eq!(
+        q.enqueue(Vec::new(), &dests(&["a"])).unwrap(),
+        Vec::<EventId>::new()
+    );
+    assert_eq!(count_rows(&dir, "events"), 0);
+}
+
+#[test]
+fn reopening_returns_in_flight_rows_to_pending() {
+    let dir = TempDir::new().unwrap();
+    {
+        let q = open(&dir, QueueConfig::default());
+        q.enqueue(events("e", 5), &dests(&["a"])).unwrap();
+        assert_eq!(q.lease("a", 2, SystemTime::now()).unwrap().len(), 2);
+        assert_eq!(q.recovered_on_open(), 0);
+    }
+    // An inspecting tool leaves them alone.
+    {
+        let q = open(
+            &dir,
+            QueueConfig {
+                recover_in_flight: false,
+                ..QueueConfig::default()
+            },
+        );
+        assert_eq!(q.recovered_on_open(), 0);
+        assert_eq!(dest_stats(&q, "a").in_flight, 2);
+    }
+    let q = open(&dir, QueueConfig::default());
+    assert_eq!(q.recovered_on_open(), 2);
+    let st = dest_stats(&q, "a");
+    assert_eq!((st.pending, st.in_flight), (5, 0));
+    assert_eq!(q.lease("a", 10, SystemTime::now()).unwrap().len(), 5);
+}
+
+#[test]
+fn schema_is_versioned_and_newer_databases_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("queue.db");
+    drop(Queue::open(&path, QueueConfig::default()).unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let versions: Vec<i64> = conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(versions, [1]);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let err = Queue::open(&path, QueueConfig::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            QueueError::SchemaTooNew {
+                found: 99,
+                supported: 1
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn opening_a_missing_directory_names_the_path() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("no-such-dir").join("queue.db");
+    let err = Queue::open(&path, QueueConfig::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("cannot open queue database "), "{msg}");
+    assert!(msg.contains("no-such-dir"), "{msg}");
+}
+
+#[test]
+fn data_survives_reopen() {
+    let dir = TempDir::new().unwrap();
+    let ids = {
+        let q = open(&dir, QueueConfig::default());
+        q.enqueue(events("e", 3), &dests(&["a"])).unwrap()
+    };
+    let q = open(&dir, QueueConfig::default());
+    let leased = q.lease("a", 10, SystemTime::now()).unwrap();
+    assert_eq!(leased.iter().map(|l| l.event_id).collect::<Vec<_>>(), ids);
+    // Ids are not reused after the events are gone.
+    q.ack_delivered(&leased.iter().map(|l| l.id).collect::<Vec<_>>())
+        .unwrap();
+    let more = q.enqueue(events("f", 1), &dests(&["a"])).unwrap();
+    assert!(more[0] > ids[2], "{more:?} after {ids:?}");
+}
+
+#[test]
+fn pending_enqueue_is_a_future() {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    let mut fut = Box::pin(q.submit(events("e", 2), &dests(&["a"])).unwrap());
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let ids = loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(res) => break res.unwrap(),
+            Poll::Pending => std::thread::park(),
+        }
+    };
+    assert_eq!(ids.len(), 2);
+    assert_eq!(dest_stats(&q, "a").pending, 2);
+}
+
+#[test]
+fn debug_output_hides_payloads() {
+    let ev = NewEvent::new("m1", r#"{"traits":{"password":"hunter2"}}"#);
+    let shown = format!("{ev:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("m1"), "{shown}");
+
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    q.enqueue(vec![ev], &dests(&["a"])).unwrap();
+    let lease = q.lease("a", 1, SystemTime::now()).unwrap().remove(0);
+    assert!(!format!("{lease:?}").contains("hunter2"));
+}
+
+#[test]
+fn deliveries_of_an_event_show_each_state() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    let ids = q
+        .enqueue(events("e", 1), &dests(&["a", "b", "c", "d"]))
+        .unwrap();
+    let now = SystemTime::now();
+    let a = q.lease("a", 1, now).unwrap().remove(0);
+    let b = q.lease("b", 1, now).unwrap().remove(0);
+    let c = q.lease("c", 1, now).unwrap().remove(0);
+    let retry_time = now + Duration::from_secs(5);
+    assert!(q.retry_at(b.id, retry_time, "HTTP 503").unwrap());
+    assert!(q.dead_letter(c.id, "HTTP 400", now).unwrap());
+    let infos = q.deliveries(ids[0]).unwrap();
+    let states: Vec<(&str, DeliveryState)> = infos
+        .iter()
+        .map(|i| (i.destination.as_str(), i.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a", DeliveryState::InFlight),
+            ("b", DeliveryState::RetryScheduled),
+            ("c", DeliveryState::DeadLettered),
+            ("d", DeliveryState::Pending),
+        ]
+    );
+    assert_eq!(infos[0].id, a.id.delivery);
+    assert_eq!(infos[1].attempts, 1);
+    assert_eq!(infos[1].last_error.as_deref(), Some("HTTP 503"));
+    assert_eq!(infos[2].dead_reason.as_deref(), Some("HTTP 400"));
+    assert!(q.deliveries(EventId(12345)).unwrap().is_empty());
+    // The CLI prints these names; renaming them is a breaking change.
+    assert_eq!(
+        serde_json::to_string(&infos[1].state).unwrap(),
+        r#""retry_scheduled""#
+    );
+}
+
+#[test]
+fn background_checkpoints_move_the_wal_into_the_database_file() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    // About 24 MiB of events: past the 16 MiB wake-up point, below the 64 MiB inline limit, so
+    // only the background checkpointer can have copied pages into the main file.
+    for b in 0..48 {
+        let batch = (0..500)
+            .map(|e| NewEvent::new(format!("b{b}-e{e}"), vec![b'x'; 1000]))
+            .collect();
+        q.enqueue(batch, &dests(&["a"])).unwrap();
+    }
+    let main_file = dir.path().join("queue.db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let len = std::fs::metadata(&main_file).unwrap().len();
+        if len >= 16 * 1024 * 1024 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "main database file is still {len} bytes: no checkpoint ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(q.stats(SystemTime::now()).unwrap().checkpoint_failures, 0);
+}
+
+#[test]
+fn delivered_rows_are_pruned_so_the_file_stops_growing() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    let mut sizes = Vec::new();
+    for round in 0..6 {
+        for b in 0..4 {
+            let batch = (0..500)
+                .map(|e| NewEvent::new(format!("r{round}-b{b}-e{e}"), vec![b'x'; 1000]))
+                .collect();
+            q.enqueue(batch, &dests(&["a"])).unwrap();
+        }
+        let now = SystemTime::now();
+        loop {
+            let leased = q.lease("a", 500, now).unwrap();
+            if leased.is_empty() {
+                break;
+            }
+            q.ack_delivered(&leased.iter().map(|l| l.id).collect::<Vec<_>>())
+                .unwrap();
+        }
+        sizes.push(q.stats(now).unwrap().db_file_bytes);
+    }
+    assert_eq!(count_rows(&dir, "events"), 0);
+    assert_eq!(dest_stats(&q, "a").delivered_total, 6 * 2000);
+    // Freed pages are reused: after the first round the file holds at most one round's worth.
+    assert!(
+        sizes[5] <= sizes[0] * 2,
+        "database grows with delivered events: {sizes:?}"
+    );
+}
