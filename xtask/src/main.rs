@@ -1,5 +1,104 @@
-//! Development tasks for actionkit: code generation, validation and scaffolding.
+//! The `cargo xtask` command line: parses arguments and runs one task.
+//!
+//! Tasks: `codegen [--check]` (alias `cargo codegen`), `validate`, and `new-action <dest> <key>`.
+//! Each runs over the repository that holds this xtask, or over `--root <dir>` when given.
 
-fn main() {
-    println!("xtask: not yet implemented");
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [--root <dir>]
+
+tasks:
+  codegen [--check]          regenerate handlers, docs, catalog and schemas (alias: cargo codegen);
+                             --check changes nothing and fails when a generated file is stale
+  validate                   load every destination and print all diagnostics
+  new-action <dest> <key>    scaffold actions/<dest>/<key>.yaml and a test case for it";
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let root = match take_option(&mut args, "--root") {
+        Ok(Some(dir)) => PathBuf::from(dir),
+        Ok(None) => xtask::project_root(),
+        Err(msg) => return usage_error(&msg),
+    };
+    let Some(task) = args.first().cloned() else {
+        return usage_error("no task given");
+    };
+    let rest = &args[1..];
+    let res = match task.as_str() {
+        "codegen" => {
+            let check = match rest {
+                [] => false,
+                [flag] if flag == "--check" => true,
+                _ => {
+                    return usage_error(&format!(
+                        "unexpected arguments for codegen: {}",
+                        rest.join(" ")
+                    ));
+                }
+            };
+            xtask::codegen::run(
+                &root,
+                if check {
+                    xtask::fs::Mode::Check
+                } else {
+                    xtask::fs::Mode::Write
+                },
+            )
+        }
+        "validate" => {
+            if !rest.is_empty() {
+                return usage_error(&format!(
+                    "unexpected arguments for validate: {}",
+                    rest.join(" ")
+                ));
+            }
+            xtask::validate::run(&root)
+        }
+        "new-action" => match rest {
+            [dest, key] => xtask::new_action::run(&root, dest, key),
+            _ => return usage_error("new-action takes exactly two arguments: <dest> <key>"),
+        },
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => return usage_error(&format!("unknown task `{other}`")),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is::<xtask::codegen::from_spec::ValidationFailed>() => {
+            // Rendered diagnostics carry their own `error:` labels.
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Removes `--name <value>` (or `--name=<value>`) from `args` and returns the value.
+fn take_option(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
+    let prefix = format!("{name}=");
+    if let Some(idx) = args.iter().position(|arg| arg == name) {
+        if idx + 1 >= args.len() {
+            return Err(format!("{name} needs a value"));
+        }
+        let value = args.remove(idx + 1);
+        args.remove(idx);
+        return Ok(Some(value));
+    }
+    if let Some(idx) = args.iter().position(|arg| arg.starts_with(&prefix)) {
+        let arg = args.remove(idx);
+        return Ok(Some(arg[prefix.len()..].to_owned()));
+    }
+    Ok(None)
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("error: {msg}\n\n{USAGE}");
+    ExitCode::from(2)
 }

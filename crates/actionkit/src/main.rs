@@ -1,5 +1,51 @@
 //! The actionkit command-line interface.
+//!
+//! Each subcommand lives in its own module under `cmd`; this file only parses arguments and
+//! reports errors.
 
-fn main() {
-    println!("actionkit: not yet implemented");
+mod cmd;
+mod events;
+mod input;
+mod setup;
+
+use clap::{Parser, Subcommand};
+
+/// Declarative destination actions: deliver Segment events to SaaS tools.
+#[derive(Debug, Parser)]
+#[command(name = "actionkit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Deliver Segment events through the destination's mappings.
+    Send(cmd::send::SendArgs),
+    /// Evaluate one mapping or trigger on one event (Segment's Mappings Tester).
+    Map(cmd::map::MapArgs),
+    /// Check the destination's credentials (its test-authentication request).
+    TestAuth(cmd::auth::TestAuthArgs),
+    /// Delete one user in the destination (its on-delete request).
+    DeleteUser(cmd::auth::DeleteUserArgs),
+    /// Serve a local stand-in for Userpilot's API.
+    MockUserpilot(cmd::mock::MockArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Send(args) => cmd::send::run(args),
+        Command::Map(args) => cmd::map::run(args),
+        Command::TestAuth(args) => cmd::auth::test_auth(args),
+        Command::DeleteUser(args) => cmd::auth::delete_user(args),
+        Command::MockUserpilot(args) => cmd::mock::run(args),
+    };
+    match res {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }

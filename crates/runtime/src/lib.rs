@@ -1,8 +1,20 @@
 //! What generated destination handlers and the dispatcher share.
 //!
-//! `request` is the built HTTP request; `delivery` sends built requests over HTTP with retries,
-//! backoff, rate limits and timeouts. The payload-validation and action-contract modules sit beside
-//! them.
+//! - [`fields`] and [`destination`]: the static model generated code embeds (fields, settings,
+//!   actions, presets, requests, hooks) and its one-time compilation ([`destination::CompiledDestination`]).
+//! - [`validate`]: Segment's payload pipeline after mapping (empty-value removal, validation with
+//!   coercion, Segment's error wording).
+//! - [`build`]: turning a validated payload into a [`request::Request`].
+//! - [`dispatch`]: a configured destination instance matching events to mappings, without IO.
+//! - [`redact`]: hiding secret setting values in built requests (dry-run output).
+//! - [`request`]: the built HTTP request; [`delivery`]: sending built requests over HTTP with
+//!   retries, backoff, rate limits and timeouts.
 
+pub mod build;
 pub mod delivery;
+pub mod destination;
+pub mod dispatch;
+pub mod fields;
+pub mod redact;
 pub mod request;
+pub mod validate;

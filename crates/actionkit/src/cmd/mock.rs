@@ -1,0 +1,112 @@
+//! `actionkit mock-userpilot`: run the local stand-in for Userpilot's API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use actionkit_mock_userpilot::{FaultConfig, Latency, MockConfig, MockServer, RateLimits};
+use anyhow::Context;
+use clap::Args;
+
+/// Serve a local stand-in for Userpilot's API, for demos and tests.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  actionkit mock-userpilot --listen 127.0.0.1:8089 --record requests.ndjson
+  actionkit mock-userpilot --api-key test --error-rate 0.3 --retry-after 2 --seed 7
+  actionkit mock-userpilot --latency 50ms..250ms --drop-rate 0.05 --no-rate-limits")]
+pub struct MockArgs {
+    /// The address to listen on (port 0 picks a free port and prints it).
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    listen: SocketAddr,
+    /// Require `Authorization: Token <KEY>`; without it the header is not checked.
+    #[arg(long, value_name = "KEY", env = "MOCK_USERPILOT_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Append one JSON line per request received to FILE (authorization values are masked).
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Answer without Userpilot's rate limits.
+    #[arg(long)]
+    no_rate_limits: bool,
+    /// Share of requests answered with the error status, from 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// The status of injected errors.
+    #[arg(long, default_value_t = 503)]
+    error_status: u16,
+    /// `Retry-After` seconds added to injected 429 and 503 answers.
+    #[arg(long, value_name = "SECONDS")]
+    retry_after: Option<u64>,
+    /// Delay before answering: a fixed time (`150ms`, `2s`) or a range (`50ms..250ms`).
+    #[arg(long)]
+    latency: Option<Latency>,
+    /// Share of requests whose connection is closed without an answer, from 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Seed for fault injection, for reproducible runs.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// Runs the mock until Ctrl-C or SIGTERM.
+pub fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
+    let config = MockConfig {
+        listen: args.listen,
+        api_key: args.api_key,
+        rate_limits: if args.no_rate_limits {
+            RateLimits::disabled()
+        } else {
+            RateLimits::userpilot()
+        },
+        faults: FaultConfig {
+            error_rate: args.error_rate,
+            error_status: args.error_status,
+            latency: args.latency,
+            retry_after: args.retry_after,
+            drop_rate: args.drop_rate,
+            seed: args.seed,
+        },
+        record: args.record,
+        ..MockConfig::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let server = MockServer::bind(config)
+            .await
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
+        eprintln!(
+            "Mock Userpilot API listening on http://{}/ (Ctrl-C stops it).",
+            server.local_addr()
+        );
+        server
+            .run(shutdown_signal())
+            .await
+            .map_err(|err| anyhow::anyhow!("{err}"))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

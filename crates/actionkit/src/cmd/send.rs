@@ -1,0 +1,508 @@
+//! `actionkit send`: deliver a stream of Segment events through every enabled mapping.
+//!
+//! Events are read on their own thread (see `events`), dispatched one at a time (trigger,
+//! mapping, validation, request building), then delivered concurrently with retries and rate
+//! limits. `--dry-run` stops after building the requests. Every event ends in the summary as
+//! delivered, failed (with the reason) or skipped.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actionkit_runtime::dispatch::{Instance, Outcome};
+use actionkit_runtime::request::Request;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde_json::{Map, Value, json};
+
+use crate::events::{self, Item};
+use crate::setup::{self, Target, TargetArgs};
+
+/// Deliver Segment events (NDJSON or a JSON array) through the destination's mappings.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  actionkit send --demo examples/events.ndjson
+  USERPILOT_API_KEY=… actionkit send events.ndjson
+  actionkit send --dry-run --output ndjson --setting apiKey=test examples/events.ndjson
+  cat events.ndjson | actionkit send --setting apiKey=… -")]
+pub struct SendArgs {
+    /// NDJSON or a JSON array of Segment events; `-` (the default) reads standard input.
+    input: Option<PathBuf>,
+    /// Build the requests but send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// What to print per event: `pretty` (for people), `ndjson` (one JSON line per event) or
+    /// `none` (only the summary). Default: `pretty` on a terminal, else `none`.
+    #[arg(long, value_enum)]
+    output: Option<OutputFormat>,
+    /// Print secret setting values instead of `[redacted]`.
+    #[arg(long)]
+    show_secrets: bool,
+    /// Start an embedded mock of Userpilot's API on 127.0.0.1 and deliver to it (no account needed).
+    #[arg(long, conflicts_with = "dry_run")]
+    demo: bool,
+    /// The largest accepted event in bytes; longer ones are reported and skipped.
+    #[arg(long, default_value_t = events::DEFAULT_MAX_EVENT_BYTES, value_name = "BYTES")]
+    max_event_bytes: usize,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+/// How per-event results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Pretty,
+    Ndjson,
+    None,
+}
+
+/// The API key the embedded mock expects in demo mode.
+const DEMO_API_KEY: &str = "demo-api-key";
+
+/// Runs the command; exit code 1 when any event failed for good.
+pub fn run(mut args: SendArgs) -> anyhow::Result<ExitCode> {
+    let output = args.output.unwrap_or(if std::io::stdout().is_terminal() {
+        OutputFormat::Pretty
+    } else {
+        OutputFormat::None
+    });
+    let reader: Box<dyn std::io::Read + Send> = match args.input.as_deref() {
+        None => Box::new(std::io::stdin()),
+        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin()),
+        Some(p) => Box::new(
+            std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
+        ),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let mock = if args.demo {
+            let config = actionkit_mock_userpilot::MockConfig {
+                api_key: Some(DEMO_API_KEY.to_owned()),
+                ..Default::default()
+            };
+            let handle = actionkit_mock_userpilot::spawn(config)
+                .await
+                .map_err(|err| anyhow::anyhow!("cannot start the embedded mock: {err}"))?;
+            args.target.settings.retain(|(name, _)| name != "apiKey" && name != "endpoint");
+            args.target
+                .settings
+                .push(("apiKey".to_owned(), DEMO_API_KEY.to_owned()));
+            eprintln!("Delivering to the embedded mock Userpilot API at {}.", handle.base_url());
+            Some(handle)
+        } else {
+            None
+        };
+        let endpoint = mock.as_ref().map(|handle| handle.base_url());
+        let target = setup::embedded_default(&args.target, endpoint.as_deref())?;
+        let mut printer = Printer {
+            format: output,
+            show_secrets: args.show_secrets,
+            instance: Arc::clone(&target.instance),
+            stdout: std::io::stdout().lock(),
+        };
+        let items = events::spawn_reader(reader, args.max_event_bytes);
+        let mut summary = pump(items, &target, args.dry_run, &mut printer).await?;
+        summary.instance = target.name.clone();
+        let to_stderr = output == OutputFormat::Ndjson;
+        summary.print(args.dry_run, to_stderr)?;
+        if let Some(handle) = mock {
+            let received = handle.requests().len();
+            eprintln!("The embedded mock received {received} requests.");
+            handle
+                .shutdown()
+                .await
+                .map_err(|err| anyhow::anyhow!("the embedded mock failed: {err}"))?;
+        }
+        Ok(if summary.failed_total() > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
+
+/// What one request became after delivery.
+#[derive(Debug, Clone)]
+struct Delivery {
+    delivered: bool,
+    status: Option<u16>,
+    attempts: u32,
+    reason: Option<String>,
+}
+
+/// Everything that happened to one input item.
+#[derive(Debug)]
+struct Report {
+    index: usize,
+    line: usize,
+    actions: Vec<&'static str>,
+    requests: Vec<(&'static str, Request)>,
+    deliveries: Vec<Delivery>,
+    errors: Vec<(Option<&'static str>, &'static str, String, u16)>,
+    skipped: bool,
+}
+
+/// Reads, dispatches and delivers every item; returns the summary.
+async fn pump(
+    items: std::sync::mpsc::Receiver<Item>,
+    target: &Target,
+    dry_run: bool,
+    printer: &mut Printer<'_>,
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let progress = progress_bar();
+    // Hand items over from the blocking reader thread without blocking the runtime.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(1024);
+    std::thread::spawn(move || {
+        for item in items {
+            if tx.blocking_send(item).is_err() {
+                return;
+            }
+        }
+    });
+    let max_in_flight = target.client.config().concurrency.max(1) * 8;
+    let mut in_flight = tokio::task::JoinSet::new();
+    while let Some(item) = rx.recv().await {
+        summary.events += 1;
+        summary.bytes += item.bytes;
+        let report = dispatch(item, target);
+        if dry_run || report.requests.is_empty() {
+            finish(report, &mut summary, printer, &progress)?;
+            continue;
+        }
+        while in_flight.len() >= max_in_flight {
+            if let Some(done) = in_flight.join_next().await {
+                finish(done.context("a delivery task failed")?, &mut summary, printer, &progress)?;
+            }
+        }
+        let client = Arc::clone(&target.client);
+        in_flight.spawn(async move {
+            let mut report = report;
+            for (_, request) in &report.requests {
+                let outcome = client.send(request).await;
+                report.deliveries.push(Delivery {
+                    delivered: outcome.is_delivered(),
+                    status: outcome.status,
+                    attempts: outcome.attempts,
+                    reason: outcome.reason,
+                });
+            }
+            report
+        });
+        while let Some(done) = in_flight.try_join_next() {
+            finish(done.context("a delivery task failed")?, &mut summary, printer, &progress)?;
+        }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        finish(done.context("a delivery task failed")?, &mut summary, printer, &progress)?;
+    }
+    progress.finish_and_clear();
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        None,
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {pos} events ({per_sec}) {elapsed}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Runs every enabled mapping of the target on one item.
+fn dispatch(item: Item, target: &Target) -> Report {
+    let mut report = Report {
+        index: item.index,
+        line: item.line,
+        actions: Vec::new(),
+        requests: Vec::new(),
+        deliveries: Vec::new(),
+        errors: Vec::new(),
+        skipped: false,
+    };
+    let event = match item.event {
+        Ok(event) => event,
+        Err(message) => {
+            let place = if item.line > 0 {
+                format!("line {}", item.line)
+            } else {
+                format!("item {}", item.index)
+            };
+            report
+                .errors
+                .push((None, "InputError", format!("{place}: {message}"), 400));
+            return report;
+        }
+    };
+    for outcome in target.instance.dispatch(&event) {
+        if let Some(key) = outcome.action_key {
+            report.actions.push(key);
+        }
+        match outcome.outcome {
+            Outcome::Request(request) => {
+                report.requests.push((outcome.action_key.unwrap_or(""), request));
+            }
+            Outcome::Invalid {
+                name,
+                message,
+                status,
+            } => report.errors.push((outcome.action_key, name, message, status)),
+            Outcome::Skipped { .. } => report.skipped = true,
+        }
+    }
+    report
+}
+
+/// Prints one report and adds it to the summary.
+fn finish(
+    report: Report,
+    summary: &mut Summary,
+    printer: &mut Printer<'_>,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
+    progress.inc(1);
+    summary.add(&report);
+    printer.print(&report)
+}
+
+/// Prints reports; secret setting values are redacted unless `--show-secrets` was given.
+struct Printer<'a> {
+    format: OutputFormat,
+    show_secrets: bool,
+    instance: Arc<Instance>,
+    stdout: std::io::StdoutLock<'a>,
+}
+
+impl Printer<'_> {
+    /// The request as it may be shown: redacted unless the user asked for secrets.
+    fn shown(&self, request: &Request) -> Request {
+        if self.show_secrets {
+            request.clone()
+        } else {
+            self.instance.redact(request)
+        }
+    }
+
+    fn print(&mut self, report: &Report) -> anyhow::Result<()> {
+        match self.format {
+            OutputFormat::None => Ok(()),
+            OutputFormat::Ndjson => {
+                let line = report_json(report, |r| self.shown(r));
+                writeln!(self.stdout, "{line}").context("cannot write to standard output")
+            }
+            OutputFormat::Pretty => {
+                let text = report_pretty(report, |r| self.shown(r));
+                write!(self.stdout, "{text}").context("cannot write to standard output")
+            }
+        }
+    }
+}
+
+/// The `--output ndjson` line for one report.
+fn report_json(report: &Report, show: impl Fn(&Request) -> Request) -> Value {
+    let requests: Vec<Value> = report
+        .requests
+        .iter()
+        .enumerate()
+        .map(|(idx, (_, request))| {
+            let mut obj = request_json(&show(request));
+            if let (Some(delivery), Value::Object(map)) = (report.deliveries.get(idx), &mut obj) {
+                map.insert(
+                    "result".to_owned(),
+                    json!({
+                        "delivered": delivery.delivered,
+                        "status": delivery.status,
+                        "attempts": delivery.attempts,
+                        "reason": delivery.reason,
+                    }),
+                );
+            }
+            obj
+        })
+        .collect();
+    let error = report.errors.first().map(|(_, name, message, status)| {
+        json!({ "name": name, "message": message, "status": status })
+    });
+    json!({
+        "index": report.index,
+        "actions": report.actions,
+        "requests": requests,
+        "error": error,
+    })
+}
+
+/// A request as JSON: method, URL, lower-case headers and the body.
+pub fn request_json(request: &Request) -> Value {
+    let mut headers = Map::new();
+    for (name, value) in &request.headers {
+        headers.insert(name.to_ascii_lowercase(), Value::String(value.clone()));
+    }
+    json!({
+        "method": request.method.as_str(),
+        "url": request.url,
+        "headers": headers,
+        "json": request.json,
+    })
+}
+
+/// The `--output pretty` block for one report, like Segment's Event Tester.
+fn report_pretty(report: &Report, show: impl Fn(&Request) -> Request) -> String {
+    let mut out = String::new();
+    let place = if report.line > 0 {
+        format!("line {}", report.line)
+    } else {
+        format!("item {}", report.index)
+    };
+    out.push_str(&format!("── event {} ({place})\n", report.index));
+    if report.skipped && report.requests.is_empty() && report.errors.is_empty() {
+        out.push_str("   skipped: no enabled mapping's trigger matched\n");
+    }
+    for (idx, (action, request)) in report.requests.iter().enumerate() {
+        let request = show(request);
+        out.push_str(&format!("   {action}: {} {}\n", request.method.as_str(), request.url));
+        for (name, value) in &request.headers {
+            out.push_str(&format!("     {name}: {value}\n"));
+        }
+        if let Some(body) = &request.json {
+            let text = serde_json::to_string_pretty(body).unwrap_or_default();
+            for line in text.lines() {
+                out.push_str(&format!("     {line}\n"));
+            }
+        }
+        if let Some(delivery) = report.deliveries.get(idx) {
+            let status = delivery.status.map_or("no response".to_owned(), |s| s.to_string());
+            let attempts = plural(delivery.attempts as usize, "attempt");
+            if delivery.delivered {
+                out.push_str(&format!("     → delivered: {status} after {attempts}\n"));
+            } else {
+                let reason = delivery.reason.as_deref().unwrap_or("unknown reason");
+                out.push_str(&format!("     → failed: {status} after {attempts}: {reason}\n"));
+            }
+        }
+    }
+    for (action, name, message, status) in &report.errors {
+        let action = action.map_or(String::new(), |a| format!("{a}: "));
+        out.push_str(&format!("   {action}{name} ({status}): {message}\n"));
+    }
+    out
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// Counts per action and in total.
+#[derive(Debug, Default)]
+struct Summary {
+    instance: String,
+    events: usize,
+    bytes: usize,
+    skipped: usize,
+    input_errors: usize,
+    per_action: BTreeMap<&'static str, ActionCounts>,
+    elapsed: std::time::Duration,
+}
+
+#[derive(Debug, Default)]
+struct ActionCounts {
+    delivered: usize,
+    failed: BTreeMap<String, usize>,
+}
+
+impl Summary {
+    fn add(&mut self, report: &Report) {
+        if report.skipped && report.requests.is_empty() && report.errors.is_empty() {
+            self.skipped += 1;
+        }
+        for (action, name, message, _) in &report.errors {
+            match action {
+                Some(action) => {
+                    let counts = self.per_action.entry(action).or_default();
+                    *counts.failed.entry(format!("{name}: {message}")).or_default() += 1;
+                }
+                None => self.input_errors += 1,
+            }
+        }
+        for (idx, (action, _)) in report.requests.iter().enumerate() {
+            let counts = self.per_action.entry(action).or_default();
+            match report.deliveries.get(idx) {
+                // A dry run counts built requests as delivered ("would send").
+                None => counts.delivered += 1,
+                Some(delivery) if delivery.delivered => counts.delivered += 1,
+                Some(delivery) => {
+                    let reason = delivery.reason.clone().unwrap_or_else(|| "unknown reason".into());
+                    *counts.failed.entry(reason).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    fn failed_total(&self) -> usize {
+        self.input_errors
+            + self
+                .per_action
+                .values()
+                .map(|c| c.failed.values().sum::<usize>())
+                .sum::<usize>()
+    }
+
+    fn print(&self, dry_run: bool, to_stderr: bool) -> anyhow::Result<()> {
+        let text = self.render(dry_run);
+        if to_stderr {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+        Ok(())
+    }
+
+    fn render(&self, dry_run: bool) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 { self.events as f64 / secs } else { 0.0 };
+        let delivered_word = if dry_run { "built" } else { "delivered" };
+        let mut out = format!(
+            "\nSummary for {}{}: {} in {:.2} s ({:.0} events/s)\n",
+            self.instance,
+            if dry_run { " (dry run, nothing sent)" } else { "" },
+            plural(self.events, "event"),
+            secs,
+            rate
+        );
+        out.push_str(&format!("  {:<24} {:>10} {:>8}\n", "action", delivered_word, "failed"));
+        for (action, counts) in &self.per_action {
+            let failed: usize = counts.failed.values().sum();
+            out.push_str(&format!("  {action:<24} {:>10} {failed:>8}\n", counts.delivered));
+        }
+        out.push_str(&format!("  skipped (no trigger matched): {}\n", self.skipped));
+        out.push_str(&format!("  input errors: {}\n", self.input_errors));
+        let failures: Vec<(&str, &String, &usize)> = self
+            .per_action
+            .iter()
+            .flat_map(|(action, c)| c.failed.iter().map(move |(r, n)| (*action, r, n)))
+            .collect();
+        if !failures.is_empty() {
+            out.push_str("Failures:\n");
+            for (action, reason, n) in failures {
+                out.push_str(&format!("  {action}: {n} × {reason}\n"));
+            }
+        }
+        out
+    }
+}

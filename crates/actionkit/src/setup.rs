@@ -1,0 +1,234 @@
+//! Building delivery targets: destination instances with their settings, mappings and clients.
+//!
+//! Without a config file the embedded default is used: the Userpilot destination with its three
+//! presets, settings from `--setting NAME=VALUE` or `USERPILOT_*` environment variables.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use actionkit_runtime::delivery::{DeliveryClient, DeliveryConfig, RateLimit};
+use actionkit_runtime::destination::{CompiledDestination, Registry};
+use actionkit_runtime::dispatch::Instance;
+use actionkit_runtime::fields::SettingDef;
+use actionkit_runtime::validate::fill_setting_defaults;
+use clap::Args;
+use serde_json::{Map, Value};
+
+/// The slug of the embedded default destination.
+pub const DEFAULT_DESTINATION: &str = "actions-userpilot-cloud";
+
+/// The prefix of environment variables that carry the embedded default's settings.
+pub const DEFAULT_ENV_PREFIX: &str = "USERPILOT";
+
+/// Settings and delivery options shared by every command that talks to a destination.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// A destination setting as NAME=VALUE (repeatable), for example `--setting apiKey=…`;
+    /// without it the embedded default reads `USERPILOT_<NAME>` (e.g. `USERPILOT_API_KEY`).
+    #[arg(long = "setting", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// Per-attempt timeout in seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub timeout: f64,
+    /// Attempts per request, the first one included.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_attempts: u32,
+    /// Requests in flight at once, per destination instance.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub concurrency: usize,
+    /// Turn off the destination's declared rate limits (only for mocks and load tests).
+    #[arg(long)]
+    pub no_rate_limits: bool,
+    /// The backoff ceiling of the first retry in seconds; it doubles per retry (full jitter).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub backoff_base: f64,
+    /// The largest backoff ceiling in seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub backoff_cap: f64,
+    /// The longest `Retry-After` honoured in seconds; longer requests are cut to this.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub max_retry_after: f64,
+    /// No retry starts later than this many seconds after a request's first attempt.
+    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
+    pub max_elapsed: f64,
+}
+
+/// Converts a seconds flag into a duration, naming the flag when the value is unusable.
+fn seconds(flag: &str, value: f64, allow_zero: bool) -> anyhow::Result<Duration> {
+    let ok = value.is_finite() && (value > 0.0 || (allow_zero && value == 0.0)) && value < 1e9;
+    if !ok {
+        bail!("--{flag} must be a positive number of seconds, found {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("expected NAME=VALUE, found '{}'", first_chars(text, 20))),
+    }
+}
+
+/// The start of `text`, so an error never echoes a whole secret.
+fn first_chars(text: &str, n: usize) -> String {
+    let mut out: String = text.chars().take(n).collect();
+    if text.chars().count() > n {
+        out.push('…');
+    }
+    out
+}
+
+/// One destination instance ready to dispatch and deliver.
+pub struct Target {
+    /// The instance's name, for summaries.
+    pub name: String,
+    /// The compiled instance.
+    pub instance: Arc<Instance>,
+    /// The delivery client with the instance's rate limits.
+    pub client: Arc<DeliveryClient>,
+}
+
+/// Compiles the generated destinations.
+pub fn registry() -> anyhow::Result<Registry> {
+    actionkit_destinations::registry().map_err(|problems| {
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("the generated destinations are invalid: {}", text.join("; "))
+    })
+}
+
+/// The embedded default target: Userpilot with its presets.
+pub fn embedded_default(args: &TargetArgs, endpoint_override: Option<&str>) -> anyhow::Result<Target> {
+    let registry = registry()?;
+    let dest = registry
+        .get(DEFAULT_DESTINATION)
+        .with_context(|| format!("destination '{DEFAULT_DESTINATION}' is not generated"))?
+        .clone();
+    let mut settings = settings_from_args(dest.def.settings, &args.settings, |name| {
+        std::env::var(env_name(name)).ok()
+    })?;
+    if let (Some(endpoint), Value::Object(map)) = (endpoint_override, &mut settings) {
+        map.insert("endpoint".to_owned(), Value::String(endpoint.to_owned()));
+    }
+    fill_setting_defaults(dest.def.settings, &mut settings);
+    check_required(dest.def.settings, &settings)?;
+    let instance = Instance::from_presets(dest.clone(), &settings)
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let client = delivery_client(&dest, args)?;
+    Ok(Target {
+        name: "userpilot".to_owned(),
+        instance: Arc::new(instance),
+        client: Arc::new(client),
+    })
+}
+
+/// The environment variable that carries setting `name` of the embedded default.
+pub fn env_name(name: &str) -> String {
+    let mut out = format!("{DEFAULT_ENV_PREFIX}_");
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && prev_lower {
+            out.push('_');
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        if c == '-' || c == '.' {
+            out.push('_');
+        } else {
+            out.push(c.to_ascii_uppercase());
+        }
+    }
+    out
+}
+
+/// Builds the settings object from `--setting` pairs, falling back to `lookup` per setting.
+fn settings_from_args(
+    defs: &'static [SettingDef],
+    pairs: &[(String, String)],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Value> {
+    let mut map = Map::new();
+    for (name, value) in pairs {
+        if !defs.iter().any(|def| def.key == name) {
+            let known: Vec<&str> = defs.iter().map(|def| def.key).collect();
+            bail!(
+                "unknown setting '{name}' in --setting; expected one of {}",
+                known.join(", ")
+            );
+        }
+        map.insert(name.clone(), Value::String(value.clone()));
+    }
+    for def in defs {
+        if !map.contains_key(def.key)
+            && let Some(value) = lookup(def.key)
+        {
+            map.insert(def.key.to_owned(), Value::String(value));
+        }
+    }
+    Ok(Value::Object(map))
+}
+
+/// Fails, naming every missing required setting and where it can come from.
+fn check_required(defs: &'static [SettingDef], settings: &Value) -> anyhow::Result<()> {
+    let missing: Vec<String> = defs
+        .iter()
+        .filter(|def| def.required && settings.get(def.key).is_none())
+        .map(|def| format!("'{}' (--setting {}=… or {})", def.key, def.key, env_name(def.key)))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        bail!("missing required setting {}", missing.join(", "))
+    }
+}
+
+/// A delivery client with the destination's declared rate limits (unless turned off).
+pub fn delivery_client(dest: &CompiledDestination, args: &TargetArgs) -> anyhow::Result<DeliveryClient> {
+    let rate_limits = if args.no_rate_limits {
+        Vec::new()
+    } else {
+        dest.def
+            .rate_limits
+            .iter()
+            .map(|limit| {
+                RateLimit::new(
+                    limit.key,
+                    limit.max_requests,
+                    Duration::from_secs(u64::from(limit.per_seconds)),
+                )
+            })
+            .collect()
+    };
+    let config = DeliveryConfig {
+        timeout: seconds("timeout", args.timeout, false)?,
+        backoff_base: seconds("backoff-base", args.backoff_base, true)?,
+        backoff_cap: seconds("backoff-cap", args.backoff_cap, true)?,
+        max_retry_after: seconds("max-retry-after", args.max_retry_after, true)?,
+        max_elapsed: seconds("max-elapsed", args.max_elapsed, true)?,
+        max_attempts: args.max_attempts,
+        concurrency: args.concurrency,
+        rate_limits,
+        ..DeliveryConfig::default()
+    };
+    DeliveryClient::new(config).map_err(|err| anyhow::anyhow!("{err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_are_screaming_snake_case() {
+        assert_eq!(env_name("apiKey"), "USERPILOT_API_KEY");
+        assert_eq!(env_name("endpoint"), "USERPILOT_ENDPOINT");
+        assert_eq!(env_name("api-url2"), "USERPILOT_API_URL2");
+    }
+
+    #[test]
+    fn setting_pairs_need_a_name() {
+        assert!(parse_setting("apiKey=abc=def").is_ok_and(|(n, v)| n == "apiKey" && v == "abc=def"));
+        let err = parse_setting("=secretvalue-that-is-long-enough").err().unwrap_or_default();
+        assert_eq!(err, "expected NAME=VALUE, found '=secretvalue-that-is…'");
+    }
+}

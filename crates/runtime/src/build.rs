@@ -1,0 +1,349 @@
+//! Building HTTP requests from validated payloads.
+//!
+//! Headers and the base URL depend only on settings, so [`RequestDefaults::resolve`] computes them
+//! once per destination instance. Per event, [`action_request`] runs the action's hook (its output
+//! lands at `$.computed`), evaluates the body mapping over
+//! `{"payload": …, "settings": …, "computed": …}` and joins the base URL and the path.
+//!
+//! Deliberate deviations from Segment:
+//! - The base URL and the path are joined with exactly one slash (`https://eu.example.io` +
+//!   `v1/identify` gives `https://eu.example.io/v1/identify`), where Segment concatenates strings.
+//! - The base URL must resolve to an absolute http(s) URL, otherwise creating the instance fails;
+//!   Segment silently falls back to a default host.
+//! - No `user-agent` header is added here; the delivery engine owns transport headers.
+
+use serde_json::{Map, Value};
+
+use crate::destination::{CompiledAction, CompiledDestination, CompiledRequest, HookInput};
+use crate::redact;
+use crate::request::Request;
+
+/// Why a request could not be built. Messages never contain secret setting values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The base-URL mapping failed or did not produce a string.
+    #[error("request_defaults.base_url {0}")]
+    BaseUrl(String),
+    /// The base URL is not an absolute http(s) URL.
+    #[error(
+        "request_defaults.base_url resolved to {value:?}, which is not an absolute http(s) url: {reason}"
+    )]
+    InvalidBaseUrl {
+        /// The resolved value, with secrets redacted.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A header mapping failed or produced something that cannot be a header value.
+    #[error("request_defaults header '{name}' {message}")]
+    Header {
+        /// The header name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The body mapping failed at runtime.
+    #[error("{what} json mapping failed: {message}")]
+    Json {
+        /// Which request (`action 'identifyUser' request`).
+        what: String,
+        /// The mapping-kit error.
+        message: String,
+    },
+    /// The action's hook failed.
+    #[error("hook of action '{action}' failed: {message}")]
+    Hook {
+        /// The action key.
+        action: String,
+        /// The hook's message.
+        message: String,
+    },
+}
+
+/// The base URL and headers of one destination instance, resolved from its settings.
+#[derive(Clone, PartialEq)]
+pub struct RequestDefaults {
+    base_url: String,
+    headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for RequestDefaults {
+    /// Header values are left out because they may carry secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("RequestDefaults")
+            .field("base_url", &self.base_url)
+            .field("header_names", &names)
+            .finish()
+    }
+}
+
+impl RequestDefaults {
+    /// Evaluates the destination's base-URL and header mappings over `{"settings": settings}`.
+    pub fn resolve(
+        dest: &CompiledDestination,
+        settings: &Value,
+    ) -> Result<RequestDefaults, BuildError> {
+        let secrets = secret_values(dest, settings);
+        let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let mut context = Map::with_capacity(1);
+        context.insert("settings".to_owned(), settings.clone());
+        let context = Value::Object(context);
+
+        let base_url = match dest.base_url.evaluate(&context) {
+            Ok(Some(Value::String(s))) => s,
+            Ok(Some(other)) => {
+                return Err(BuildError::BaseUrl(format!(
+                    "must resolve to a string but it resolved to {}",
+                    kind(&other)
+                )));
+            }
+            Ok(None) => return Err(BuildError::BaseUrl("resolved to nothing".to_owned())),
+            Err(err) => return Err(BuildError::BaseUrl(format!("failed: {}", err.message))),
+        };
+        check_base_url(&base_url).map_err(|reason| BuildError::InvalidBaseUrl {
+            value: redact::redact_str(&base_url, &secret_refs),
+            reason,
+        })?;
+
+        let mut headers = Vec::with_capacity(dest.headers.len());
+        for (name, mapping) in &dest.headers {
+            let header_error = |message: String| BuildError::Header {
+                name: name.clone(),
+                message,
+            };
+            let value = match mapping.evaluate(&context) {
+                Ok(None) => continue,
+                Ok(Some(Value::String(s))) => s,
+                Ok(Some(Value::Number(n))) => n.to_string(),
+                Ok(Some(Value::Bool(b))) => b.to_string(),
+                Ok(Some(other)) => {
+                    return Err(header_error(format!(
+                        "must resolve to a string but it resolved to {}",
+                        kind(&other)
+                    )));
+                }
+                Err(err) => return Err(header_error(format!("failed: {}", err.message))),
+            };
+            if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+                return Err(header_error(
+                    "contains a line break or NUL character".to_owned(),
+                ));
+            }
+            headers.push((name.clone(), value));
+        }
+        Ok(RequestDefaults { base_url, headers })
+    }
+
+    /// The resolved base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The resolved headers (lower-case names), in order.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        join_url(&self.base_url, path)
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn check_base_url(value: &str) -> Result<(), String> {
+    let url = url::Url::parse(value).map_err(|err| err.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("the scheme is '{}'", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("there is no host".to_owned());
+    }
+    Ok(())
+}
+
+/// Joins a base URL and a path with exactly one slash between them (an empty path leaves the base
+/// URL unchanged).
+pub fn join_url(base: &str, path: &str) -> String {
+    if path.is_empty() {
+        return base.to_owned();
+    }
+    let base = base.trim_end_matches('/');
+    let path = path.trim_start_matches('/');
+    let mut url = String::with_capacity(base.len() + path.len() + 1);
+    url.push_str(base);
+    url.push('/');
+    url.push_str(path);
+    url
+}
+
+/// The values of a destination's secret settings in `settings`, as strings (empty values are
+/// skipped because they cannot be told apart from anything).
+pub fn secret_values(dest: &CompiledDestination, settings: &Value) -> Vec<String> {
+    dest.def
+        .settings
+        .iter()
+        .filter(|s| s.is_secret())
+        .filter_map(|s| match settings.get(s.key)? {
+            Value::String(v) => Some(v.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        })
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+fn finish(
+    request: &CompiledRequest,
+    defaults: &RequestDefaults,
+    context: &Value,
+    what: impl FnOnce() -> String,
+) -> Result<Request, BuildError> {
+    let json = match &request.json {
+        Some(mapping) => mapping.evaluate(context).map_err(|err| BuildError::Json {
+            what: what(),
+            message: err.message,
+        })?,
+        None => None,
+    };
+    Ok(Request {
+        method: request.def.method,
+        url: defaults.url(request.def.path),
+        headers: defaults.headers.clone(),
+        json,
+        rate_limit_key: request.def.rate_limit.map(str::to_owned),
+    })
+}
+
+/// Builds the request of `action` for a validated `payload`.
+pub fn action_request(
+    defaults: &RequestDefaults,
+    settings: &Value,
+    action: &CompiledAction,
+    payload: Value,
+) -> Result<Request, BuildError> {
+    let computed = match action.def.hook {
+        Some(hook) => {
+            let input = HookInput {
+                action_key: action.def.key,
+                payload: &payload,
+                settings,
+            };
+            let hook_error = |message: String| BuildError::Hook {
+                action: action.def.key.to_owned(),
+                message,
+            };
+            match hook(&input) {
+                Ok(Value::Object(map)) => Some(Value::Object(map)),
+                Ok(other) => {
+                    return Err(hook_error(format!(
+                        "it must return an object but it returned {}",
+                        kind(&other)
+                    )));
+                }
+                Err(err) => return Err(hook_error(err.message)),
+            }
+        }
+        None => None,
+    };
+    let mut context = Map::with_capacity(3);
+    context.insert("payload".to_owned(), payload);
+    context.insert("settings".to_owned(), settings.clone());
+    if let Some(computed) = computed {
+        context.insert("computed".to_owned(), computed);
+    }
+    let context = Value::Object(context);
+    finish(&action.request, defaults, &context, || {
+        format!("action '{}' request", action.def.key)
+    })
+}
+
+/// Builds the credentials check, if the destination has one (context `{"settings"}`).
+pub fn test_authentication_request(
+    dest: &CompiledDestination,
+    defaults: &RequestDefaults,
+    settings: &Value,
+) -> Result<Option<Request>, BuildError> {
+    let Some(request) = &dest.test_authentication else {
+        return Ok(None);
+    };
+    let mut context = Map::with_capacity(1);
+    context.insert("settings".to_owned(), settings.clone());
+    finish(request, defaults, &Value::Object(context), || {
+        "test_authentication".to_owned()
+    })
+    .map(Some)
+}
+
+/// Builds the user deletion for `event`, if the destination has one (context
+/// `{"payload": {"userId", "anonymousId"}, "settings"}`; absent ids stay absent).
+pub fn on_delete_request(
+    dest: &CompiledDestination,
+    defaults: &RequestDefaults,
+    settings: &Value,
+    event: &Value,
+) -> Result<Option<Request>, BuildError> {
+    let Some(request) = &dest.on_delete else {
+        return Ok(None);
+    };
+    let mut payload = Map::with_capacity(2);
+    for key in ["userId", "anonymousId"] {
+        if let Some(value) = event.get(key) {
+            payload.insert(key.to_owned(), value.clone());
+        }
+    }
+    let mut context = Map::with_capacity(2);
+    context.insert("payload".to_owned(), Value::Object(payload));
+    context.insert("settings".to_owned(), settings.clone());
+    finish(request, defaults, &Value::Object(context), || {
+        "on_delete".to_owned()
+    })
+    .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_url_uses_exactly_one_slash() {
+        assert_eq!(
+            join_url("https://eu.example.io", "v1/identify"),
+            "https://eu.example.io/v1/identify"
+        );
+        assert_eq!(
+            join_url("https://eu.example.io/", "v1/identify"),
+            "https://eu.example.io/v1/identify"
+        );
+        assert_eq!(
+            join_url("https://eu.example.io//", "/v1/identify"),
+            "https://eu.example.io/v1/identify"
+        );
+        assert_eq!(
+            join_url("https://x.io/api/", "v1/track"),
+            "https://x.io/api/v1/track"
+        );
+        assert_eq!(join_url("https://x.io/", ""), "https://x.io/");
+    }
+
+    #[test]
+    fn base_url_must_be_absolute_http() {
+        assert!(check_base_url("https://analytex.userpilot.io/").is_ok());
+        assert!(check_base_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_base_url("89X4YJ9nBQcMn%#").is_err());
+        assert!(check_base_url("ftp://example.com/").is_err());
+        assert!(check_base_url("analytex.userpilot.io").is_err());
+        assert!(check_base_url("mailto:a@example.com").is_err());
+    }
+}

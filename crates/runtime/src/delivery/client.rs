@@ -1,0 +1,471 @@
+//! The delivery client: one pooled HTTP client and the layers every request passes through.
+//!
+//! [`DeliveryClient::send`] applies, in order: the endpoint's rate limit, the concurrency bound,
+//! and one attempt under the per-attempt timeout; it repeats the last two steps per the retry
+//! classification and policy. Reasons are scrubbed of every request header value before they leave,
+//! so API keys never reach logs or the dead-letter store.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use tokio::sync::Semaphore;
+
+use super::backoff::Backoff;
+use super::classify::{
+    Outcome, RetryLogic, SegmentRetryLogic, classify_status, classify_transport_error, retry_after,
+};
+use super::rate_limit::{RateLimit, RateLimitError, RateLimiter};
+use super::retry::{FinalOutcome, RetryPolicy};
+use crate::request::{Method, Request};
+
+/// The `user-agent` sent when a request sets none: `actionkit/<version>`.
+pub const DEFAULT_USER_AGENT: &str = concat!("actionkit/", env!("CARGO_PKG_VERSION"));
+
+/// The most response-body bytes kept for outcomes and reasons.
+const MAX_KEPT_BODY_BYTES: usize = 64 * 1024;
+
+/// The most response-body bytes read at all; a longer body is abandoned with its connection.
+const MAX_READ_BODY_BYTES: usize = 1024 * 1024;
+
+/// How delivery behaves; [`DeliveryConfig::default`] gives the documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// The time one attempt may take, from connecting to reading the whole response (10 s).
+    pub timeout: Duration,
+    /// Attempts per event, the first one included (5).
+    pub max_attempts: u32,
+    /// No retry starts later than this after the event's first attempt (2 min).
+    pub max_elapsed: Duration,
+    /// The backoff ceiling of the first retry; it doubles per retry (1 s, as Userpilot suggests).
+    pub backoff_base: Duration,
+    /// The largest backoff ceiling (30 s).
+    pub backoff_cap: Duration,
+    /// The longest `Retry-After` honoured; longer requests are cut to this (60 s).
+    pub max_retry_after: Duration,
+    /// Requests in flight at once, across all keys (16).
+    pub concurrency: usize,
+    /// Rate limits per endpoint key; an empty list turns rate limiting off (empty by default; the
+    /// destination YAML declares them).
+    pub rate_limits: Vec<RateLimit>,
+    /// The `user-agent` sent when a request sets none.
+    pub user_agent: String,
+    /// A fixed seed for the backoff jitter, for reproducible tests; `None` seeds from the OS.
+    pub jitter_seed: Option<u64>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            timeout: Duration::from_secs(10),
+            max_attempts: 5,
+            max_elapsed: Duration::from_secs(120),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(60),
+            concurrency: 16,
+            rate_limits: Vec::new(),
+            user_agent: DEFAULT_USER_AGENT.to_string(),
+            jitter_seed: None,
+        }
+    }
+}
+
+/// Why a delivery client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// A configuration value is out of range.
+    #[error("invalid delivery config: {field} {problem}")]
+    InvalidConfig {
+        /// The offending field of [`DeliveryConfig`].
+        field: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The rate-limit list is invalid.
+    #[error("invalid delivery config: {0}")]
+    RateLimit(#[from] RateLimitError),
+    /// The HTTP client could not be initialised (for example, no TLS roots).
+    #[error("cannot build the http client: {0}")]
+    HttpClient(String),
+}
+
+impl DeliveryConfig {
+    /// Checks every value, naming the first one out of range.
+    pub fn validate(&self) -> Result<(), DeliveryError> {
+        let invalid = |field, problem| Err(DeliveryError::InvalidConfig { field, problem });
+        if self.timeout.is_zero() {
+            return invalid("timeout", "must be longer than zero");
+        }
+        if self.max_attempts == 0 {
+            return invalid("max_attempts", "must be at least 1");
+        }
+        if self.concurrency == 0 {
+            return invalid("concurrency", "must be at least 1");
+        }
+        if self.concurrency > Semaphore::MAX_PERMITS {
+            return invalid("concurrency", "is too large");
+        }
+        if self.backoff_base > self.backoff_cap {
+            return invalid("backoff_base", "must not be longer than backoff_cap");
+        }
+        if HeaderValue::from_str(&self.user_agent).is_err() {
+            return invalid("user_agent", "must be visible ASCII text");
+        }
+        Ok(())
+    }
+}
+
+/// Sends built requests: one pooled keep-alive HTTP client, rate limits, a concurrency bound,
+/// retries with backoff, and a per-attempt timeout. Share one per destination instance.
+pub struct DeliveryClient {
+    http: reqwest::Client,
+    config: DeliveryConfig,
+    user_agent: HeaderValue,
+    limiter: RateLimiter,
+    in_flight: Semaphore,
+    policy: RetryPolicy,
+    logic: Arc<dyn RetryLogic>,
+}
+
+impl std::fmt::Debug for DeliveryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryClient")
+            .field("config", &self.config)
+            .field("logic", &self.logic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request turned into wire form once, reused by every attempt.
+struct Prepared {
+    method: reqwest::Method,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    /// Texts that must never appear in a reason: the request's header values.
+    secrets: Vec<String>,
+}
+
+impl DeliveryClient {
+    /// Builds a client from `config`, after validating it.
+    pub fn new(config: DeliveryConfig) -> Result<Self, DeliveryError> {
+        config.validate()?;
+        let limiter = RateLimiter::new(&config.rate_limits)?;
+        let user_agent = HeaderValue::from_str(&config.user_agent).map_err(|_| {
+            DeliveryError::InvalidConfig {
+                field: "user_agent",
+                problem: "must be visible ASCII text",
+            }
+        })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(config.concurrency)
+            .tcp_nodelay(true)
+            .tcp_keepalive(Duration::from_secs(60))
+            .build()
+            .map_err(|error| DeliveryError::HttpClient(error.to_string()))?;
+        let backoff = match config.jitter_seed {
+            Some(seed) => Backoff::with_seed(config.backoff_base, config.backoff_cap, seed),
+            None => Backoff::new(config.backoff_base, config.backoff_cap),
+        };
+        let policy = RetryPolicy {
+            max_attempts: config.max_attempts,
+            max_elapsed: config.max_elapsed,
+            backoff,
+        };
+        Ok(DeliveryClient {
+            http,
+            user_agent,
+            limiter,
+            in_flight: Semaphore::new(config.concurrency),
+            policy,
+            logic: Arc::new(SegmentRetryLogic),
+            config,
+        })
+    }
+
+    /// Replaces the status classification (Segment's by default).
+    pub fn with_retry_logic(mut self, logic: impl RetryLogic + 'static) -> Self {
+        self.logic = Arc::new(logic);
+        self
+    }
+
+    /// The configuration the client was built with.
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.config
+    }
+
+    /// The client's rate limiter (for example, to pause a key from outside).
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    /// Delivers `request`: rate limit, then concurrency, then one attempt under the per-attempt
+    /// timeout, retried per the classification until delivered, failed for good, or out of budget.
+    ///
+    /// A 429 with `Retry-After` also pauses the request's rate-limit key for that long.
+    pub async fn send(&self, request: &Request) -> FinalOutcome {
+        let prepared = match self.prepare(request) {
+            Ok(prepared) => prepared,
+            Err(reason) => return FinalOutcome::not_sent(reason),
+        };
+        let key = request.rate_limit_key.as_deref();
+        let prepared = &prepared;
+        let outcome = self
+            .policy
+            .run(move |_attempt| self.layered_attempt(key, prepared))
+            .await;
+        tracing::debug!(
+            request = ?request,
+            verdict = ?outcome.verdict,
+            attempts = outcome.attempts,
+            status = outcome.status,
+            "Delivery finished."
+        );
+        outcome
+    }
+
+    /// Makes exactly one attempt under the per-attempt timeout, bypassing rate limits and the
+    /// concurrency bound.
+    pub async fn send_once(&self, request: &Request) -> Outcome {
+        match self.prepare(request) {
+            Ok(prepared) => self.attempt(&prepared).await,
+            Err(reason) => Outcome::Failed {
+                status: None,
+                reason,
+            },
+        }
+    }
+
+    /// One attempt behind the rate limit and the concurrency bound.
+    async fn layered_attempt(&self, key: Option<&str>, prepared: &Prepared) -> Outcome {
+        let permit = match key {
+            Some(key) => {
+                self.limiter
+                    .acquire_with(key, self.in_flight.acquire())
+                    .await
+            }
+            None => self.in_flight.acquire().await,
+        };
+        let Ok(permit) = permit else {
+            // The semaphore is never closed; this only guards against a future change.
+            return Outcome::Failed {
+                status: None,
+                reason: "delivery client is shut down".to_string(),
+            };
+        };
+        let outcome = self.attempt(prepared).await;
+        drop(permit);
+        if let (
+            Some(key),
+            Outcome::Retry {
+                status: Some(429),
+                after: Some(after),
+                ..
+            },
+        ) = (key, &outcome)
+        {
+            self.limiter.pause(key, *after);
+        }
+        outcome
+    }
+
+    /// One attempt under the per-attempt timeout, with secrets scrubbed from the reason.
+    async fn attempt(&self, prepared: &Prepared) -> Outcome {
+        let timeout = self.config.timeout;
+        let outcome = match tokio::time::timeout(timeout, self.exchange(prepared)).await {
+            Ok(outcome) => outcome,
+            Err(_elapsed) => Outcome::Retry {
+                status: None,
+                // Segment's `TimeoutError` wording.
+                reason: format!("Request timed out after {}ms", timeout.as_millis()),
+                after: None,
+            },
+        };
+        outcome.map_reason(|reason| redact(reason, &prepared.secrets))
+    }
+
+    /// Sends the request and reads the response.
+    async fn exchange(&self, prepared: &Prepared) -> Outcome {
+        let mut builder = self
+            .http
+            .request(prepared.method.clone(), prepared.url.clone())
+            .headers(prepared.headers.clone());
+        if let Some(body) = &prepared.body {
+            builder = builder.body(body.clone());
+        }
+        let mut response = match builder.send().await {
+            Ok(response) => response,
+            Err(error) => return classify_transport_error(&error),
+        };
+        let status = response.status();
+        let wait = retry_after(
+            response.headers(),
+            SystemTime::now(),
+            self.config.max_retry_after,
+        );
+        let mut kept: Vec<u8> = Vec::new();
+        let mut read = 0usize;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    read += chunk.len();
+                    let room = MAX_KEPT_BODY_BYTES.saturating_sub(kept.len());
+                    kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if read > MAX_READ_BODY_BYTES {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    // A broken body after a 2xx head is still a failed attempt: the destination
+                    // may not have processed the request.
+                    return classify_transport_error(&error);
+                }
+            }
+        }
+        let body = String::from_utf8_lossy(&kept).into_owned();
+        classify_status(self.logic.as_ref(), status, Some(body), wait)
+    }
+
+    /// Turns a [`Request`] into wire form, or says why it cannot be sent.
+    fn prepare(&self, request: &Request) -> Result<Prepared, String> {
+        let url = reqwest::Url::parse(&request.url)
+            .map_err(|error| format!("invalid request url: {error}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "invalid request url: unsupported scheme {:?}",
+                url.scheme()
+            ));
+        }
+        let mut headers = HeaderMap::with_capacity(request.headers.len() + 2);
+        let mut secrets = Vec::with_capacity(request.headers.len());
+        for (name, value) in &request.headers {
+            let header_name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("invalid header name {name:?}"))?;
+            let mut header_value = HeaderValue::from_str(value)
+                .map_err(|_| format!("invalid value for header {name:?}"))?;
+            header_value.set_sensitive(true);
+            headers.append(header_name, header_value);
+            secrets.push(value.clone());
+        }
+        if !headers.contains_key(USER_AGENT) {
+            headers.insert(USER_AGENT, self.user_agent.clone());
+        }
+        let body = match &request.json {
+            Some(json) => {
+                if !headers.contains_key(CONTENT_TYPE) {
+                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                }
+                let bytes = serde_json::to_vec(json)
+                    .map_err(|error| format!("cannot serialize the json body: {error}"))?;
+                Some(Bytes::from(bytes))
+            }
+            None => None,
+        };
+        Ok(Prepared {
+            method: to_reqwest_method(request.method),
+            url,
+            headers,
+            body,
+            secrets,
+        })
+    }
+}
+
+fn to_reqwest_method(method: Method) -> reqwest::Method {
+    match method {
+        Method::Get => reqwest::Method::GET,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Patch => reqwest::Method::PATCH,
+        Method::Delete => reqwest::Method::DELETE,
+    }
+}
+
+/// Header values shorter than this are not treated as secrets (they would mangle ordinary text).
+const MIN_SECRET_CHARS: usize = 4;
+
+/// Parts of a header value at least this long are scrubbed on their own too, so a server that
+/// echoes only the key of `Token <key>` does not leak it.
+const MIN_SECRET_PART_CHARS: usize = 8;
+
+/// The replacement for a scrubbed secret.
+const REDACTED: &str = "[redacted]";
+
+/// Replaces every header value (and every long part of one) in `text` with `[redacted]`.
+pub(crate) fn redact(mut text: String, secrets: &[String]) -> String {
+    let mut needles: Vec<&str> = Vec::new();
+    for secret in secrets {
+        let secret = secret.trim();
+        if secret.chars().count() >= MIN_SECRET_CHARS {
+            needles.push(secret);
+        }
+        needles.extend(
+            secret
+                .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+                .filter(|part| part.chars().count() >= MIN_SECRET_PART_CHARS),
+        );
+    }
+    // Longest first, so a whole value is replaced before any of its parts.
+    needles.sort_by_key(|needle| std::cmp::Reverse(needle.len()));
+    for needle in needles {
+        if text.contains(needle) {
+            text = text.replace(needle, REDACTED);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_scrubs_whole_values_and_long_parts() {
+        let secrets = vec![
+            "Token abcdef123456".to_string(),
+            "2020-09-22".to_string(),
+            "1".to_string(),
+        ];
+        assert_eq!(
+            redact("bad key Token abcdef123456 (1 of 1)".to_string(), &secrets),
+            "bad key [redacted] (1 of 1)"
+        );
+        assert_eq!(
+            redact("unknown key abcdef123456".to_string(), &secrets),
+            "unknown key [redacted]"
+        );
+        assert_eq!(
+            redact("version 2020-09-22".to_string(), &secrets),
+            "version [redacted]"
+        );
+    }
+
+    #[test]
+    fn config_validation_names_the_field() {
+        let config = DeliveryConfig {
+            concurrency: 0,
+            ..DeliveryConfig::default()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "invalid delivery config: concurrency must be at least 1"
+        );
+        let config = DeliveryConfig {
+            user_agent: "bad\nagent".to_string(),
+            ..DeliveryConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("user_agent")
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Per-endpoint rate limits: at most `max_requests` grants in any window of length `per`.
+//!
+//! Each limited key owns a bucket of `max_requests` tokens. A token is spent when a request is
+//! granted and comes back exactly `per` later. Unlike a bucket that refills continuously, this
+//! never lets more than `max_requests` requests start within any window of length `per`, so a
+//! destination that counts requests per fixed or sliding minute never sees more than its documented
+//! limit, and a correct client never provokes a 429.
+//!
+//! Waiters of one key are served first come, first served. Keys without a configured limit are
+//! unlimited, except while paused: a 429 response with `Retry-After` pauses its key's bucket.
+//! All waiting uses tokio's clock, so it works with paused time in tests.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep_until};
+
+/// A rate limit declared for one endpoint key, such as `identify` at 600 requests per minute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    /// The key requests name in `Request::rate_limit_key`.
+    pub key: String,
+    /// How many requests may start within any window of length `per`.
+    pub max_requests: u32,
+    /// The window length.
+    pub per: Duration,
+}
+
+impl RateLimit {
+    /// A limit of `max_requests` per `per` for `key`.
+    pub fn new(key: impl Into<String>, max_requests: u32, per: Duration) -> Self {
+        RateLimit {
+            key: key.into(),
+            max_requests,
+            per,
+        }
+    }
+
+    /// A limit of `max_requests` per minute for `key`.
+    pub fn per_minute(key: impl Into<String>, max_requests: u32) -> Self {
+        Self::new(key, max_requests, Duration::from_secs(60))
+    }
+}
+
+/// Why a list of rate limits was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateLimitError {
+    /// A limit allows zero requests.
+    #[error("rate limit {key:?}: max_requests must be at least 1")]
+    ZeroRequests {
+        /// The key of the offending limit.
+        key: String,
+    },
+    /// A limit has a zero-length window.
+    #[error("rate limit {key:?}: per must be longer than zero")]
+    ZeroWindow {
+        /// The key of the offending limit.
+        key: String,
+    },
+    /// Two limits share a key.
+    #[error("rate limit {key:?} is declared more than once")]
+    DuplicateKey {
+        /// The repeated key.
+        key: String,
+    },
+    /// A limit has an empty key.
+    #[error("rate limit at index {index}: key must not be empty")]
+    EmptyKey {
+        /// The position of the offending limit in the list.
+        index: usize,
+    },
+}
+
+/// The state of one key.
+#[derive(Debug)]
+struct Bucket {
+    /// `(max_requests, per)`, or `None` for a key that is only ever paused.
+    limit: Option<(usize, Duration)>,
+    /// Start times of the most recent grants, oldest first (at most `max_requests` of them).
+    /// Holding this lock is what makes a waiter first in line.
+    grants: tokio::sync::Mutex<VecDeque<Instant>>,
+    /// No grant before this instant (set by [`RateLimiter::pause`]).
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl Bucket {
+    fn new(limit: Option<(usize, Duration)>) -> Self {
+        Bucket {
+            limit,
+            grants: tokio::sync::Mutex::new(VecDeque::new()),
+            paused_until: Mutex::new(None),
+        }
+    }
+
+    fn paused_until(&self) -> Option<Instant> {
+        *self
+            .paused_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The earliest instant the next grant may start.
+    fn ready_at(&self, grants: &VecDeque<Instant>, now: Instant) -> Instant {
+        let mut ready = now;
+        if let Some((max_requests, per)) = self.limit {
+            if grants.len() >= max_requests {
+                if let Some(oldest) = grants.front() {
+                    ready = ready.max(later(*oldest, per));
+                }
+            }
+        }
+        if let Some(paused_until) = self.paused_until() {
+            ready = ready.max(paused_until);
+        }
+        ready
+    }
+}
+
+/// A stand-in for "never" that tokio's timer still accepts: about thirty years.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// `at + delay`, saturating at [`FAR_FUTURE`] instead of overflowing on absurd durations.
+fn later(at: Instant, delay: Duration) -> Instant {
+    at.checked_add(delay.min(FAR_FUTURE)).unwrap_or(at)
+}
+
+/// Token buckets per rate-limit key; share one per destination instance.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, Arc<Bucket>>>,
+}
+
+impl RateLimiter {
+    /// A limiter for the given limits; keys not listed are unlimited.
+    ///
+    /// Fails when a limit has an empty key, allows zero requests, has a zero window, or when two
+    /// limits share a key.
+    pub fn new(limits: &[RateLimit]) -> Result<Self, RateLimitError> {
+        let mut buckets = HashMap::with_capacity(limits.len());
+        for (index, limit) in limits.iter().enumerate() {
+            if limit.key.is_empty() {
+                return Err(RateLimitError::EmptyKey { index });
+            }
+            if limit.max_requests == 0 {
+                return Err(RateLimitError::ZeroRequests {
+                    key: limit.key.clone(),
+                });
+            }
+            if limit.per.is_zero() {
+                return Err(RateLimitError::ZeroWindow {
+                    key: limit.key.clone(),
+                });
+            }
+            let max_requests = usize::try_from(limit.max_requests).unwrap_or(usize::MAX);
+            let bucket = Arc::new(Bucket::new(Some((max_requests, limit.per))));
+            if buckets.insert(limit.key.clone(), bucket).is_some() {
+                return Err(RateLimitError::DuplicateKey {
+                    key: limit.key.clone(),
+                });
+            }
+        }
+        Ok(RateLimiter {
+            buckets: Mutex::new(buckets),
+        })
+    }
+
+    /// A limiter without any limits (keys are still paused by [`RateLimiter::pause`]).
+    pub fn unlimited() -> Self {
+        RateLimiter::default()
+    }
+
+    /// Whether `key` has a configured limit.
+    pub fn is_limited(&self, key: &str) -> bool {
+        self.bucket(key)
+            .is_some_and(|bucket| bucket.limit.is_some())
+    }
+
+    fn bucket(&self, key: &str) -> Option<Arc<Bucket>> {
+        self.buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Waits until a request for `key` may start, and counts it.
+    pub async fn acquire(&self, key: &str) {
+        self.acquire_with(key, async {}).await;
+    }
+
+    /// Waits until a request for `key` may start, then awaits `gate` while keeping this caller
+    /// first in line, and counts the request as started when `gate` completes.
+    ///
+    /// The delivery client passes its concurrency permit as `gate`, so the instant counted is the
+    /// instant the request really goes out, even when it waited for a free slot. Cancelling the
+    /// returned future before it completes counts nothing.
+    pub async fn acquire_with<F: Future>(&self, key: &str, gate: F) -> F::Output {
+        let Some(bucket) = self.bucket(key) else {
+            return gate.await;
+        };
+        let mut grants = bucket.grants.lock().await;
+        loop {
+            let now = Instant::now();
+            let ready = bucket.ready_at(&grants, now);
+            if ready <= now {
+                break;
+            }
+            // A pause set while sleeping is seen on the next turn of the loop.
+            sleep_until(ready).await;
+        }
+        let output = gate.await;
+        if let Some((max_requests, _)) = bucket.limit {
+            while grants.len() >= max_requests {
+                grants.pop_front();
+            }
+            grants.push_back(Instant::now());
+        }
+        output
+    }
+
+    /// Holds back every grant for `key` for `delay` from now (pauses only ever get longer).
+    ///
+    /// Works for unlimited keys too: they are paused, then unlimited again.
+    pub fn pause(&self, key: &str, delay: Duration) {
+        let until = later(Instant::now(), delay);
+        let bucket = {
+            let mut buckets = self
+                .buckets
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            buckets
+                .entry(key.to_string())
+                .or_insert_with(|| Arc::new(Bucket::new(None)))
+                .clone()
+        };
+        let mut paused_until = bucket
+            .paused_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if paused_until.is_none_or(|current| current < until) {
+            *paused_until = Some(until);
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The static destination model generated code embeds, and its one-time compilation.
+//!
+//! Code generation emits one `pub static DESTINATION: DestinationDef = …` per destination, made
+//! only of `&'static` data and function pointers, so nothing is allocated at start-up. Mapping-kit
+//! and FQL texts are embedded as JSON/FQL source; code generation already validated them, and
+//! [`CompiledDestination::new`] compiles each of them exactly once, still reporting (never
+//! panicking on) a text that does not compile. A [`Registry`] holds the compiled destinations and
+//! finds them by slug.
+
+use std::sync::Arc;
+
+use actionkit_fql::Expr;
+use actionkit_mapping::Mapping;
+use serde_json::{Map, Value};
+
+use crate::fields::{FieldDef, SettingDef};
+use crate::request::Method;
+use crate::validate::PayloadSchema;
+
+/// The input of a destination hook: the validated payload and settings of one event, as JSON.
+#[derive(Clone, Copy)]
+pub struct HookInput<'a> {
+    /// The key of the action whose request is being built.
+    pub action_key: &'a str,
+    /// The payload after mapping, empty-value removal and validation.
+    pub payload: &'a Value,
+    /// The instance's validated settings (may contain secrets: never log them).
+    pub settings: &'a Value,
+}
+
+impl std::fmt::Debug for HookInput<'_> {
+    /// The settings are left out because they may carry secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookInput")
+            .field("action_key", &self.action_key)
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a hook failed; the message must not contain secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HookError {
+    /// What went wrong.
+    pub message: String,
+}
+
+impl HookError {
+    /// A hook error with the given message.
+    pub fn new(message: impl Into<String>) -> HookError {
+        HookError {
+            message: message.into(),
+        }
+    }
+}
+
+/// A named Rust hook: it returns a JSON object that request mappings read at `$.computed`.
+pub type HookFn = fn(&HookInput<'_>) -> Result<Value, HookError>;
+
+/// An HTTP request template: method, path joined onto the base URL, optional JSON body mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestDef {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path joined onto the request defaults' base URL (`v1/identify`).
+    pub path: &'static str,
+    /// The body as mapping-kit JSON text, evaluated over the request context; `None` sends no body.
+    pub json: Option<&'static str>,
+    /// The rate-limit bucket the request counts against, a key of [`DestinationDef::rate_limits`].
+    pub rate_limit: Option<&'static str>,
+}
+
+/// One header applied to every request of a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderDef {
+    /// The header name in lower case.
+    pub name: &'static str,
+    /// The value as mapping-kit JSON text over `{"settings": …}` (a JSON string is a constant).
+    pub value: &'static str,
+}
+
+/// What every request of a destination shares (Segment's `extendRequest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestDefaultsDef {
+    /// The base URL as mapping-kit JSON text over `{"settings": …}`; it must resolve to an absolute
+    /// http(s) URL.
+    pub base_url: &'static str,
+    /// Headers sent with every request, in order.
+    pub headers: &'static [HeaderDef],
+}
+
+/// A default rate limit: at most `max_requests` per `per_seconds` seconds for requests with `key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitDef {
+    /// The bucket name requests refer to (`identify`).
+    pub key: &'static str,
+    /// Requests allowed per window.
+    pub max_requests: u32,
+    /// The window length in seconds.
+    pub per_seconds: u32,
+}
+
+/// The mapping of a preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresetMapping {
+    /// The action's field defaults (the YAML's `mapping: defaults`).
+    Defaults,
+    /// An explicit mapping-kit object as JSON text.
+    Json(&'static str),
+}
+
+/// A preset: a mapping created automatically when a destination instance is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresetDef {
+    /// The preset's name (`Identify Company`).
+    pub name: &'static str,
+    /// The key of the action it maps to.
+    pub action_key: &'static str,
+    /// The trigger (FQL).
+    pub trigger: &'static str,
+    /// The mapping.
+    pub mapping: PresetMapping,
+}
+
+/// One action of a destination.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionDef {
+    /// The catalog id.
+    pub id: &'static str,
+    /// The action key, kept in Segment's camelCase (`identifyUser`).
+    pub key: &'static str,
+    /// The display name (`Identify User`).
+    pub name: &'static str,
+    /// What the action does.
+    pub description: &'static str,
+    /// The default trigger (FQL) offered for new mappings.
+    pub default_trigger: &'static str,
+    /// The fields, in display order.
+    pub fields: &'static [FieldDef],
+    /// The request the action sends.
+    pub request: RequestDef,
+    /// An optional hook whose output the request reads at `$.computed`.
+    pub hook: Option<HookFn>,
+}
+
+/// A destination as generated code embeds it.
+#[derive(Debug, Clone, Copy)]
+pub struct DestinationDef {
+    /// The catalog id.
+    pub id: &'static str,
+    /// The display name (`Userpilot Cloud (Actions)`).
+    pub name: &'static str,
+    /// The slug (`actions-userpilot-cloud`).
+    pub slug: &'static str,
+    /// The settings, in display order.
+    pub settings: &'static [SettingDef],
+    /// What every request shares.
+    pub request_defaults: RequestDefaultsDef,
+    /// Default rate limits.
+    pub rate_limits: &'static [RateLimitDef],
+    /// Presets.
+    pub presets: &'static [PresetDef],
+    /// Actions.
+    pub actions: &'static [ActionDef],
+    /// The request that checks credentials (context `{"settings"}`), if any.
+    pub test_authentication: Option<RequestDef>,
+    /// The request that deletes a user (context `{"payload": {userId, anonymousId}, "settings"}`).
+    pub on_delete: Option<RequestDef>,
+}
+
+/// A destination definition that does not compile, with every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("destination '{slug}' has an invalid definition: {}", .problems.join("; "))]
+pub struct DefinitionError {
+    /// The destination's slug.
+    pub slug: String,
+    /// One entry per problem, naming where it is.
+    pub problems: Vec<String>,
+}
+
+/// A request template with its body mapping compiled.
+#[derive(Debug, Clone)]
+pub struct CompiledRequest {
+    /// The definition.
+    pub def: &'static RequestDef,
+    /// The compiled body mapping.
+    pub json: Option<Mapping>,
+}
+
+/// An action with its payload schema and mappings compiled.
+#[derive(Debug, Clone)]
+pub struct CompiledAction {
+    /// The definition.
+    pub def: &'static ActionDef,
+    /// The payload validator compiled from the fields.
+    pub schema: PayloadSchema,
+    /// The request template.
+    pub request: CompiledRequest,
+    /// The field defaults as a mapping object (`{"userId": {"@path": …}, …}`).
+    pub default_mapping_json: Value,
+    /// The field defaults, compiled.
+    pub default_mapping: Mapping,
+}
+
+/// A preset with its trigger and mapping compiled.
+#[derive(Debug, Clone)]
+pub struct CompiledPreset {
+    /// The definition.
+    pub def: &'static PresetDef,
+    /// The index of its action in [`CompiledDestination::actions`].
+    pub action_index: usize,
+    /// The compiled trigger.
+    pub trigger: Expr,
+    /// The mapping as JSON.
+    pub mapping_json: Value,
+    /// The compiled mapping.
+    pub mapping: Mapping,
+}
+
+/// A destination with every mapping, trigger and schema compiled once.
+#[derive(Debug, Clone)]
+pub struct CompiledDestination {
+    /// The definition.
+    pub def: &'static DestinationDef,
+    /// The settings validator.
+    pub settings_schema: PayloadSchema,
+    /// The compiled base-URL mapping.
+    pub base_url: Mapping,
+    /// The compiled header mappings: lower-case name and value mapping.
+    pub headers: Vec<(String, Mapping)>,
+    /// The actions, in definition order.
+    pub actions: Vec<CompiledAction>,
+    /// The presets, in definition order.
+    pub presets: Vec<CompiledPreset>,
+    /// The credentials check, if any.
+    pub test_authentication: Option<CompiledRequest>,
+    /// The user deletion, if any.
+    pub on_delete: Option<CompiledRequest>,
+}
+
+/// Collects problems while compiling one destination.
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn json(&mut self, what: &str, text: &str) -> Option<Value> {
+        match serde_json::from_str(text) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                self.0.push(format!("{what} is not valid JSON: {err}"));
+                None
+            }
+        }
+    }
+
+    fn mapping(&mut self, what: &str, raw: &Value) -> Option<Mapping> {
+        match Mapping::compile(raw) {
+            Ok(mapping) => Some(mapping),
+            Err(err) => {
+                self.0.push(format!(
+                    "{what} is not a valid mapping: {}",
+                    err.messages.join(" ")
+                ));
+                None
+            }
+        }
+    }
+
+    fn mapping_text(&mut self, what: &str, text: &str) -> Option<Mapping> {
+        let raw = self.json(what, text)?;
+        self.mapping(what, &raw)
+    }
+
+    fn request(
+        &mut self,
+        what: &str,
+        def: &'static RequestDef,
+        dest: &DestinationDef,
+    ) -> Option<CompiledRequest> {
+        if let Some(key) = def.rate_limit {
+            if !dest.rate_limits.iter().any(|limit| limit.key == key) {
+                self.0.push(format!(
+                    "{what} refers to rate limit '{key}', which rate_limits does not declare"
+                ));
+            }
+        }
+        let json = match def.json {
+            Some(text) => Some(self.mapping_text(&format!("{what} json"), text)?),
+            None => None,
+        };
+        Some(CompiledRequest { def, json })
+    }
+}
+
+impl CompiledDestination {
+    /// Compiles every mapping, trigger and schema of `def`, reporting every problem at once.
+    pub fn new(def: &'static DestinationDef) -> Result<CompiledDestination, DefinitionError> {
+        let mut problems = Problems(Vec::new());
+        for (idx, setting) in def.settings.iter().enumerate() {
+            if def.settings[..idx].iter().any(|s| s.key == setting.key) {
+                problems
+                    .0
+                    .push(format!("setting '{}' is declared twice", setting.key));
+            }
+            if let Some(default) = setting.default {
+                problems.json(&format!("setting '{}' default", setting.key), default);
+            }
+        }
+        let base_url =
+            problems.mapping_text("request_defaults.base_url", def.request_defaults.base_url);
+        let mut headers = Vec::new();
+        for header in def.request_defaults.headers {
+            let what = format!("request_defaults header '{}'", header.name);
+            if let Some(mapping) = problems.mapping_text(&what, header.value) {
+                headers.push((header.name.to_ascii_lowercase(), mapping));
+            }
+        }
+        let mut actions = Vec::new();
+        for (idx, action) in def.actions.iter().enumerate() {
+            if def.actions[..idx].iter().any(|a| a.key == action.key) {
+                problems
+                    .0
+                    .push(format!("action '{}' is declared twice", action.key));
+            }
+            if let Some(compiled) = compile_action(action, def, &mut problems) {
+                actions.push(compiled);
+            }
+        }
+        let mut presets = Vec::new();
+        for preset in def.presets {
+            let what = format!("preset '{}'", preset.name);
+            let Some(action_index) = def.actions.iter().position(|a| a.key == preset.action_key)
+            else {
+                problems.0.push(format!(
+                    "{what} refers to action '{}', which does not exist",
+                    preset.action_key
+                ));
+                continue;
+            };
+            let trigger = match actionkit_fql::parse(preset.trigger) {
+                Ok(expr) => Some(expr),
+                Err(err) => {
+                    problems
+                        .0
+                        .push(format!("{what} trigger does not parse: {err}"));
+                    None
+                }
+            };
+            let mapping_json = match preset.mapping {
+                PresetMapping::Defaults => actions
+                    .iter()
+                    .find(|a| a.def.key == preset.action_key)
+                    .map(|a| a.default_mapping_json.clone()),
+                PresetMapping::Json(text) => problems.json(&format!("{what} mapping"), text),
+            };
+            let Some(mapping_json) = mapping_json else {
+                continue;
+            };
+            let mapping = problems.mapping(&format!("{what} mapping"), &mapping_json);
+            if let (Some(trigger), Some(mapping)) = (trigger, mapping) {
+                presets.push(CompiledPreset {
+                    def: preset,
+                    action_index,
+                    trigger,
+                    mapping_json,
+                    mapping,
+                });
+            }
+        }
+        let test_authentication = def
+            .test_authentication
+            .as_ref()
+            .and_then(|r| problems.request("test_authentication", r, def));
+        let on_delete = def
+            .on_delete
+            .as_ref()
+            .and_then(|r| problems.request("on_delete", r, def));
+        match base_url {
+            Some(base_url) if problems.0.is_empty() => Ok(CompiledDestination {
+                def,
+                settings_schema: PayloadSchema::from_settings(def.settings),
+                base_url,
+                headers,
+                actions,
+                presets,
+                test_authentication,
+                on_delete,
+            }),
+            _ => Err(DefinitionError {
+                slug: def.slug.to_owned(),
+                problems: problems.0,
+            }),
+        }
+    }
+
+    /// Finds an action by key.
+    pub fn action(&self, key: &str) -> Option<&CompiledAction> {
+        self.actions.iter().find(|a| a.def.key == key)
+    }
+
+    /// The index of an action in [`CompiledDestination::actions`].
+    pub fn action_index(&self, key: &str) -> Option<usize> {
+        self.actions.iter().position(|a| a.def.key == key)
+    }
+
+    /// The destination's slug.
+    pub fn slug(&self) -> &'static str {
+        self.def.slug
+    }
+}
+
+fn compile_action(
+    action: &'static ActionDef,
+    dest: &DestinationDef,
+    problems: &mut Problems,
+) -> Option<CompiledAction> {
+    let what = format!("action '{}'", action.key);
+    let mut defaults = Map::new();
+    for field in action.fields {
+        if let Some(text) = field.default {
+            if let Some(value) =
+                problems.json(&format!("{what} field '{}' default", field.key), text)
+            {
+                defaults.insert(field.key.to_owned(), value);
+            }
+        }
+    }
+    let default_mapping_json = Value::Object(defaults);
+    let default_mapping =
+        problems.mapping(&format!("{what} field defaults"), &default_mapping_json);
+    let request = problems.request(&format!("{what} request"), &action.request, dest);
+    Some(CompiledAction {
+        def: action,
+        schema: PayloadSchema::from_fields(action.fields),
+        request: request?,
+        default_mapping_json,
+        default_mapping: default_mapping?,
+    })
+}
+
+/// The compiled destinations of a build, found by slug.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    destinations: Vec<Arc<CompiledDestination>>,
+}
+
+impl Registry {
+    /// Compiles every definition; fails with the problems of every invalid one (and on duplicate
+    /// slugs).
+    pub fn new(defs: &[&'static DestinationDef]) -> Result<Registry, Vec<DefinitionError>> {
+        let mut destinations = Vec::new();
+        let mut errors = Vec::new();
+        for (idx, def) in defs.iter().enumerate() {
+            if defs[..idx].iter().any(|d| d.slug == def.slug) {
+                errors.push(DefinitionError {
+                    slug: def.slug.to_owned(),
+                    problems: vec!["the slug is used by another destination".to_owned()],
+                });
+                continue;
+            }
+            match CompiledDestination::new(def) {
+                Ok(compiled) => destinations.push(Arc::new(compiled)),
+                Err(err) => errors.push(err),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Registry { destinations })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Finds a destination by slug.
+    pub fn get(&self, slug: &str) -> Option<&Arc<CompiledDestination>> {
+        self.destinations.iter().find(|d| d.def.slug == slug)
+    }
+
+    /// Finds an action of a destination.
+    pub fn action(&self, slug: &str, action_key: &str) -> Option<&CompiledAction> {
+        self.get(slug)?.action(action_key)
+    }
+
+    /// Every destination, in registration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<CompiledDestination>> {
+        self.destinations.iter()
+    }
+}

@@ -1,0 +1,348 @@
+//! A configured destination instance and the pure (IO-free) dispatch of one event.
+//!
+//! An [`Instance`] is a compiled destination plus validated settings, the request defaults
+//! resolved from them, and its mappings (name, compiled trigger, action, compiled mapping,
+//! enabled). [`Instance::dispatch`] runs Segment's per-subscription pipeline for every enabled
+//! mapping whose trigger matches: evaluate the mapping on the event, remove empty values,
+//! validate and coerce, build the request. Nothing is compiled per event and the event is only
+//! borrowed.
+
+use std::sync::Arc;
+
+use actionkit_fql::Expr;
+use actionkit_mapping::Mapping;
+use serde_json::Value;
+
+use crate::build::{self, BuildError, RequestDefaults};
+use crate::destination::CompiledDestination;
+use crate::redact;
+use crate::request::Request;
+use crate::validate::PayloadError;
+
+/// A mapping as configured for an instance (before compilation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingConfig {
+    /// The mapping's name, unique within the instance.
+    pub name: String,
+    /// The trigger (FQL).
+    pub trigger: String,
+    /// The key of the action it feeds.
+    pub action_key: String,
+    /// The mapping-kit object: field key → mapping.
+    pub mapping: Value,
+    /// Disabled mappings never run.
+    pub enabled: bool,
+}
+
+/// One problem with one configured mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingProblem {
+    /// The mapping's name.
+    pub mapping: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for MappingProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "mapping '{}': {}", self.mapping, self.message)
+    }
+}
+
+/// Why an instance could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstanceError {
+    /// The settings failed validation (Segment's wording, for example
+    /// `The root value is missing the required field 'apiKey'.`).
+    #[error("invalid settings: {0}")]
+    Settings(PayloadError),
+    /// The request defaults could not be resolved from the settings.
+    #[error("invalid settings: {0}")]
+    RequestDefaults(BuildError),
+    /// Some mappings are invalid; every problem is listed.
+    #[error("invalid mappings: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Mappings(Vec<MappingProblem>),
+}
+
+/// A mapping compiled for an instance.
+#[derive(Debug, Clone)]
+struct CompiledMapping {
+    name: String,
+    trigger: Expr,
+    action_index: usize,
+    mapping: Mapping,
+    enabled: bool,
+}
+
+/// What happened to one event for one mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A request to deliver.
+    Request(Request),
+    /// The event cannot produce a request; final (never retried).
+    Invalid {
+        /// The error class: `PayloadValidationError`, `MappingError`, `HookError` or
+        /// `RequestBuildError`.
+        name: &'static str,
+        /// The message (Segment's wording for validation errors).
+        message: String,
+        /// Always 400.
+        status: u16,
+    },
+    /// No enabled mapping's trigger matched the event.
+    Skipped {
+        /// Segment's wording: `not subscribed`.
+        reason: &'static str,
+    },
+}
+
+/// The outcome of one mapping for one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingOutcome<'a> {
+    /// The mapping's name; `None` for [`Outcome::Skipped`].
+    pub mapping: Option<&'a str>,
+    /// The action's key; `None` for [`Outcome::Skipped`].
+    pub action_key: Option<&'static str>,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// A destination instance: compiled destination, validated settings and mappings.
+#[derive(Clone)]
+pub struct Instance {
+    dest: Arc<CompiledDestination>,
+    settings: Value,
+    defaults: RequestDefaults,
+    mappings: Vec<CompiledMapping>,
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Instance {
+    /// Settings are left out because they carry secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.mappings.iter().map(|m| m.name.as_str()).collect();
+        f.debug_struct("Instance")
+            .field("destination", &self.dest.def.slug)
+            .field("defaults", &self.defaults)
+            .field("mappings", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instance {
+    /// Validates `settings` (coercing and stripping undeclared keys), resolves the request
+    /// defaults and compiles every mapping, reporting every mapping problem at once.
+    ///
+    /// Setting defaults are not applied (as in Segment); call
+    /// [`crate::validate::fill_setting_defaults`] first to apply them.
+    pub fn new(
+        dest: Arc<CompiledDestination>,
+        settings: &Value,
+        mappings: &[MappingConfig],
+    ) -> Result<Instance, InstanceError> {
+        let (settings, defaults) = prepare_settings(&dest, settings)?;
+        let mut compiled = Vec::with_capacity(mappings.len());
+        let mut problems = Vec::new();
+        for (idx, config) in mappings.iter().enumerate() {
+            let mut problem = |message: String| {
+                problems.push(MappingProblem {
+                    mapping: config.name.clone(),
+                    message,
+                });
+            };
+            if mappings[..idx].iter().any(|m| m.name == config.name) {
+                problem("the name is used by another mapping".to_owned());
+            }
+            let Some(action_index) = dest.action_index(&config.action_key) else {
+                problem(format!(
+                    "action '{}' does not exist in destination '{}'",
+                    config.action_key, dest.def.slug
+                ));
+                continue;
+            };
+            let trigger = actionkit_fql::parse(&config.trigger);
+            if let Err(err) = &trigger {
+                problem(format!("the trigger does not parse: {err}"));
+            }
+            if !config.mapping.is_object() {
+                problem("the mapping must be an object of field keys".to_owned());
+                continue;
+            }
+            let mapping = Mapping::compile(&config.mapping);
+            if let Err(err) = &mapping {
+                problem(format!(
+                    "the mapping is invalid: {}",
+                    err.messages.join(" ")
+                ));
+            }
+            if let (Ok(trigger), Ok(mapping)) = (trigger, mapping) {
+                compiled.push(CompiledMapping {
+                    name: config.name.clone(),
+                    trigger,
+                    action_index,
+                    mapping,
+                    enabled: config.enabled,
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(InstanceError::Mappings(problems));
+        }
+        let secrets = build::secret_values(&dest, &settings);
+        Ok(Instance {
+            dest,
+            settings,
+            defaults,
+            mappings: compiled,
+            secrets,
+        })
+    }
+
+    /// An instance with the destination's presets as its (enabled) mappings; a preset with
+    /// `mapping: defaults` uses the action's field defaults.
+    pub fn from_presets(
+        dest: Arc<CompiledDestination>,
+        settings: &Value,
+    ) -> Result<Instance, InstanceError> {
+        let (settings, defaults) = prepare_settings(&dest, settings)?;
+        let mappings = dest
+            .presets
+            .iter()
+            .map(|preset| CompiledMapping {
+                name: preset.def.name.to_owned(),
+                trigger: preset.trigger.clone(),
+                action_index: preset.action_index,
+                mapping: preset.mapping.clone(),
+                enabled: true,
+            })
+            .collect();
+        let secrets = build::secret_values(&dest, &settings);
+        Ok(Instance {
+            dest,
+            settings,
+            defaults,
+            mappings,
+            secrets,
+        })
+    }
+
+    /// The mapping configurations a preset-based instance uses (for example to write a config
+    /// file).
+    pub fn preset_configs(dest: &CompiledDestination) -> Vec<MappingConfig> {
+        dest.presets
+            .iter()
+            .map(|preset| MappingConfig {
+                name: preset.def.name.to_owned(),
+                trigger: preset.def.trigger.to_owned(),
+                action_key: preset.def.action_key.to_owned(),
+                mapping: preset.mapping_json.clone(),
+                enabled: true,
+            })
+            .collect()
+    }
+
+    /// Runs every enabled mapping whose trigger matches `event`; a single
+    /// [`Outcome::Skipped`] when none matches.
+    pub fn dispatch(&self, event: &Value) -> Vec<MappingOutcome<'_>> {
+        let mut outcomes = Vec::new();
+        for mapping in &self.mappings {
+            if mapping.enabled && mapping.trigger.matches(event) {
+                outcomes.push(self.run(mapping, event));
+            }
+        }
+        if outcomes.is_empty() {
+            outcomes.push(MappingOutcome {
+                mapping: None,
+                action_key: None,
+                outcome: Outcome::Skipped {
+                    reason: "not subscribed",
+                },
+            });
+        }
+        outcomes
+    }
+
+    fn run<'a>(&'a self, mapping: &'a CompiledMapping, event: &Value) -> MappingOutcome<'a> {
+        let action = &self.dest.actions[mapping.action_index];
+        let outcome = |outcome| MappingOutcome {
+            mapping: Some(&mapping.name),
+            action_key: Some(action.def.key),
+            outcome,
+        };
+        let invalid = |name, message| Outcome::Invalid {
+            name,
+            message,
+            status: 400,
+        };
+        let mut payload = match mapping.mapping.evaluate(event) {
+            Ok(Some(value @ Value::Object(_))) => value,
+            Ok(None) => Value::Object(serde_json::Map::new()),
+            Ok(Some(_)) => {
+                return outcome(invalid(
+                    "MappingError",
+                    "the mapping did not produce an object".to_owned(),
+                ));
+            }
+            Err(err) => return outcome(invalid("MappingError", err.message)),
+        };
+        if action.def.fields.is_empty() {
+            action.schema.remove_empty_values(&mut payload, true);
+        } else if let Err(err) = action.schema.clean_and_validate(&mut payload) {
+            return outcome(invalid("PayloadValidationError", err.message));
+        }
+        match build::action_request(&self.defaults, &self.settings, action, payload) {
+            Ok(request) => outcome(Outcome::Request(request)),
+            Err(err @ BuildError::Hook { .. }) => outcome(invalid("HookError", err.to_string())),
+            Err(err) => outcome(invalid("RequestBuildError", err.to_string())),
+        }
+    }
+
+    /// The credentials-check request, if the destination has one.
+    pub fn test_authentication_request(&self) -> Result<Option<Request>, BuildError> {
+        build::test_authentication_request(&self.dest, &self.defaults, &self.settings)
+    }
+
+    /// The user-deletion request for `event`, if the destination has one.
+    pub fn on_delete_request(&self, event: &Value) -> Result<Option<Request>, BuildError> {
+        build::on_delete_request(&self.dest, &self.defaults, &self.settings, event)
+    }
+
+    /// A copy of `request` with this instance's secret setting values replaced by `[redacted]`.
+    pub fn redact(&self, request: &Request) -> Request {
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        redact::redact(request, &secrets)
+    }
+
+    /// The compiled destination.
+    pub fn destination(&self) -> &Arc<CompiledDestination> {
+        &self.dest
+    }
+
+    /// The validated settings (they contain secrets: never log them).
+    pub fn settings(&self) -> &Value {
+        &self.settings
+    }
+
+    /// The resolved request defaults.
+    pub fn request_defaults(&self) -> &RequestDefaults {
+        &self.defaults
+    }
+
+    /// The names of the instance's mappings, in order.
+    pub fn mapping_names(&self) -> impl Iterator<Item = &str> {
+        self.mappings.iter().map(|m| m.name.as_str())
+    }
+}
+
+fn prepare_settings(
+    dest: &CompiledDestination,
+    settings: &Value,
+) -> Result<(Value, RequestDefaults), InstanceError> {
+    let mut settings = settings.clone();
+    dest.settings_schema
+        .validate(&mut settings)
+        .map_err(InstanceError::Settings)?;
+    let defaults =
+        RequestDefaults::resolve(dest, &settings).map_err(InstanceError::RequestDefaults)?;
+    Ok((settings, defaults))
+}

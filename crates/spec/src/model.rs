@@ -1,0 +1,737 @@
+//! The Rust model of `actions/<dest>/destination.yaml` and of one action YAML file.
+//!
+//! Every type here derives `Deserialize`, `Serialize` and `JsonSchema`; unknown keys are rejected.
+//! YAML keys are snake_case; field keys, setting keys and action keys keep Segment's camelCase as
+//! data. The `///` docs on types and fields become the descriptions of the generated JSON Schema,
+//! which editors show while a destination is being written.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// A destination: the content of `destination.yaml`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct DestinationSpec {
+    /// The destination's stable catalog id, for example `647f30a35eedd03afde0a1c3`.
+    pub id: String,
+    /// The destination's name as Segment's definition spells it, for example `Userpilot Cloud (Actions)`.
+    pub name: String,
+    /// The name shown in the catalog.
+    pub display_name: String,
+    /// The catalog slug, for example `actions-userpilot-cloud`.
+    pub slug: String,
+    /// Where the destination runs; only `cloud` is supported.
+    pub mode: Mode,
+    /// A one-paragraph summary of what the destination does.
+    pub description: String,
+    /// Catalog metadata, exported verbatim into the catalog entry.
+    pub catalog: CatalogMeta,
+    /// The destination settings (Segment's authentication fields), in display order, keyed by setting key.
+    #[serde(default)]
+    pub settings: IndexMap<String, SettingSpec>,
+    /// Defaults applied to every request the destination sends (Segment's `extendRequest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_defaults: Option<RequestDefaults>,
+    /// Default rate limits; requests name one with `rate_limit`, and instances may override them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimitSpec>,
+    /// The order of the actions (by action key) in the catalog export and the docs; when given it
+    /// must name every action file exactly once. Without it actions are ordered by file name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    /// Presets: subscriptions created when the destination is connected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presets: Vec<PresetSpec>,
+    /// The request that checks the settings (Segment's `testAuthentication`); its mappings see `{"settings"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_authentication: Option<RequestSpec>,
+    /// The request that deletes a user (Segment's `onDelete`); its mappings see
+    /// `{"payload": {"userId", "anonymousId"}, "settings"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_delete: Option<RequestSpec>,
+}
+
+/// Where a destination runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Events are sent server-side from the dispatcher (Segment's cloud mode).
+    Cloud,
+}
+
+/// Catalog metadata of a destination, as published in Segment's catalog.
+///
+/// Keys are snake_case here; the catalog export prints Segment's spelling (for example
+/// `partner_owned` becomes `partnerOwned`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct CatalogMeta {
+    /// The vendor's website.
+    pub website: String,
+    /// Publication status in the catalog, for example `PUBLIC` or `PUBLIC_BETA`.
+    pub status: String,
+    /// Catalog categories, for example `Analytics`.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// The logo image.
+    pub logo: CatalogImage,
+    /// The square mark image.
+    pub mark: CatalogImage,
+    /// Which Segment event methods the destination accepts.
+    pub methods: CatalogMethods,
+    /// Which source platforms the destination accepts.
+    pub platforms: CatalogPlatforms,
+    /// Segment endpoints the destination is available on, for example `US`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Regions the destination is available in, for example `us-west-2`.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// The catalog page path, for example `connections/destinations/catalog/actions-userpilot-cloud`.
+    pub url: String,
+    /// Names the destination had before.
+    #[serde(default)]
+    pub previous_names: Vec<String>,
+    /// Whether the destination is hidden from the catalog.
+    #[serde(default)]
+    pub hidden: bool,
+    /// Whether the destination is owned and maintained by the partner.
+    #[serde(default)]
+    pub partner_owned: bool,
+    /// Which connection modes the destination supports.
+    pub connection_modes: CatalogConnectionModes,
+    /// Catalog components (kept as opaque JSON values).
+    #[serde(default)]
+    pub components: Vec<Value>,
+    /// Whether browser unbundling is supported.
+    #[serde(default)]
+    pub browser_unbundling_supported: bool,
+    /// Whether browser unbundling is public.
+    #[serde(default)]
+    pub browser_unbundling_public: bool,
+    /// Whether replay is supported.
+    #[serde(default)]
+    pub replay: bool,
+}
+
+/// An image in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct CatalogImage {
+    /// Where the image is hosted.
+    pub url: String,
+}
+
+/// Which Segment event methods a destination accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct CatalogMethods {
+    /// Accepts `track` events.
+    pub track: bool,
+    /// Accepts `identify` events.
+    pub identify: bool,
+    /// Accepts `group` events.
+    pub group: bool,
+    /// Accepts `alias` events.
+    pub alias: bool,
+    /// Accepts `screen` events.
+    pub screen: bool,
+    /// Accepts `page` events.
+    pub page: bool,
+}
+
+/// Which source platforms a destination accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct CatalogPlatforms {
+    /// Browser sources.
+    pub browser: bool,
+    /// Mobile sources.
+    pub mobile: bool,
+    /// Server sources.
+    pub server: bool,
+    /// Warehouse sources.
+    pub warehouse: bool,
+    /// Cloud app object sources (catalog key `cloudAppObject`).
+    pub cloud_app_object: bool,
+    /// Linked audiences (catalog key `linkedAudiences`).
+    pub linked_audiences: bool,
+}
+
+/// Connection modes a destination supports, per mode and platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct CatalogConnectionModes {
+    /// Device mode support.
+    pub device: CatalogModePlatforms,
+    /// Cloud mode support.
+    pub cloud: CatalogModePlatforms,
+}
+
+/// Platforms supported in one connection mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct CatalogModePlatforms {
+    /// Web sources.
+    pub web: bool,
+    /// Mobile sources.
+    pub mobile: bool,
+    /// Server sources.
+    pub server: bool,
+}
+
+/// One destination setting (Segment's `GlobalSetting`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct SettingSpec {
+    /// The label shown in the UI and used as the subject of validation messages.
+    pub label: String,
+    /// What the setting is for (Markdown); required.
+    pub description: String,
+    /// The value type.
+    #[serde(rename = "type")]
+    pub r#type: SettingType,
+    /// Whether the setting must be present.
+    #[serde(default)]
+    pub required: bool,
+    /// Whether the value is secret and must be redacted everywhere; `password` settings are always secret.
+    #[serde(default)]
+    pub secret: bool,
+    /// The default value, which must match `type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// A JSON Schema string format the value must satisfy (only for `string` settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<StringFormat>,
+    /// The type the catalog export prints when it differs from `type` (Segment's catalog prints
+    /// `string` for some `password` settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_type: Option<SettingType>,
+}
+
+impl SettingSpec {
+    /// Whether the value must be redacted: `secret: true` or `type: password`.
+    pub fn is_secret(&self) -> bool {
+        self.secret || self.r#type == SettingType::Password
+    }
+
+    /// The type the catalog export prints: `catalog_type` if given, else `type`.
+    pub fn effective_catalog_type(&self) -> SettingType {
+        self.catalog_type.unwrap_or(self.r#type)
+    }
+}
+
+/// The value type of a destination setting (Segment's `GlobalSetting` types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingType {
+    /// A string.
+    String,
+    /// A secret string, redacted everywhere.
+    Password,
+    /// A number.
+    Number,
+    /// A boolean.
+    Boolean,
+}
+
+impl SettingType {
+    /// The YAML spelling of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettingType::String => "string",
+            SettingType::Password => "password",
+            SettingType::Number => "number",
+            SettingType::Boolean => "boolean",
+        }
+    }
+}
+
+/// Defaults applied to every request of a destination (Segment's `extendRequest`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RequestDefaults {
+    /// The base URL request paths are joined onto: a mapping-kit value over `{"settings": …}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<Value>,
+    /// Headers sent with every request, keyed by lower-case header name; each value is a
+    /// mapping-kit value over `{"settings": …}`.
+    #[serde(default)]
+    pub headers: IndexMap<String, Value>,
+}
+
+/// A named default rate limit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RateLimitSpec {
+    /// The name requests use in `rate_limit`.
+    pub key: String,
+    /// How many requests are allowed per window.
+    pub max_requests: u32,
+    /// The window length in seconds.
+    pub per_seconds: u32,
+}
+
+/// A preset: a subscription created automatically when the destination is connected.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct PresetSpec {
+    /// The preset's display name.
+    pub name: String,
+    /// The key of the action the preset runs, for example `identifyUser`.
+    pub action: String,
+    /// The trigger (FQL) selecting the events the preset handles.
+    pub trigger: String,
+    /// The mapping: `defaults` for the action's field defaults, or an explicit field key → mapping object.
+    pub mapping: PresetMapping,
+    /// The preset kind (Segment's preset `type`); absent means `automatic`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<PresetType>,
+    /// The event slug of a `specific_event` preset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_slug: Option<String>,
+}
+
+/// The kind of a preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PresetType {
+    /// Created automatically for every new instance.
+    Automatic,
+    /// Created for one specific event (Segment's `specificEvent`).
+    SpecificEvent,
+}
+
+/// The mapping of a preset.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PresetMapping {
+    /// The word `defaults`: use every field's default mapping.
+    Defaults(DefaultsKeyword),
+    /// An explicit mapping: field key → mapping-kit value.
+    Fields(IndexMap<String, Value>),
+}
+
+/// The keyword `defaults`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultsKeyword {
+    /// Use the action's field defaults.
+    Defaults,
+}
+
+/// An HTTP request a destination sends: per action, for test authentication, or on delete.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RequestSpec {
+    /// The HTTP method.
+    pub method: HttpMethod,
+    /// The path joined onto `request_defaults.base_url`, for example `v1/identify`.
+    pub path: String,
+    /// The key of a rate limit declared in the destination's `rate_limits`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    /// The name of a Rust hook (a snake_case identifier) whose JSON object result is placed at `$.computed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    /// The JSON body: a mapping-kit value over `{"payload", "settings", "computed"}`; absent means no body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<Value>,
+}
+
+/// An HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// `GET`.
+    Get,
+    /// `POST`.
+    Post,
+    /// `PUT`.
+    Put,
+    /// `PATCH`.
+    Patch,
+    /// `DELETE`.
+    Delete,
+}
+
+impl HttpMethod {
+    /// The method as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+}
+
+/// An action: the content of one action YAML file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ActionSpec {
+    /// The action's stable catalog id.
+    pub id: String,
+    /// The action key (Segment's action slug), a camelCase identifier such as `identifyUser`.
+    pub key: String,
+    /// The action's display name (Segment's `title`).
+    pub name: String,
+    /// What the action does (Markdown); required.
+    pub description: String,
+    /// Where the action runs; only `cloud` is supported.
+    pub platform: Platform,
+    /// Whether the action is hidden from the UI.
+    #[serde(default)]
+    pub hidden: bool,
+    /// The trigger (FQL) offered by default when a mapping is created (Segment's `defaultSubscription`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_trigger: Option<String>,
+    /// The payload fields in display order (the order is the catalog's `sortOrder`), keyed by field key.
+    #[serde(default)]
+    pub fields: IndexMap<String, FieldSpec>,
+    /// The request the action sends for one validated payload.
+    pub request: RequestSpec,
+}
+
+/// Where an action runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// Server-side, from the dispatcher.
+    Cloud,
+}
+
+/// One payload field of an action, or one nested property of an `object` field.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct FieldSpec {
+    /// The field's stable catalog id (top-level fields only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The display name; it is also the subject of validation messages.
+    pub label: String,
+    /// What the field holds (Markdown); required on top-level fields, optional on nested properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The value type.
+    #[serde(rename = "type")]
+    pub r#type: FieldType,
+    /// `true`, `false`, or a condition under which the field is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<Required>,
+    /// Whether the value is an array of `type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiple: Option<bool>,
+    /// Whether `null` is accepted as a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_null: Option<bool>,
+    /// The allowed values, as plain values or `{label, value}` pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<Choice>>,
+    /// The default mapping (mapping-kit) used by presets and new mappings; never applied during validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// Placeholder text shown in an empty input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    /// Nested fields of an `object` field, keyed by property key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<IndexMap<String, FieldSpec>>,
+    /// Whether an `object` field with `properties` keeps keys beyond them (otherwise they are stripped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_properties: Option<bool>,
+    /// A JSON Schema string format the value must satisfy (only for `string` fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<StringFormat>,
+    /// For `number` the smallest value, for `string` the shortest length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<serde_json::Number>,
+    /// For `number` the largest value, for `string` the longest length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<serde_json::Number>,
+    /// A condition under which the field is shown in the UI (no effect on validation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<ConditionSet>,
+    /// Whether the field is hidden in the UI (Segment's `unsafe_hidden`, the catalog's `hidden`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<bool>,
+    /// The UI category of the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<FieldCategory>,
+    /// Whether the field's choices are loaded dynamically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<bool>,
+    /// How the field is displayed in the UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_mode: Option<DisplayMode>,
+    /// The default editor of an `object` field (Segment's `defaultObjectUI`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_object_ui: Option<DefaultObjectUi>,
+    /// Whether the field is read-only in the UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// Input methods the UI must not offer for this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_input_methods: Option<Vec<InputMethod>>,
+}
+
+impl FieldSpec {
+    /// Whether the field is unconditionally required.
+    pub fn is_required(&self) -> bool {
+        matches!(self.required, Some(Required::Always(true)))
+    }
+
+    /// The condition under which the field is required, if it is conditionally required.
+    pub fn required_condition(&self) -> Option<&ConditionSet> {
+        match &self.required {
+            Some(Required::When(conditions)) => Some(conditions),
+            _ => None,
+        }
+    }
+}
+
+/// The value type of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    /// A string.
+    String,
+    /// A long string (multi-line input).
+    Text,
+    /// A number.
+    Number,
+    /// An integer.
+    Integer,
+    /// A date: a string that parses as a date, or a number of seconds.
+    Datetime,
+    /// A boolean.
+    Boolean,
+    /// A secret string.
+    Password,
+    /// An object.
+    Object,
+}
+
+impl FieldType {
+    /// The YAML spelling of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Text => "text",
+            FieldType::Number => "number",
+            FieldType::Integer => "integer",
+            FieldType::Datetime => "datetime",
+            FieldType::Boolean => "boolean",
+            FieldType::Password => "password",
+            FieldType::Object => "object",
+        }
+    }
+}
+
+/// Whether a field is required: always, never, or under a condition.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Required {
+    /// `true` (always required) or `false`.
+    Always(bool),
+    /// Required when the conditions hold.
+    When(ConditionSet),
+}
+
+/// A set of conditions on sibling fields (conditional `required`, `depends_on`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ConditionSet {
+    /// Whether all conditions (`all`, the default) or any one of them (`any`) must hold.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub r#match: Option<MatchMode>,
+    /// The conditions.
+    pub conditions: Vec<Condition>,
+}
+
+/// How conditions combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchMode {
+    /// Every condition must hold.
+    All,
+    /// At least one condition must hold.
+    Any,
+}
+
+/// One condition on another field's value.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Condition {
+    /// The key of the field the condition looks at; `parent.child` names a nested property.
+    pub field_key: String,
+    /// The comparison.
+    pub operator: ConditionOperator,
+    /// The value compared with; leaving it out compares with "absent" (Segment's `undefined`).
+    #[serde(
+        default,
+        deserialize_with = "present_value",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Value")]
+    pub value: Option<Value>,
+}
+
+/// Deserializes a present value, keeping `null` as `Some(Value::Null)`.
+fn present_value<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}
+
+/// A condition operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditionOperator {
+    /// The field equals the value.
+    Is,
+    /// The field does not equal the value.
+    IsNot,
+}
+
+/// One allowed value of a field.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Choice {
+    /// A value with its own display label.
+    Labeled(LabeledChoice),
+    /// A plain value, displayed as itself.
+    Plain(ChoiceValue),
+}
+
+impl Choice {
+    /// The value of the choice.
+    pub fn value(&self) -> &ChoiceValue {
+        match self {
+            Choice::Labeled(labeled) => &labeled.value,
+            Choice::Plain(value) => value,
+        }
+    }
+}
+
+/// A choice with a display label.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct LabeledChoice {
+    /// The label shown in the UI.
+    pub label: String,
+    /// The value stored in the payload.
+    pub value: ChoiceValue,
+}
+
+/// A scalar choice value.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ChoiceValue {
+    /// A string value.
+    String(String),
+    /// A number value.
+    Number(serde_json::Number),
+    /// A boolean value.
+    Boolean(bool),
+}
+
+/// A JSON Schema string format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StringFormat {
+    /// `date`.
+    Date,
+    /// `time`.
+    Time,
+    /// `date-time`.
+    DateTime,
+    /// `uri`.
+    Uri,
+    /// `uri-reference`.
+    UriReference,
+    /// `uri-template`.
+    UriTemplate,
+    /// `email`.
+    Email,
+    /// `hostname`.
+    Hostname,
+    /// `ipv4`.
+    Ipv4,
+    /// `ipv6`.
+    Ipv6,
+    /// `regex`.
+    Regex,
+    /// `uuid`.
+    Uuid,
+    /// `password`.
+    Password,
+    /// `text`.
+    Text,
+}
+
+/// The UI category of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldCategory {
+    /// Identifies the user or object.
+    Identifier,
+    /// Ordinary data.
+    Data,
+    /// Internal to the integration.
+    Internal,
+    /// Configuration.
+    Config,
+    /// Sync behaviour.
+    Sync,
+    /// Hashed personal data (Segment's `hashedPII`).
+    HashedPii,
+}
+
+/// How a field is displayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DisplayMode {
+    /// Shown expanded.
+    Expanded,
+    /// Shown normally.
+    Normal,
+    /// Shown collapsed.
+    Collapsed,
+}
+
+/// The default editor of an object field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultObjectUi {
+    /// Key-value editor (Segment's `keyvalue`).
+    Keyvalue,
+    /// Object editor.
+    Object,
+    /// Key-value editor only (Segment's `keyvalue:only`).
+    #[serde(rename = "keyvalue:only")]
+    KeyvalueOnly,
+    /// Object editor only (Segment's `object:only`).
+    #[serde(rename = "object:only")]
+    ObjectOnly,
+    /// Array editor.
+    Arrayeditor,
+}
+
+/// A UI input method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputMethod {
+    /// A literal value.
+    Literal,
+    /// A variable (event path).
+    Variable,
+    /// A function.
+    Function,
+    /// An enrichment.
+    Enrichment,
+    /// Free-form input.
+    Freeform,
+}

@@ -1,0 +1,309 @@
+//! The destination docs page: `docs/destinations/<slug>.md`, rendered with Handlebars.
+//!
+//! The page is the hand-written prose of `actions/<dest>/docs.md`, arranged as Segment's page is
+//! (see `split_prose`), with the generated sections that Segment's docs site renders for a
+//! destination (its `actions-fields` include) between "Getting started" and "Troubleshooting":
+//! `## Destination Settings` (Setting | Description; a required setting
+//! starts with `*Required.*`), `## Available Presets` (Preset Name | Trigger | Default Action, the
+//! trigger shown as ``Event `<fql>` ``), and `## Available Actions` (a link list, then per action a
+//! `###` section with its description, platform and default trigger and a Field | Description table
+//! whose required labels carry `*` and whose descriptions start with `Type: <TYPE>`).
+//!
+//! The template is strict (a missing value is an error) and never HTML-escapes.
+
+use anyhow::{Context, Result};
+use handlebars::Handlebars;
+use serde::Serialize;
+
+use super::model::{Destination, Required};
+
+/// How many mappings one destination instance may hold (Segment's limit, stated on the page).
+const MAPPING_LIMIT: u32 = 50;
+
+const TEMPLATE: &str = include_str!("../../templates/destination.md.hbs");
+
+#[derive(Serialize)]
+struct Page {
+    header: String,
+    title: String,
+    prose_before: String,
+    prose_after: String,
+    has_prose_after: bool,
+    display_name: String,
+    short_name: String,
+    mapping_limit: u32,
+    has_settings: bool,
+    settings: Vec<Row2>,
+    has_presets: bool,
+    presets: Vec<PresetRow>,
+    actions: Vec<ActionSection>,
+}
+
+#[derive(Serialize)]
+struct Row2 {
+    label: String,
+    description: String,
+}
+
+#[derive(Serialize)]
+struct PresetRow {
+    name: String,
+    trigger: String,
+    action: String,
+}
+
+#[derive(Serialize)]
+struct ActionSection {
+    name: String,
+    anchor: String,
+    description: String,
+    platform: String,
+    trigger: String,
+    fields: Vec<Row2>,
+}
+
+/// The page's path relative to the repository root.
+pub fn page_path(dest: &Destination) -> String {
+    format!("docs/destinations/{}.md", dest.slug)
+}
+
+/// Renders the docs page of `dest`.
+pub fn render_page(dest: &Destination) -> Result<String> {
+    let (before, after) = split_prose(&dest.docs_prose);
+    let page = Page {
+        header: crate::fs::markdown_header(&format!("actions/{}/docs.md", dest.dir_name)),
+        title: format!("{} Destination", dest.display_name),
+        prose_before: before.trim().to_owned(),
+        has_prose_after: !after.trim().is_empty(),
+        prose_after: after.trim().to_owned(),
+        display_name: dest.display_name.clone(),
+        short_name: dest.display_name.trim_end_matches(" (Actions)").to_owned(),
+        mapping_limit: MAPPING_LIMIT,
+        has_settings: !dest.settings.is_empty(),
+        settings: dest
+            .settings
+            .iter()
+            .map(|setting| Row2 {
+                label: cell(&setting.label),
+                description: if setting.required {
+                    format!("*Required.* {}", cell(&setting.description))
+                } else {
+                    cell(&setting.description)
+                },
+            })
+            .collect(),
+        has_presets: !dest.presets.is_empty(),
+        presets: dest
+            .presets
+            .iter()
+            .map(|preset| PresetRow {
+                name: cell(&preset.name),
+                trigger: format!("Event {}", code_span(&preset.trigger)),
+                action: cell(
+                    dest.actions
+                        .iter()
+                        .find(|action| action.key == preset.action_key)
+                        .map_or(preset.action_key.as_str(), |action| action.name.as_str()),
+                ),
+            })
+            .collect(),
+        actions: dest
+            .actions
+            .iter()
+            .filter(|action| !action.hidden)
+            .map(|action| ActionSection {
+                name: action.name.clone(),
+                anchor: anchor(&action.name),
+                description: action.description.trim().to_owned(),
+                platform: capitalise(&action.platform),
+                trigger: action.default_trigger.clone().unwrap_or_default(),
+                fields: action
+                    .fields
+                    .iter()
+                    .filter(|field| !field.hidden)
+                    .map(|field| Row2 {
+                        label: if field.required == Required::No {
+                            cell(&field.label)
+                        } else {
+                            format!("{}*", cell(&field.label))
+                        },
+                        description: format!(
+                            "Type: {}<br><br>{}",
+                            field.kind.catalog_name(),
+                            cell(&field.description)
+                        ),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let mut hbs = Handlebars::new();
+    hbs.set_strict_mode(true);
+    hbs.register_escape_fn(handlebars::no_escape);
+    hbs.register_template_string("page", TEMPLATE)
+        .context("invalid docs template")?;
+    let text = hbs
+        .render("page", &page)
+        .context("cannot render the docs page")?;
+    Ok(tidy(&text))
+}
+
+/// Arranges the prose of `docs.md` around the generated sections, as Segment's page is laid out.
+///
+/// A leading HTML comment (notes for whoever edits `docs.md`) is dropped. The text before the first
+/// `## ` heading opens the page; then come `## Getting started` and `## Overview`, the latter
+/// nested as `### Overview` (with its own sub-headings one level deeper) as on Segment's page; the
+/// generated sections follow; then `## Troubleshooting`, then every other section in the order
+/// written. Returns the prose before and after the generated sections.
+fn split_prose(prose: &str) -> (String, String) {
+    let mut text = prose.trim_start();
+    if text.starts_with("<!--") {
+        if let Some(end) = text.find("-->") {
+            text = &text[end + "-->".len()..];
+        }
+    }
+    let mut preamble = String::new();
+    let mut sections: Vec<(String, String)> = Vec::new();
+    let mut in_fence = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+        }
+        if !in_fence && line.starts_with("## ") {
+            sections.push((line["## ".len()..].trim().to_owned(), String::new()));
+            continue;
+        }
+        let target = match sections.last_mut() {
+            Some((_, body)) => body,
+            None => &mut preamble,
+        };
+        target.push_str(line);
+        target.push('\n');
+    }
+    let take = |sections: &mut Vec<(String, String)>, title: &str| {
+        let idx = sections
+            .iter()
+            .position(|(name, _)| name.eq_ignore_ascii_case(title))?;
+        Some(sections.remove(idx))
+    };
+    let mut before = preamble.trim().to_owned();
+    let push = |out: &mut String, heading: String, body: &str| {
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(&heading);
+        out.push_str("\n\n");
+        out.push_str(body.trim());
+    };
+    if let Some((name, body)) = take(&mut sections, "Getting started") {
+        push(&mut before, format!("## {name}"), &body);
+    }
+    if let Some((name, body)) = take(&mut sections, "Overview") {
+        let demoted: Vec<String> = body
+            .lines()
+            .map(|line| {
+                if line.starts_with('#') {
+                    format!("#{line}")
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        push(&mut before, format!("### {name}"), &demoted.join("\n"));
+    }
+    let mut after = String::new();
+    if let Some((name, body)) = take(&mut sections, "Troubleshooting") {
+        push(&mut after, format!("## {name}"), &body);
+    }
+    for (name, body) in sections {
+        push(&mut after, format!("## {name}"), &body);
+    }
+    (before, after)
+}
+
+/// Makes text safe inside a Markdown table cell: no line breaks, pipes escaped.
+fn cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+/// A Markdown code span holding `text`, with enough backticks to hold backticks inside.
+fn code_span(text: &str) -> String {
+    let text = cell(text);
+    let fence = if text.contains('`') { "``" } else { "`" };
+    let pad = if text.contains('`') { " " } else { "" };
+    format!("{fence}{pad}{text}{pad}{fence}")
+}
+
+/// The heading anchor GitHub-flavoured Markdown gives `heading`.
+pub fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Collapses runs of blank lines left by template blocks and ends the page with one newline.
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut n_blank = 0;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            n_blank += 1;
+            if n_blank > 1 {
+                continue;
+            }
+        } else {
+            n_blank = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    let trimmed = out.trim_end();
+    format!("{trimmed}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prose_sections_are_arranged_like_segments_page() {
+        let prose = "<!-- notes -->\nintro\n\n## Overview\nabout\n### Detail\nd\n\n## Extra\ne\n\n\
+                     ## Troubleshooting\nt\n\n## Getting started\n1. go\n```\n## not a heading\n```\n";
+        let (before, after) = split_prose(prose);
+        assert_eq!(
+            before,
+            "intro\n\n## Getting started\n\n1. go\n```\n## not a heading\n```\n\n### Overview\n\nabout\n#### Detail\nd"
+        );
+        assert_eq!(after, "## Troubleshooting\n\nt\n\n## Extra\n\ne");
+        let (before, after) = split_prose("intro only");
+        assert_eq!((before.as_str(), after.as_str()), ("intro only", ""));
+    }
+
+    #[test]
+    fn cells_and_anchors_are_markdown_safe() {
+        assert_eq!(cell("a | b\nc"), "a \\| b c");
+        assert_eq!(anchor("Identify User"), "identify-user");
+        assert_eq!(anchor("Track (Beta) Event!"), "track-beta-event");
+        assert_eq!(code_span("type = \"track\""), "`type = \"track\"`");
+        assert_eq!(code_span("a`b"), "`` a`b ``");
+    }
+}

@@ -1,0 +1,273 @@
+//! The generators' view of one destination: everything they emit, already validated and ordered.
+//!
+//! It is built from the spec crate's loaded YAML (see `from_spec`) so that the generators do not
+//! depend on how the YAML is parsed, and so that tests can build destinations directly.
+
+use serde_json::{Map, Value};
+
+/// One destination with its actions, as the generators see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    /// The directory name under `actions/`, e.g. `userpilot`; it names the generated module.
+    pub dir_name: String,
+    /// The catalog id.
+    pub id: String,
+    /// The destination's name, e.g. `Userpilot Cloud (Actions)`.
+    pub name: String,
+    /// The display name shown in the catalog and the docs.
+    pub display_name: String,
+    /// The catalog slug, e.g. `actions-userpilot-cloud`.
+    pub slug: String,
+    /// `cloud` or `device`.
+    pub mode: String,
+    /// A one-paragraph summary.
+    pub description: String,
+    /// Catalog metadata exported verbatim, keyed as in the catalog (camelCase or snake_case as
+    /// Segment's catalog spells them).
+    pub catalog: Map<String, Value>,
+    /// The settings in declaration order.
+    pub settings: Vec<Setting>,
+    /// Mapping-kit values applied to every request: the base URL and headers.
+    pub request_defaults: RequestDefaults,
+    /// Default rate limits.
+    pub rate_limits: Vec<RateLimit>,
+    /// Presets in declaration order.
+    pub presets: Vec<Preset>,
+    /// The request that checks credentials, if any.
+    pub test_authentication: Option<Request>,
+    /// The request that deletes a user, if any.
+    pub on_delete: Option<Request>,
+    /// The actions in file-name order.
+    pub actions: Vec<Action>,
+    /// The hand-written prose of the docs page (`docs.md`), empty when absent.
+    pub docs_prose: String,
+}
+
+/// The type of a destination setting (Segment's `GlobalSetting` types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingType {
+    /// A string.
+    String,
+    /// A secret string.
+    Password,
+    /// A number.
+    Number,
+    /// A boolean.
+    Boolean,
+}
+
+/// One destination setting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// The settings key, e.g. `apiKey`.
+    pub key: String,
+    /// The label.
+    pub label: String,
+    /// The type.
+    pub kind: SettingType,
+    /// The type the catalog lists (Segment's catalog lists some `password` settings as `string`).
+    pub catalog_kind: SettingType,
+    /// Whether the setting must be given.
+    pub required: bool,
+    /// Whether the value is redacted everywhere.
+    pub secret: bool,
+    /// The description.
+    pub description: String,
+    /// The default value, if any.
+    pub default: Option<Value>,
+    /// A JSON-Schema string format, if any.
+    pub format: Option<String>,
+}
+
+/// The base URL and headers applied to every request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestDefaults {
+    /// Mapping-kit value over `{"settings": …}` giving the base URL.
+    pub base_url: Option<Value>,
+    /// Header name (lower case) → mapping-kit value over `{"settings": …}`.
+    pub headers: Vec<(String, Value)>,
+}
+
+/// A default rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    /// The key requests refer to.
+    pub key: String,
+    /// At most this many requests …
+    pub max_requests: u64,
+    /// … per this many seconds.
+    pub per_seconds: u64,
+}
+
+/// A preset: a trigger and a mapping for one action, enabled when the destination is added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preset {
+    /// The preset's name.
+    pub name: String,
+    /// The key of the action it runs.
+    pub action_key: String,
+    /// The FQL trigger.
+    pub trigger: String,
+    /// The mapping, already resolved: field key → mapping-kit value.
+    pub mapping: Map<String, Value>,
+    /// Whether the YAML said `mapping: defaults` (the runtime then uses the action's defaults).
+    pub uses_defaults: bool,
+}
+
+/// One action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    /// The catalog id.
+    pub id: String,
+    /// The key (Segment's camelCase slug), e.g. `identifyUser`.
+    pub key: String,
+    /// The name, e.g. `Identify User`.
+    pub name: String,
+    /// The description.
+    pub description: String,
+    /// `cloud` or `web`.
+    pub platform: String,
+    /// Whether the action is hidden in the catalog.
+    pub hidden: bool,
+    /// The default FQL trigger, if any.
+    pub default_trigger: Option<String>,
+    /// The fields in order (the order is the catalog's `sortOrder`).
+    pub fields: Vec<Field>,
+    /// The request the action sends.
+    pub request: Request,
+}
+
+/// The type of an action field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// A string.
+    String,
+    /// Long text.
+    Text,
+    /// A number.
+    Number,
+    /// An integer.
+    Integer,
+    /// A date as a string or a number.
+    Datetime,
+    /// A boolean.
+    Boolean,
+    /// A secret string.
+    Password,
+    /// An object.
+    Object,
+}
+
+impl FieldType {
+    /// The catalog spelling, e.g. `STRING`.
+    pub fn catalog_name(self) -> &'static str {
+        match self {
+            Self::String => "STRING",
+            Self::Text => "TEXT",
+            Self::Number => "NUMBER",
+            Self::Integer => "INTEGER",
+            Self::Datetime => "DATETIME",
+            Self::Boolean => "BOOLEAN",
+            Self::Password => "PASSWORD",
+            Self::Object => "OBJECT",
+        }
+    }
+}
+
+/// Whether a field is required.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Required {
+    /// Never required.
+    No,
+    /// Always required.
+    Yes,
+    /// Required when the conditions hold.
+    When(Conditions),
+}
+
+/// A set of conditions on other fields (conditional `required` and `depends_on`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conditions {
+    /// `true` when any condition suffices; `false` when all must hold.
+    pub match_any: bool,
+    /// The conditions.
+    pub conditions: Vec<Condition>,
+}
+
+/// One condition on another field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    /// The field key (dotted for a sub-field).
+    pub field_key: String,
+    /// `true` for `is`, `false` for `is_not`.
+    pub is: bool,
+    /// The value compared against; `None` stands for "undefined".
+    pub value: Option<Value>,
+}
+
+/// One choice of a field with choices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    /// The label shown.
+    pub label: String,
+    /// The value.
+    pub value: Value,
+}
+
+/// One action field (or sub-field of an object field).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    /// The field key, e.g. `userId`.
+    pub key: String,
+    /// The catalog id, if any (sub-fields have none).
+    pub id: Option<String>,
+    /// The label.
+    pub label: String,
+    /// The type.
+    pub kind: FieldType,
+    /// Whether it is required.
+    pub required: Required,
+    /// The description (may be empty for sub-fields).
+    pub description: String,
+    /// The placeholder.
+    pub placeholder: Option<String>,
+    /// The default mapping.
+    pub default: Option<Value>,
+    /// Whether the value is an array of the type.
+    pub multiple: bool,
+    /// Whether `null` is accepted.
+    pub allow_null: bool,
+    /// The allowed values, if restricted.
+    pub choices: Option<Vec<Choice>>,
+    /// Sub-fields of an object field.
+    pub properties: Vec<Field>,
+    /// Whether an object with sub-fields keeps other keys.
+    pub additional_properties: bool,
+    /// A JSON-Schema string format.
+    pub format: Option<String>,
+    /// Minimum (number) or minimum length (string).
+    pub minimum: Option<f64>,
+    /// Maximum (number) or maximum length (string).
+    pub maximum: Option<f64>,
+    /// Whether the field is hidden in the UI.
+    pub hidden: bool,
+    /// Whether the choices are fetched dynamically.
+    pub dynamic: bool,
+    /// UI visibility conditions.
+    pub depends_on: Option<Conditions>,
+}
+
+/// A request an action (or the destination) sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The HTTP method, upper case.
+    pub method: String,
+    /// The path joined onto the base URL.
+    pub path: String,
+    /// The rate-limit key, if any.
+    pub rate_limit: Option<String>,
+    /// The named Rust hook whose result is placed at `$.computed`, if any.
+    pub hook: Option<String>,
+    /// The JSON body as a mapping-kit value, if any.
+    pub json: Option<Value>,
+}

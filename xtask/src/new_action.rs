@@ -1,0 +1,283 @@
+//! `cargo xtask new-action <dest> <key>`: scaffold an action YAML and a test case for it.
+//!
+//! The action file is `actions/<dest>/<key in snake_case>.yaml` and the test case
+//! `actions/<dest>/tests/<key in snake_case>.yaml`. Both are valid as written, so `cargo codegen`
+//! right after scaffolding produces a compiling handler; fill in the fields, request and expected
+//! request, then run `cargo codegen` again. Existing files are never overwritten.
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::codegen::names::snake_case;
+
+/// The files [`scaffold`] wrote, relative to the repository root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scaffolded {
+    /// The action YAML.
+    pub action: PathBuf,
+    /// The test case YAML.
+    pub test_case: PathBuf,
+}
+
+/// Scaffolds the action and prints what to do next.
+pub fn run(root: &Path, dest: &str, key: &str) -> Result<()> {
+    let files = scaffold(root, dest, key)?;
+    println!("created {}", files.action.display());
+    println!("created {}", files.test_case.display());
+    println!("next: fill in the fields, request and expected request, then run `cargo codegen`");
+    Ok(())
+}
+
+/// Writes the action YAML and its test case under `root`; fails rather than overwrite.
+pub fn scaffold(root: &Path, dest: &str, key: &str) -> Result<Scaffolded> {
+    check_key(key)?;
+    if dest.is_empty() || dest.contains(['/', '\\']) || dest.starts_with('.') {
+        bail!(
+            "invalid destination directory name `{dest}`: expected a directory name under actions/"
+        );
+    }
+    let dest_dir = root.join("actions").join(dest);
+    if !dest_dir.join("destination.yaml").is_file() {
+        bail!(
+            "unknown destination `{dest}`: {} has no destination.yaml",
+            dest_dir.display()
+        );
+    }
+    let file_stem = snake_case(key).trim_start_matches('_').to_owned();
+    let action_rel = PathBuf::from("actions")
+        .join(dest)
+        .join(format!("{file_stem}.yaml"));
+    let test_rel = PathBuf::from("actions")
+        .join(dest)
+        .join("tests")
+        .join(format!("{file_stem}.yaml"));
+    for rel in [&action_rel, &test_rel] {
+        if root.join(rel).exists() {
+            bail!(
+                "{} already exists; choose another key or edit the file",
+                rel.display()
+            );
+        }
+    }
+    let dest_yaml_path = dest_dir.join("destination.yaml");
+    let dest_yaml = std::fs::read_to_string(&dest_yaml_path)
+        .with_context(|| format!("cannot read {}", dest_yaml_path.display()))?;
+    let updated_dest_yaml = add_to_actions_list(&dest_yaml, key)?;
+    let name = title_case(key);
+    std::fs::write(root.join(&action_rel), action_yaml(key, &name, &file_stem))
+        .with_context(|| format!("cannot write {}", action_rel.display()))?;
+    if let Some(updated) = updated_dest_yaml {
+        std::fs::write(&dest_yaml_path, updated)
+            .with_context(|| format!("cannot write {}", dest_yaml_path.display()))?;
+    }
+    let tests_dir = root.join("actions").join(dest).join("tests");
+    std::fs::create_dir_all(&tests_dir)
+        .with_context(|| format!("cannot create {}", tests_dir.display()))?;
+    std::fs::write(root.join(&test_rel), test_case_yaml(key, &file_stem))
+        .with_context(|| format!("cannot write {}", test_rel.display()))?;
+    Ok(Scaffolded {
+        action: action_rel,
+        test_case: test_rel,
+    })
+}
+
+/// Appends `key` to the top-level `actions:` order list of a destination.yaml, keeping comments
+/// and layout; `None` when the file has no such list (actions are then ordered by file name).
+fn add_to_actions_list(text: &str, key: &str) -> Result<Option<String>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.iter().position(|line| line.starts_with("actions:")) else {
+        return Ok(None);
+    };
+    let rest = lines[start]["actions:".len()..].trim();
+    let mut out: Vec<String> = lines.iter().map(|line| (*line).to_owned()).collect();
+    if rest.starts_with('[') {
+        let Some(close) = out[start].rfind(']') else {
+            bail!(
+                "cannot add `{key}` to the flow-style actions list of destination.yaml; add it by hand"
+            );
+        };
+        let inside = out[start][..close].trim_end().ends_with('[');
+        let insert = if inside {
+            key.to_owned()
+        } else {
+            format!(", {key}")
+        };
+        out[start].insert_str(close, &insert);
+    } else if rest.is_empty() || rest.starts_with('#') {
+        let mut last_item = None;
+        let mut indent = "  ".to_owned();
+        for (idx, line) in lines.iter().enumerate().skip(start + 1) {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("- ") {
+                last_item = Some(idx);
+                indent = line[..line.len() - trimmed.len()].to_owned();
+            } else if trimmed.is_empty() || (trimmed.starts_with('#') && line.starts_with(' ')) {
+                continue;
+            } else {
+                break;
+            }
+        }
+        let at = last_item.map_or(start + 1, |idx| idx + 1);
+        out.insert(at, format!("{indent}- {key}"));
+    } else {
+        bail!("cannot add `{key}` to the actions list of destination.yaml; add it by hand");
+    }
+    let mut joined = out.join("\n");
+    if text.ends_with('\n') {
+        joined.push('\n');
+    }
+    Ok(Some(joined))
+}
+
+/// Action keys are camelCase identifiers, as Segment's action slugs are.
+fn check_key(key: &str) -> Result<()> {
+    let mut chars = key.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_alphanumeric());
+    if !valid {
+        bail!("invalid action key `{key}`: expected a camelCase identifier such as `sendEvent`");
+    }
+    Ok(())
+}
+
+/// `sendEvent` → `Send Event`.
+fn title_case(key: &str) -> String {
+    let mut out = String::new();
+    for (idx, c) in key.chars().enumerate() {
+        if idx == 0 {
+            out.extend(c.to_uppercase());
+        } else if c.is_ascii_uppercase() {
+            out.push(' ');
+            out.push(c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A random id in the shape of Segment's catalog ids (22 base-58 characters).
+fn new_id() -> String {
+    const ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    let state = std::collections::hash_map::RandomState::new();
+    let mut out = String::with_capacity(22);
+    let mut n_round = 0u64;
+    while out.len() < 22 {
+        let mut hasher = state.build_hasher();
+        hasher.write_u64(n_round);
+        let mut bits = hasher.finish();
+        n_round += 1;
+        for _ in 0..8 {
+            if out.len() == 22 {
+                break;
+            }
+            out.push(char::from(ALPHABET[(bits % 58) as usize]));
+            bits /= 58;
+        }
+    }
+    out
+}
+
+fn action_yaml(key: &str, name: &str, file_stem: &str) -> String {
+    format!(
+        r#"# yaml-language-server: $schema=../../schemas/action.schema.json
+id: {action_id}
+key: {key}
+name: {name}
+description: Sends one event to the destination as {name}. Describe what the action does here.
+platform: cloud
+default_trigger: type = "track"
+fields:
+  userId:
+    id: {field_id}
+    label: User ID
+    type: string
+    required: true
+    description: The ID of the user the event is about.
+    default: {{"@path": "$.userId"}}
+request:
+  method: POST
+  path: v1/{file_stem}
+  json:
+    user_id: {{"@path": "$.payload.userId"}}
+"#,
+        action_id = new_id(),
+        field_id = new_id(),
+    )
+}
+
+fn test_case_yaml(key: &str, file_stem: &str) -> String {
+    format!(
+        r#"# A test case for `{key}`: an event in, the exact request (or error) out.
+name: {key} sends the mapped user id
+action: {key}
+event:
+  type: track
+  userId: user1234
+  event: Test Event
+expect:
+  requests:
+    - method: POST
+      path: v1/{file_stem}
+      json:
+        user_id: user1234
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_names() {
+        assert!(check_key("sendEvent").is_ok());
+        assert!(check_key("SendEvent").is_err());
+        assert!(check_key("send-event").is_err());
+        assert!(check_key("").is_err());
+        assert_eq!(title_case("sendEvent"), "Send Event");
+        let id = new_id();
+        assert_eq!(id.len(), 22);
+        assert_ne!(id, new_id());
+    }
+
+    #[test]
+    fn new_keys_join_the_actions_order_list() {
+        let text = "id: x\n# Order.\nactions:\n  - a\n  # note\n  - b\npresets: []\n";
+        assert_eq!(
+            add_to_actions_list(text, "c").unwrap().unwrap(),
+            "id: x\n# Order.\nactions:\n  - a\n  # note\n  - b\n  - c\npresets: []\n"
+        );
+        assert_eq!(
+            add_to_actions_list("actions: [a, b]\n", "c")
+                .unwrap()
+                .unwrap(),
+            "actions: [a, b, c]\n"
+        );
+        assert_eq!(
+            add_to_actions_list("actions: []\n", "c").unwrap().unwrap(),
+            "actions: [c]\n"
+        );
+        assert_eq!(add_to_actions_list("id: x\n", "c").unwrap(), None);
+    }
+
+    #[test]
+    fn scaffold_refuses_unknown_destinations_and_existing_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let err = scaffold(root, "nope", "sendEvent").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown destination `nope`"),
+            "{err}"
+        );
+        std::fs::create_dir_all(root.join("actions/demo")).unwrap();
+        std::fs::write(root.join("actions/demo/destination.yaml"), "id: x\n").unwrap();
+        let files = scaffold(root, "demo", "sendEvent").unwrap();
+        assert_eq!(files.action, PathBuf::from("actions/demo/send_event.yaml"));
+        assert!(root.join("actions/demo/tests/send_event.yaml").is_file());
+        let err = scaffold(root, "demo", "sendEvent").unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+    }
+}
