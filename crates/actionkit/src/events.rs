@@ -30,10 +30,7 @@ pub struct Item {
 }
 
 /// Starts reading `reader` on a new thread; items arrive on the returned channel in order.
-pub fn spawn_reader(
-    reader: Box<dyn Read + Send>,
-    max_event_bytes: usize,
-) -> Receiver<Item> {
+pub fn spawn_reader(reader: Box<dyn Read + Send>, max_event_bytes: usize) -> Receiver<Item> {
     let (tx, rx) = sync_channel(CHANNEL_DEPTH);
     std::thread::spawn(move || {
         let mut reader = BufReader::with_capacity(256 * 1024, reader);
@@ -158,7 +155,10 @@ fn read_line_bounded(
 }
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
     let end = bytes
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
@@ -174,7 +174,11 @@ pub fn parse_event(bytes: &[u8]) -> Result<Value, String> {
             "expected a JSON object (a Segment event) but found {}",
             json_kind(&other)
         )),
-        Err(err) => Err(format!("invalid JSON at column {}: {}", err.column(), strip_position(&err))),
+        Err(err) => Err(format!(
+            "invalid JSON at column {}: {}",
+            err.column(),
+            strip_position(&err)
+        )),
     }
 }
 
@@ -268,9 +272,12 @@ mod tests {
     use super::*;
 
     fn collect(input: &str) -> Vec<Item> {
-        spawn_reader(Box::new(std::io::Cursor::new(input.as_bytes().to_vec())), 64)
-            .into_iter()
-            .collect()
+        spawn_reader(
+            Box::new(std::io::Cursor::new(input.as_bytes().to_vec())),
+            64,
+        )
+        .into_iter()
+        .collect()
     }
 
     #[test]
@@ -279,7 +286,12 @@ mod tests {
         let lines: Vec<usize> = items.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![1, 3, 4, 5]);
         assert!(items[0].event.is_ok());
-        assert!(items[1].event.as_ref().is_err_and(|e| e.starts_with("invalid JSON at column 2")));
+        assert!(
+            items[1]
+                .event
+                .as_ref()
+                .is_err_and(|e| e.starts_with("invalid JSON at column 2"))
+        );
         assert_eq!(
             items[2].event.as_ref().err().map(String::as_str),
             Some("expected a JSON object (a Segment event) but found an array")
@@ -293,7 +305,12 @@ mod tests {
         let long = format!("{{\"type\":\"track\",\"event\":\"{}\"}}", "x".repeat(200));
         let items = collect(&format!("{long}\n{{\"type\":\"track\"}}\n"));
         assert_eq!(items.len(), 2);
-        assert!(items[0].event.as_ref().is_err_and(|e| e.contains("more than the limit of 64 bytes")));
+        assert!(
+            items[0]
+                .event
+                .as_ref()
+                .is_err_and(|e| e.contains("more than the limit of 64 bytes"))
+        );
         assert!(items[1].event.is_ok());
     }
 
@@ -307,7 +324,12 @@ mod tests {
             .collect();
         assert_eq!(items.len(), 3);
         assert_eq!(items[1].line, 2);
-        assert!(items[1].event.as_ref().is_err_and(|e| e.contains("invalid JSON")));
+        assert!(
+            items[1]
+                .event
+                .as_ref()
+                .is_err_and(|e| e.contains("invalid JSON"))
+        );
         assert!(items[2].event.is_ok());
     }
 
@@ -324,6 +346,11 @@ mod tests {
     fn truncated_array_reports_where_it_stopped() {
         let items = collect("[{\"type\":\"track\"}, {\"type\":");
         assert_eq!(items.len(), 2);
-        assert!(items[1].event.as_ref().is_err_and(|e| e.contains("the rest of the input was not read")));
+        assert!(
+            items[1]
+                .event
+                .as_ref()
+                .is_err_and(|e| e.contains("the rest of the input was not read"))
+        );
     }
 }

@@ -6,12 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use actionkit_runtime::delivery::{DeliveryClient, DeliveryConfig, RateLimit};
 use actionkit_runtime::destination::{CompiledDestination, Registry};
-use actionkit_runtime::dispatch::Instance;
+use actionkit_runtime::dispatch::{Instance, InstanceError, MappingConfig};
 use actionkit_runtime::fields::SettingDef;
 use actionkit_runtime::validate::fill_setting_defaults;
+use actionkit_spec::config::Mappings;
+use actionkit_spec::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Map, Value};
 
@@ -68,7 +70,10 @@ fn parse_setting(text: &str) -> Result<(String, String), String> {
         Some((name, value)) if !name.trim().is_empty() => {
             Ok((name.trim().to_owned(), value.to_owned()))
         }
-        _ => Err(format!("expected NAME=VALUE, found '{}'", first_chars(text, 20))),
+        _ => Err(format!(
+            "expected NAME=VALUE, found '{}'",
+            first_chars(text, 20)
+        )),
     }
 }
 
@@ -95,12 +100,18 @@ pub struct Target {
 pub fn registry() -> anyhow::Result<Registry> {
     actionkit_destinations::registry().map_err(|problems| {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("the generated destinations are invalid: {}", text.join("; "))
+        anyhow::anyhow!(
+            "the generated destinations are invalid: {}",
+            text.join("; ")
+        )
     })
 }
 
 /// The embedded default target: Userpilot with its presets.
-pub fn embedded_default(args: &TargetArgs, endpoint_override: Option<&str>) -> anyhow::Result<Target> {
+pub fn embedded_default(
+    args: &TargetArgs,
+    endpoint_override: Option<&str>,
+) -> anyhow::Result<Target> {
     let registry = registry()?;
     let dest = registry
         .get(DEFAULT_DESTINATION)
@@ -114,14 +125,134 @@ pub fn embedded_default(args: &TargetArgs, endpoint_override: Option<&str>) -> a
     }
     fill_setting_defaults(dest.def.settings, &mut settings);
     check_required(dest.def.settings, &settings)?;
-    let instance = Instance::from_presets(dest.clone(), &settings)
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let instance =
+        Instance::from_presets(dest.clone(), &settings).map_err(|err| anyhow::anyhow!("{err}"))?;
     let client = delivery_client(&dest, args)?;
     Ok(Target {
         name: "userpilot".to_owned(),
         instance: Arc::new(instance),
         client: Arc::new(client),
     })
+}
+
+/// The targets of a runtime configuration file; every problem is reported at once with the
+/// file, line and column it concerns.
+pub fn from_config_file(path: &std::path::Path, args: &TargetArgs) -> anyhow::Result<Vec<Target>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+    let file = path.display().to_string();
+    let loaded = actionkit_spec::load_config_str(&file, &text, |name| std::env::var(name).ok())
+        .map_err(|diags| anyhow::anyhow!("invalid configuration\n{diags}"))?;
+    let registry = registry()?;
+    let mut problems: Vec<Diagnostic> = Vec::new();
+    let mut targets = Vec::new();
+    let delivery = &loaded.config.delivery;
+    let delivery_args = TargetArgs {
+        settings: Vec::new(),
+        timeout: delivery.timeout_secs,
+        max_attempts: delivery.max_attempts,
+        concurrency: delivery.concurrency,
+        no_rate_limits: args.no_rate_limits || !delivery.rate_limits,
+        ..args.clone()
+    };
+    for (idx, config) in loaded.config.destinations.iter().enumerate() {
+        if !config.enabled {
+            continue;
+        }
+        let base = format!("/destinations/{idx}");
+        let Some(dest) = registry.get(&config.destination) else {
+            let slugs: Vec<&str> = registry.iter().map(|d| d.def.slug).collect();
+            problems.push(
+                loaded
+                    .diagnostic(
+                        &format!("{base}/destination"),
+                        format!("unknown destination '{}'", config.destination),
+                    )
+                    .expected(format!("one of {}", slugs.join(", ")))
+                    .maybe_hint(did_you_mean(&config.destination, slugs.iter().copied())),
+            );
+            continue;
+        };
+        let defs = dest.def.settings;
+        let mut unknown = false;
+        for key in config.settings.keys() {
+            if !defs.iter().any(|def| def.key == key) {
+                unknown = true;
+                let keys: Vec<&str> = defs.iter().map(|def| def.key).collect();
+                problems.push(
+                    loaded
+                        .diagnostic(
+                            &format!("{base}/settings/{key}"),
+                            format!("unknown setting '{key}'"),
+                        )
+                        .expected(format!("one of {}", keys.join(", ")))
+                        .maybe_hint(did_you_mean(key, keys.iter().copied())),
+                );
+            }
+        }
+        if unknown {
+            continue;
+        }
+        let mut settings = Value::Object(
+            config
+                .settings
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        );
+        fill_setting_defaults(defs, &mut settings);
+        let instance = match &config.mappings {
+            Mappings::Presets(_) => Instance::from_presets(dest.clone(), &settings),
+            Mappings::List(list) => {
+                let configs: Vec<MappingConfig> = list
+                    .iter()
+                    .map(|m| MappingConfig {
+                        name: m.name.clone(),
+                        trigger: m.trigger.clone(),
+                        action_key: m.action.clone(),
+                        mapping: match &m.mapping {
+                            Value::String(word) if word == "defaults" => dest
+                                .action(&m.action)
+                                .map_or(Value::Null, |a| a.default_mapping_json.clone()),
+                            other => other.clone(),
+                        },
+                        enabled: m.enabled,
+                    })
+                    .collect();
+                Instance::new(dest.clone(), &settings, &configs)
+            }
+        };
+        match instance {
+            Ok(instance) => targets.push(Target {
+                name: config.name.clone(),
+                instance: Arc::new(instance),
+                client: Arc::new(delivery_client(dest, &delivery_args)?),
+            }),
+            Err(InstanceError::Mappings(list)) => {
+                for problem in list {
+                    let m_idx = match &config.mappings {
+                        Mappings::List(ms) => ms.iter().position(|m| m.name == problem.mapping),
+                        Mappings::Presets(_) => None,
+                    };
+                    let pointer = m_idx.map_or_else(
+                        || format!("{base}/mappings"),
+                        |i| format!("{base}/mappings/{i}"),
+                    );
+                    problems.push(loaded.diagnostic(&pointer, problem.to_string()));
+                }
+            }
+            Err(err) => {
+                problems.push(loaded.diagnostic(&format!("{base}/settings"), err.to_string()))
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("invalid configuration\n{}", Diagnostics::new(problems));
+    }
+    if targets.is_empty() {
+        bail!("{file}: no enabled destination instance");
+    }
+    Ok(targets)
 }
 
 /// The environment variable that carries setting `name` of the embedded default.
@@ -174,7 +305,14 @@ fn check_required(defs: &'static [SettingDef], settings: &Value) -> anyhow::Resu
     let missing: Vec<String> = defs
         .iter()
         .filter(|def| def.required && settings.get(def.key).is_none())
-        .map(|def| format!("'{}' (--setting {}=… or {})", def.key, def.key, env_name(def.key)))
+        .map(|def| {
+            format!(
+                "'{}' (--setting {}=… or {})",
+                def.key,
+                def.key,
+                env_name(def.key)
+            )
+        })
         .collect();
     if missing.is_empty() {
         Ok(())
@@ -184,7 +322,10 @@ fn check_required(defs: &'static [SettingDef], settings: &Value) -> anyhow::Resu
 }
 
 /// A delivery client with the destination's declared rate limits (unless turned off).
-pub fn delivery_client(dest: &CompiledDestination, args: &TargetArgs) -> anyhow::Result<DeliveryClient> {
+pub fn delivery_client(
+    dest: &CompiledDestination,
+    args: &TargetArgs,
+) -> anyhow::Result<DeliveryClient> {
     let rate_limits = if args.no_rate_limits {
         Vec::new()
     } else {
@@ -227,8 +368,12 @@ mod tests {
 
     #[test]
     fn setting_pairs_need_a_name() {
-        assert!(parse_setting("apiKey=abc=def").is_ok_and(|(n, v)| n == "apiKey" && v == "abc=def"));
-        let err = parse_setting("=secretvalue-that-is-long-enough").err().unwrap_or_default();
+        assert!(
+            parse_setting("apiKey=abc=def").is_ok_and(|(n, v)| n == "apiKey" && v == "abc=def")
+        );
+        let err = parse_setting("=secretvalue-that-is-long-enough")
+            .err()
+            .unwrap_or_default();
         assert_eq!(err, "expected NAME=VALUE, found '=secretvalue-that-is…'");
     }
 }

@@ -10,6 +10,7 @@
 //! This crate does no network IO and no async; the only file system access is in
 //! [`load_destination_dir`], which reads one directory.
 
+pub mod config;
 pub mod diagnostics;
 pub mod load;
 pub mod model;
@@ -18,6 +19,7 @@ pub mod schema_check;
 mod semantic;
 pub mod yaml;
 
+pub use config::{LoadedConfig, config_schema, load_config_str};
 pub use diagnostics::{Diagnostic, Diagnostics, Pos};
 pub use load::{
     Document, LoadedAction, LoadedDestination, SourceFile, load_destination_dir, load_files,

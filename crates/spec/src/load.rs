@@ -383,6 +383,15 @@ fn parse_file(kind: FileKind, name: &str, text: &str, out: &mut Vec<Diagnostic>)
             semantic::check_action(ctx, &spec, out);
             Document::Action(Box::new(spec))
         }),
+        FileKind::Config => {
+            out.push(Diagnostic::new(
+                name,
+                Pos::START,
+                "",
+                "a runtime configuration is not part of a destination; load it with load_config_str",
+            ));
+            None
+        }
     };
     parsed.doc = doc;
     parsed

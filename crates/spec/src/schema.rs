@@ -25,7 +25,7 @@ pub fn action_schema() -> Value {
     )
 }
 
-fn schema_for<T: JsonSchema>(title: &str, description: &str) -> Value {
+pub(crate) fn schema_for<T: JsonSchema>(title: &str, description: &str) -> Value {
     let generator = SchemaSettings::draft2020_12().into_generator();
     let schema = generator.into_root_schema_for::<T>();
     let mut value = schema.to_value();

@@ -22,6 +22,8 @@ pub enum FileKind {
     Destination,
     /// One action file.
     Action,
+    /// The runtime configuration, `actionkit.yaml`.
+    Config,
 }
 
 struct Compiled {
@@ -32,9 +34,11 @@ struct Compiled {
 fn compiled(kind: FileKind) -> &'static Compiled {
     static DESTINATION: OnceLock<Compiled> = OnceLock::new();
     static ACTION: OnceLock<Compiled> = OnceLock::new();
+    static CONFIG: OnceLock<Compiled> = OnceLock::new();
     let (cell, make): (&OnceLock<Compiled>, fn() -> Value) = match kind {
         FileKind::Destination => (&DESTINATION, destination_schema),
         FileKind::Action => (&ACTION, action_schema),
+        FileKind::Config => (&CONFIG, crate::config::config_schema),
     };
     cell.get_or_init(|| {
         let schema = make();

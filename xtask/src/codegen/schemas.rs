@@ -1,4 +1,5 @@
-//! The JSON Schemas of the YAML: `schemas/destination.schema.json` and `schemas/action.schema.json`.
+//! The JSON Schemas of the YAML: `schemas/destination.schema.json`, `schemas/action.schema.json`
+//! and the runtime configuration's `schemas/config.schema.json`.
 //!
 //! They come from the spec crate's model (`#[derive(JsonSchema)]`). JSON has no comments, so the
 //! "generated, do not edit" note is the top-level `"$comment"` key, placed first.
@@ -18,6 +19,10 @@ pub fn schema_files() -> Result<Vec<GeneratedFile>> {
         GeneratedFile::new(
             "schemas/action.schema.json",
             render(actionkit_spec::action_schema())?,
+        ),
+        GeneratedFile::new(
+            "schemas/config.schema.json",
+            render(actionkit_spec::config_schema())?,
         ),
     ])
 }

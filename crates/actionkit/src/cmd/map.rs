@@ -33,15 +33,27 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
         let expr = match actionkit_fql::parse(&trigger) {
             Ok(expr) => expr,
             Err(err) => {
-                eprintln!("error: invalid trigger at column {}: {}", err.column, err.message);
+                eprintln!(
+                    "error: invalid trigger at column {}: {}",
+                    err.column, err.message
+                );
                 return Ok(ExitCode::from(1));
             }
         };
         let matched = expr.matches(&event);
-        println!("{}", serde_json::json!({ "trigger": expr.to_string(), "matches": matched }));
-        return Ok(if matched { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        println!(
+            "{}",
+            serde_json::json!({ "trigger": expr.to_string(), "matches": matched })
+        );
+        return Ok(if matched {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
-    let spec = args.mapping.context("either --mapping or --trigger is required")?;
+    let spec = args
+        .mapping
+        .context("either --mapping or --trigger is required")?;
     let mapping_json = load_mapping(&spec)?;
     let mapping = match actionkit_mapping::Mapping::compile(&mapping_json) {
         Ok(mapping) => mapping,

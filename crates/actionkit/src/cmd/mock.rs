@@ -19,7 +19,12 @@ pub struct MockArgs {
     #[arg(long, default_value = "127.0.0.1:8089")]
     listen: SocketAddr,
     /// Require `Authorization: Token <KEY>`; without it the header is not checked.
-    #[arg(long, value_name = "KEY", env = "MOCK_USERPILOT_API_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "MOCK_USERPILOT_API_KEY",
+        hide_env_values = true
+    )]
     api_key: Option<String>,
     /// Append one JSON line per request received to FILE (authorization values are masked).
     #[arg(long, value_name = "FILE")]
@@ -93,13 +98,14 @@ pub fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
 pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actionkit_runtime::dispatch::{Instance, Outcome};
+use actionkit_runtime::dispatch::Outcome;
 use actionkit_runtime::request::Request;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -47,6 +47,9 @@ pub struct SendArgs {
     /// The largest accepted event in bytes; longer ones are reported and skipped.
     #[arg(long, default_value_t = events::DEFAULT_MAX_EVENT_BYTES, value_name = "BYTES")]
     max_event_bytes: usize,
+    /// A runtime configuration (`actionkit.yaml`); without it the embedded default is used.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     target: TargetArgs,
 }
@@ -90,26 +93,39 @@ pub fn run(mut args: SendArgs) -> anyhow::Result<ExitCode> {
             let handle = actionkit_mock_userpilot::spawn(config)
                 .await
                 .map_err(|err| anyhow::anyhow!("cannot start the embedded mock: {err}"))?;
-            args.target.settings.retain(|(name, _)| name != "apiKey" && name != "endpoint");
+            args.target
+                .settings
+                .retain(|(name, _)| name != "apiKey" && name != "endpoint");
             args.target
                 .settings
                 .push(("apiKey".to_owned(), DEMO_API_KEY.to_owned()));
-            eprintln!("Delivering to the embedded mock Userpilot API at {}.", handle.base_url());
+            eprintln!(
+                "Delivering to the embedded mock Userpilot API at {}.",
+                handle.base_url()
+            );
             Some(handle)
         } else {
             None
         };
         let endpoint = mock.as_ref().map(|handle| handle.base_url());
-        let target = setup::embedded_default(&args.target, endpoint.as_deref())?;
+        let targets = match &args.config {
+            Some(path) => setup::from_config_file(path, &args.target)?,
+            None => vec![setup::embedded_default(&args.target, endpoint.as_deref())?],
+        };
+        let targets: Arc<Vec<Target>> = Arc::new(targets);
         let mut printer = Printer {
             format: output,
             show_secrets: args.show_secrets,
-            instance: Arc::clone(&target.instance),
+            targets: Arc::clone(&targets),
             stdout: std::io::stdout().lock(),
         };
         let items = events::spawn_reader(reader, args.max_event_bytes);
-        let mut summary = pump(items, &target, args.dry_run, &mut printer).await?;
-        summary.instance = target.name.clone();
+        let mut summary = pump(items, &targets, args.dry_run, &mut printer).await?;
+        summary.instance = targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let to_stderr = output == OutputFormat::Ndjson;
         summary.print(args.dry_run, to_stderr)?;
         if let Some(handle) = mock {
@@ -143,7 +159,8 @@ struct Report {
     index: usize,
     line: usize,
     actions: Vec<&'static str>,
-    requests: Vec<(&'static str, Request)>,
+    /// The target index, the action key and the request.
+    requests: Vec<(usize, &'static str, Request)>,
     deliveries: Vec<Delivery>,
     errors: Vec<(Option<&'static str>, &'static str, String, u16)>,
     skipped: bool,
@@ -152,7 +169,7 @@ struct Report {
 /// Reads, dispatches and delivers every item; returns the summary.
 async fn pump(
     items: std::sync::mpsc::Receiver<Item>,
-    target: &Target,
+    targets: &Arc<Vec<Target>>,
     dry_run: bool,
     printer: &mut Printer<'_>,
 ) -> anyhow::Result<Summary> {
@@ -168,26 +185,35 @@ async fn pump(
             }
         }
     });
-    let max_in_flight = target.client.config().concurrency.max(1) * 8;
+    let max_in_flight = targets
+        .iter()
+        .map(|t| t.client.config().concurrency.max(1) * 8)
+        .sum::<usize>()
+        .max(8);
     let mut in_flight = tokio::task::JoinSet::new();
     while let Some(item) = rx.recv().await {
         summary.events += 1;
         summary.bytes += item.bytes;
-        let report = dispatch(item, target);
+        let report = dispatch(item, targets);
         if dry_run || report.requests.is_empty() {
             finish(report, &mut summary, printer, &progress)?;
             continue;
         }
         while in_flight.len() >= max_in_flight {
             if let Some(done) = in_flight.join_next().await {
-                finish(done.context("a delivery task failed")?, &mut summary, printer, &progress)?;
+                finish(
+                    done.context("a delivery task failed")?,
+                    &mut summary,
+                    printer,
+                    &progress,
+                )?;
             }
         }
-        let client = Arc::clone(&target.client);
+        let targets = Arc::clone(targets);
         in_flight.spawn(async move {
             let mut report = report;
-            for (_, request) in &report.requests {
-                let outcome = client.send(request).await;
+            for (target_idx, _, request) in &report.requests {
+                let outcome = targets[*target_idx].client.send(request).await;
                 report.deliveries.push(Delivery {
                     delivered: outcome.is_delivered(),
                     status: outcome.status,
@@ -198,11 +224,21 @@ async fn pump(
             report
         });
         while let Some(done) = in_flight.try_join_next() {
-            finish(done.context("a delivery task failed")?, &mut summary, printer, &progress)?;
+            finish(
+                done.context("a delivery task failed")?,
+                &mut summary,
+                printer,
+                &progress,
+            )?;
         }
     }
     while let Some(done) = in_flight.join_next().await {
-        finish(done.context("a delivery task failed")?, &mut summary, printer, &progress)?;
+        finish(
+            done.context("a delivery task failed")?,
+            &mut summary,
+            printer,
+            &progress,
+        )?;
     }
     progress.finish_and_clear();
     summary.elapsed = started.elapsed();
@@ -222,8 +258,8 @@ fn progress_bar() -> indicatif::ProgressBar {
     bar
 }
 
-/// Runs every enabled mapping of the target on one item.
-fn dispatch(item: Item, target: &Target) -> Report {
+/// Runs every enabled mapping of every target on one item.
+fn dispatch(item: Item, targets: &[Target]) -> Report {
     let mut report = Report {
         index: item.index,
         line: item.line,
@@ -247,22 +283,33 @@ fn dispatch(item: Item, target: &Target) -> Report {
             return report;
         }
     };
-    for outcome in target.instance.dispatch(&event) {
-        if let Some(key) = outcome.action_key {
-            report.actions.push(key);
-        }
-        match outcome.outcome {
-            Outcome::Request(request) => {
-                report.requests.push((outcome.action_key.unwrap_or(""), request));
+    let mut skipped_everywhere = true;
+    for (target_idx, target) in targets.iter().enumerate() {
+        for outcome in target.instance.dispatch(&event) {
+            if let Some(key) = outcome.action_key {
+                report.actions.push(key);
             }
-            Outcome::Invalid {
-                name,
-                message,
-                status,
-            } => report.errors.push((outcome.action_key, name, message, status)),
-            Outcome::Skipped { .. } => report.skipped = true,
+            match outcome.outcome {
+                Outcome::Request(request) => {
+                    skipped_everywhere = false;
+                    let action = outcome.action_key.unwrap_or("");
+                    report.requests.push((target_idx, action, request));
+                }
+                Outcome::Invalid {
+                    name,
+                    message,
+                    status,
+                } => {
+                    skipped_everywhere = false;
+                    report
+                        .errors
+                        .push((outcome.action_key, name, message, status));
+                }
+                Outcome::Skipped { .. } => {}
+            }
         }
     }
+    report.skipped = skipped_everywhere;
     report
 }
 
@@ -282,17 +329,21 @@ fn finish(
 struct Printer<'a> {
     format: OutputFormat,
     show_secrets: bool,
-    instance: Arc<Instance>,
+    targets: Arc<Vec<Target>>,
     stdout: std::io::StdoutLock<'a>,
 }
 
 impl Printer<'_> {
     /// The request as it may be shown: redacted unless the user asked for secrets.
-    fn shown(&self, request: &Request) -> Request {
-        if self.show_secrets {
-            request.clone()
-        } else {
-            self.instance.redact(request)
+    fn shown(&self, target_idx: usize, request: &Request) -> Request {
+        match self.targets.get(target_idx) {
+            Some(_) if self.show_secrets => request.clone(),
+            Some(target) => target.instance.redact(request),
+            // Unreachable in practice; redact with every target's secrets to be safe.
+            None => self
+                .targets
+                .iter()
+                .fold(request.clone(), |req, target| target.instance.redact(&req)),
         }
     }
 
@@ -300,11 +351,11 @@ impl Printer<'_> {
         match self.format {
             OutputFormat::None => Ok(()),
             OutputFormat::Ndjson => {
-                let line = report_json(report, |r| self.shown(r));
+                let line = report_json(report, |idx, r| self.shown(idx, r));
                 writeln!(self.stdout, "{line}").context("cannot write to standard output")
             }
             OutputFormat::Pretty => {
-                let text = report_pretty(report, |r| self.shown(r));
+                let text = report_pretty(report, |idx, r| self.shown(idx, r));
                 write!(self.stdout, "{text}").context("cannot write to standard output")
             }
         }
@@ -312,13 +363,13 @@ impl Printer<'_> {
 }
 
 /// The `--output ndjson` line for one report.
-fn report_json(report: &Report, show: impl Fn(&Request) -> Request) -> Value {
+fn report_json(report: &Report, show: impl Fn(usize, &Request) -> Request) -> Value {
     let requests: Vec<Value> = report
         .requests
         .iter()
         .enumerate()
-        .map(|(idx, (_, request))| {
-            let mut obj = request_json(&show(request));
+        .map(|(idx, (target_idx, _, request))| {
+            let mut obj = request_json(&show(*target_idx, request));
             if let (Some(delivery), Value::Object(map)) = (report.deliveries.get(idx), &mut obj) {
                 map.insert(
                     "result".to_owned(),
@@ -333,9 +384,9 @@ fn report_json(report: &Report, show: impl Fn(&Request) -> Request) -> Value {
             obj
         })
         .collect();
-    let error = report.errors.first().map(|(_, name, message, status)| {
-        json!({ "name": name, "message": message, "status": status })
-    });
+    let error = report.errors.first().map(
+        |(_, name, message, status)| json!({ "name": name, "message": message, "status": status }),
+    );
     json!({
         "index": report.index,
         "actions": report.actions,
@@ -359,7 +410,7 @@ pub fn request_json(request: &Request) -> Value {
 }
 
 /// The `--output pretty` block for one report, like Segment's Event Tester.
-fn report_pretty(report: &Report, show: impl Fn(&Request) -> Request) -> String {
+fn report_pretty(report: &Report, show: impl Fn(usize, &Request) -> Request) -> String {
     let mut out = String::new();
     let place = if report.line > 0 {
         format!("line {}", report.line)
@@ -370,9 +421,13 @@ fn report_pretty(report: &Report, show: impl Fn(&Request) -> Request) -> String 
     if report.skipped && report.requests.is_empty() && report.errors.is_empty() {
         out.push_str("   skipped: no enabled mapping's trigger matched\n");
     }
-    for (idx, (action, request)) in report.requests.iter().enumerate() {
-        let request = show(request);
-        out.push_str(&format!("   {action}: {} {}\n", request.method.as_str(), request.url));
+    for (idx, (target_idx, action, request)) in report.requests.iter().enumerate() {
+        let request = show(*target_idx, request);
+        out.push_str(&format!(
+            "   {action}: {} {}\n",
+            request.method.as_str(),
+            request.url
+        ));
         for (name, value) in &request.headers {
             out.push_str(&format!("     {name}: {value}\n"));
         }
@@ -383,13 +438,17 @@ fn report_pretty(report: &Report, show: impl Fn(&Request) -> Request) -> String 
             }
         }
         if let Some(delivery) = report.deliveries.get(idx) {
-            let status = delivery.status.map_or("no response".to_owned(), |s| s.to_string());
+            let status = delivery
+                .status
+                .map_or("no response".to_owned(), |s| s.to_string());
             let attempts = plural(delivery.attempts as usize, "attempt");
             if delivery.delivered {
                 out.push_str(&format!("     → delivered: {status} after {attempts}\n"));
             } else {
                 let reason = delivery.reason.as_deref().unwrap_or("unknown reason");
-                out.push_str(&format!("     → failed: {status} after {attempts}: {reason}\n"));
+                out.push_str(&format!(
+                    "     → failed: {status} after {attempts}: {reason}\n"
+                ));
             }
         }
     }
@@ -435,19 +494,25 @@ impl Summary {
             match action {
                 Some(action) => {
                     let counts = self.per_action.entry(action).or_default();
-                    *counts.failed.entry(format!("{name}: {message}")).or_default() += 1;
+                    *counts
+                        .failed
+                        .entry(format!("{name}: {message}"))
+                        .or_default() += 1;
                 }
                 None => self.input_errors += 1,
             }
         }
-        for (idx, (action, _)) in report.requests.iter().enumerate() {
+        for (idx, (_, action, _)) in report.requests.iter().enumerate() {
             let counts = self.per_action.entry(action).or_default();
             match report.deliveries.get(idx) {
                 // A dry run counts built requests as delivered ("would send").
                 None => counts.delivered += 1,
                 Some(delivery) if delivery.delivered => counts.delivered += 1,
                 Some(delivery) => {
-                    let reason = delivery.reason.clone().unwrap_or_else(|| "unknown reason".into());
+                    let reason = delivery
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "unknown reason".into());
                     *counts.failed.entry(reason).or_default() += 1;
                 }
             }
@@ -475,22 +540,39 @@ impl Summary {
 
     fn render(&self, dry_run: bool) -> String {
         let secs = self.elapsed.as_secs_f64();
-        let rate = if secs > 0.0 { self.events as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            self.events as f64 / secs
+        } else {
+            0.0
+        };
         let delivered_word = if dry_run { "built" } else { "delivered" };
         let mut out = format!(
             "\nSummary for {}{}: {} in {:.2} s ({:.0} events/s)\n",
             self.instance,
-            if dry_run { " (dry run, nothing sent)" } else { "" },
+            if dry_run {
+                " (dry run, nothing sent)"
+            } else {
+                ""
+            },
             plural(self.events, "event"),
             secs,
             rate
         );
-        out.push_str(&format!("  {:<24} {:>10} {:>8}\n", "action", delivered_word, "failed"));
+        out.push_str(&format!(
+            "  {:<24} {:>10} {:>8}\n",
+            "action", delivered_word, "failed"
+        ));
         for (action, counts) in &self.per_action {
             let failed: usize = counts.failed.values().sum();
-            out.push_str(&format!("  {action:<24} {:>10} {failed:>8}\n", counts.delivered));
+            out.push_str(&format!(
+                "  {action:<24} {:>10} {failed:>8}\n",
+                counts.delivered
+            ));
         }
-        out.push_str(&format!("  skipped (no trigger matched): {}\n", self.skipped));
+        out.push_str(&format!(
+            "  skipped (no trigger matched): {}\n",
+            self.skipped
+        ));
         out.push_str(&format!("  input errors: {}\n", self.input_errors));
         let failures: Vec<(&str, &String, &usize)> = self
             .per_action

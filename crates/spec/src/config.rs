@@ -1,0 +1,374 @@
+//! The runtime configuration file (`actionkit.yaml`): which destination instances receive events,
+//! with which settings and mappings, and how delivery behaves.
+//!
+//! Loading follows the same steps as destination files — YAML with positions, JSON Schema check,
+//! deserialisation — then interpolates `${ENV_VAR}` in setting values. Every problem is reported
+//! at once with file, line and column. Checks that need the generated destinations (does the
+//! destination exist, are the settings valid) run in the binary, which uses [`LoadedConfig::pos`]
+//! to point at the offending place.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::diagnostics::{Diagnostic, Diagnostics, Pos, pointer_join};
+use crate::schema_check::{self, FileKind};
+use crate::yaml::{self, SourceMap};
+
+/// The runtime configuration: destination instances and delivery behaviour.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The destination instances events are delivered to, each with its own settings and mappings.
+    pub destinations: Vec<InstanceConfig>,
+    /// How requests are delivered; every key is optional.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+/// One destination instance.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// A name for the instance, unique in the file; it appears in summaries and metrics.
+    pub name: String,
+    /// The destination's slug, for example `actions-userpilot-cloud`.
+    pub destination: String,
+    /// Setting values by setting key. String values may use `${ENV_VAR}` (and `$${` for a
+    /// literal `${`); secrets belong in the environment, not in this file.
+    #[serde(default)]
+    pub settings: IndexMap<String, Value>,
+    /// `presets` (the default) uses the destination's presets; otherwise a list of mappings.
+    #[serde(default)]
+    pub mappings: Mappings,
+    /// Instances that are not enabled receive nothing.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// Which mappings an instance runs.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Mappings {
+    /// The word `presets`: the destination's presets, all enabled.
+    Presets(PresetsKeyword),
+    /// An explicit list of mappings.
+    List(Vec<MappingConfig>),
+}
+
+impl Default for Mappings {
+    fn default() -> Self {
+        Mappings::Presets(PresetsKeyword::Presets)
+    }
+}
+
+/// The word `presets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PresetsKeyword {
+    /// Use the destination's presets.
+    Presets,
+}
+
+/// One configured mapping: a trigger, an action and how the action's fields are filled.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// A name for the mapping, unique within the instance.
+    pub name: String,
+    /// The trigger in Segment's subscription language, for example `type = "track"`.
+    pub trigger: String,
+    /// The key of the action the mapping feeds, for example `trackEvent`.
+    pub action: String,
+    /// `defaults` (the action's default field mappings) or an object of field key → mapping-kit
+    /// mapping.
+    #[serde(default = "defaults_mapping")]
+    pub mapping: Value,
+    /// Disabled mappings never run.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// Delivery behaviour shared by every instance.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Seconds one attempt may take (default 10).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: f64,
+    /// Attempts per request, the first one included (default 5).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Requests in flight at once per instance (default 16).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Whether the destinations' declared rate limits apply (default true).
+    #[serde(default = "default_true")]
+    pub rate_limits: bool,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            timeout_secs: default_timeout(),
+            max_attempts: default_attempts(),
+            concurrency: default_concurrency(),
+            rate_limits: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_timeout() -> f64 {
+    10.0
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+
+fn default_concurrency() -> usize {
+    16
+}
+
+fn defaults_mapping() -> Value {
+    Value::String("defaults".to_owned())
+}
+
+/// A configuration that loaded, with the positions of its values for later diagnostics.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The file name as given to the loader.
+    pub file: String,
+    /// The configuration, with `${ENV_VAR}` already replaced.
+    pub config: Config,
+    map: SourceMap,
+}
+
+impl LoadedConfig {
+    /// The position of the value at `pointer` (or its closest ancestor).
+    pub fn pos(&self, pointer: &str) -> Pos {
+        self.map.value_or_ancestor(pointer)
+    }
+
+    /// A diagnostic at `pointer` in this file.
+    pub fn diagnostic(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(self.file.clone(), self.pos(pointer), pointer, message)
+    }
+}
+
+/// The JSON Schema of `actionkit.yaml`.
+pub fn config_schema() -> Value {
+    crate::schema::schema_for::<Config>(
+        "actionkit configuration",
+        "The runtime configuration: destination instances, their settings and mappings, and delivery.",
+    )
+}
+
+/// Loads a configuration from its text; `env` looks environment variables up.
+pub fn load_config_str(
+    file: &str,
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<LoadedConfig, Diagnostics> {
+    let (mut value, map) = yaml::parse(file, text).map_err(Diagnostics::new)?;
+    let problems = schema_check::check(FileKind::Config, file, &value, &map);
+    if !problems.is_empty() {
+        return Err(Diagnostics::new(problems));
+    }
+    let mut problems = Vec::new();
+    interpolate_settings(file, &mut value, &map, &env, &mut problems);
+    let config: Config = match serde_json::from_value(value) {
+        Ok(config) => config,
+        Err(err) => {
+            problems.push(Diagnostic::new(
+                file,
+                Pos::START,
+                "",
+                format!("invalid configuration: {err}"),
+            ));
+            return Err(Diagnostics::new(problems));
+        }
+    };
+    check_names(file, &config, &map, &mut problems);
+    if !problems.is_empty() {
+        return Err(Diagnostics::new(problems));
+    }
+    Ok(LoadedConfig {
+        file: file.to_owned(),
+        config,
+        map,
+    })
+}
+
+/// Replaces `${VAR}` in every string setting value; `$${` stands for a literal `${`.
+fn interpolate_settings(
+    file: &str,
+    value: &mut Value,
+    map: &SourceMap,
+    env: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let Some(instances) = value.get_mut("destinations").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for (idx, instance) in instances.iter_mut().enumerate() {
+        let Some(settings) = instance.get_mut("settings").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (key, setting) in settings.iter_mut() {
+            let Value::String(text) = setting else {
+                continue;
+            };
+            let pointer = pointer_join(&format!("/destinations/{idx}/settings"), key);
+            match interpolate(text, env) {
+                Ok(Some(replaced)) => *text = replaced,
+                Ok(None) => {}
+                Err(message) => problems.push(Diagnostic::new(
+                    file,
+                    map.value_or_ancestor(&pointer),
+                    pointer.clone(),
+                    message,
+                )),
+            }
+        }
+    }
+}
+
+/// Interpolates one string; `Ok(None)` when it has nothing to replace.
+pub fn interpolate(
+    text: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, String> {
+    if !text.contains('$') {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(idx) = rest.find('$') {
+        out.push_str(&rest[..idx]);
+        let after = &rest[idx..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let Some(end) = tail.find('}') else {
+                return Err("unclosed '${' in setting value; expected '${NAME}' (write '$${' for a literal '${')".to_owned());
+            };
+            let name = &tail[..end];
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(format!(
+                    "invalid environment variable name '{name}'; expected letters, digits and '_'"
+                ));
+            }
+            match env(name) {
+                Some(value) => out.push_str(&value),
+                None => return Err(format!("environment variable '{name}' is not set")),
+            }
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(Some(out))
+}
+
+/// Instance names and mapping names must be unique.
+fn check_names(file: &str, config: &Config, map: &SourceMap, problems: &mut Vec<Diagnostic>) {
+    for (idx, instance) in config.destinations.iter().enumerate() {
+        if config.destinations[..idx]
+            .iter()
+            .any(|other| other.name == instance.name)
+        {
+            let pointer = format!("/destinations/{idx}/name");
+            problems.push(Diagnostic::new(
+                file,
+                map.value_or_ancestor(&pointer),
+                pointer,
+                format!("duplicate instance name '{}'", instance.name),
+            ));
+        }
+        if let Mappings::List(list) = &instance.mappings {
+            for (m_idx, mapping) in list.iter().enumerate() {
+                if list[..m_idx].iter().any(|other| other.name == mapping.name) {
+                    let pointer = format!("/destinations/{idx}/mappings/{m_idx}/name");
+                    problems.push(Diagnostic::new(
+                        file,
+                        map.value_or_ancestor(&pointer),
+                        pointer,
+                        format!("duplicate mapping name '{}'", mapping.name),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "KEY" => Some("s3cret".to_owned()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn interpolation_replaces_and_escapes() {
+        assert_eq!(
+            interpolate("Token ${KEY}", &env),
+            Ok(Some("Token s3cret".to_owned()))
+        );
+        assert_eq!(
+            interpolate("$${KEY} costs $5", &env),
+            Ok(Some("${KEY} costs $5".to_owned()))
+        );
+        assert_eq!(interpolate("plain", &env), Ok(None));
+        assert_eq!(
+            interpolate("${MISSING}", &env),
+            Err("environment variable 'MISSING' is not set".to_owned())
+        );
+        assert!(interpolate("${KEY", &env).is_err());
+        assert!(interpolate("${1X}", &env).is_err());
+    }
+
+    #[test]
+    fn loads_presets_by_default_and_points_at_problems() {
+        let text = "destinations:\n  - name: up\n    destination: actions-userpilot-cloud\n    settings:\n      apiKey: ${KEY}\n";
+        let loaded = load_config_str("actionkit.yaml", text, env);
+        let Ok(loaded) = loaded else {
+            panic!("expected the config to load");
+        };
+        assert_eq!(loaded.config.destinations[0].mappings, Mappings::default());
+        assert_eq!(loaded.config.destinations[0].settings["apiKey"], "s3cret");
+        assert_eq!(loaded.pos("/destinations/0/settings/apiKey").line, 5);
+
+        let bad = "destinations:\n  - name: up\n    destination: x\n    settings:\n      apiKey: ${NOPE}\n    mapings: presets\n";
+        let Err(diags) = load_config_str("actionkit.yaml", bad, env) else {
+            panic!("expected errors");
+        };
+        let text = diags.to_string();
+        assert!(text.contains("mapings"), "{text}");
+    }
+
+    #[test]
+    fn secrets_are_not_echoed_in_errors() {
+        let text =
+            "destinations:\n  - name: up\n    destination: d\n    settings:\n      apiKey: ${KEY\n";
+        let Err(diags) = load_config_str("actionkit.yaml", text, env) else {
+            panic!("expected an error");
+        };
+        assert!(!diags.to_string().contains("s3cret"));
+    }
+}
