@@ -210,17 +210,18 @@ request:
 
 fn test_case_yaml(key: &str, file_stem: &str) -> String {
     format!(
-        r#"# A test case for `{key}`: an event in, the exact request (or error) out.
-name: {key} sends the mapped user id
-action: {key}
-event:
-  type: track
-  userId: user1234
-  event: Test Event
-expect:
+        r#"# Test cases for `{key}`: an event in, the exact request (or error) out.
+# The format is described in README.md in this directory; `cargo test -p actionkit-destinations
+# --test cases` runs every case. `action` runs the action's default field mappings on the event.
+- name: {key} sends the mapped user id
+  action: {key}
+  event:
+    type: track
+    userId: user1234
+    event: Test Event
   requests:
     - method: POST
-      path: v1/{file_stem}
+      url: https://analytex.userpilot.io/v1/{file_stem}
       json:
         user_id: user1234
 "#

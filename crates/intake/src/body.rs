@@ -1,0 +1,353 @@
+//! Checks on the raw request before any JSON is parsed: headers, credentials, inflating,
+//! UTF-8 validity and nesting depth.
+//!
+//! Everything here works on borrowed bytes with hard limits, so that hostile input (gzip bombs,
+//! deeply nested arrays, binary junk) costs bounded time and memory.
+
+use std::io::Read;
+
+use base64::Engine as _;
+
+use crate::error::{ErrorCode, Rejection};
+
+/// How the body is encoded on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// Sent as is.
+    Identity,
+    /// Sent gzip-compressed.
+    Gzip,
+}
+
+/// Checks the `Content-Type`: `application/json` (or `text/plain` when allowed), with an
+/// optional UTF-8 charset.
+pub(crate) fn check_content_type(
+    value: Option<&[u8]>,
+    accept_text_plain: bool,
+) -> Result<(), Rejection> {
+    let Some(raw) = value else {
+        return Err(Rejection::new(
+            ErrorCode::UnsupportedContentType,
+            "content-type header is missing; send application/json",
+        ));
+    };
+    let text = std::str::from_utf8(raw).map_err(|_| {
+        Rejection::new(
+            ErrorCode::UnsupportedContentType,
+            "content-type header is not valid UTF-8; send application/json",
+        )
+    })?;
+    let mut parts = text.split(';');
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let media_ok = media == "application/json" || (accept_text_plain && media == "text/plain");
+    if !media_ok {
+        return Err(Rejection::new(
+            ErrorCode::UnsupportedContentType,
+            format!(
+                "content-type `{}` is not supported; send application/json",
+                clip(&media, 64)
+            ),
+        ));
+    }
+    for param in parts {
+        let Some((name, val)) = param.split_once('=') else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("charset") {
+            let charset = val.trim().trim_matches('"').to_ascii_lowercase();
+            if charset != "utf-8" && charset != "utf8" {
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedContentType,
+                    format!(
+                        "charset `{}` is not supported; send UTF-8",
+                        clip(&charset, 32)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the `Content-Encoding`: absent or `identity`, or `gzip` (also spelt `x-gzip`).
+pub(crate) fn content_encoding(value: Option<&[u8]>) -> Result<Encoding, Rejection> {
+    let Some(raw) = value else {
+        return Ok(Encoding::Identity);
+    };
+    let text = std::str::from_utf8(raw).unwrap_or("\u{fffd}").trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("identity") {
+        Ok(Encoding::Identity)
+    } else if text.eq_ignore_ascii_case("gzip") || text.eq_ignore_ascii_case("x-gzip") {
+        Ok(Encoding::Gzip)
+    } else {
+        Err(Rejection::new(
+            ErrorCode::UnsupportedContentEncoding,
+            format!(
+                "content-encoding `{}` is not supported; send gzip or no encoding",
+                clip(text, 32)
+            ),
+        ))
+    }
+}
+
+/// A write key taken from a header, still unverified.
+pub(crate) enum HeaderKey {
+    /// No usable credential in the headers.
+    None,
+    /// The key bytes presented.
+    Key(Vec<u8>),
+}
+
+/// Extracts a write key from `Authorization: Basic` (the key is the user name) or from
+/// `X-Write-Key`, in that order.
+///
+/// Another `Authorization` scheme (such as Segment's OAuth `Bearer`) is ignored, so the key is
+/// then looked for in `X-Write-Key` or the body.
+pub(crate) fn header_key(
+    authorization: Option<&[u8]>,
+    x_write_key: Option<&[u8]>,
+) -> Result<HeaderKey, Rejection> {
+    if let Some(auth) = authorization {
+        let auth = trim_ascii(auth);
+        let is_basic = auth.len() >= 6 && auth[..6].eq_ignore_ascii_case(b"basic ");
+        if is_basic {
+            let encoded = trim_ascii(&auth[6..]);
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded))
+                .map_err(|_| {
+                    Rejection::new(
+                        ErrorCode::InvalidWriteKey,
+                        "authorization header is not valid HTTP Basic: the credentials are not base64",
+                    )
+                })?;
+            // The user name is the write key; the password (normally empty) is ignored.
+            let user = match decoded.iter().position(|&b| b == b':') {
+                Some(colon) => &decoded[..colon],
+                None => &decoded[..],
+            };
+            if user.is_empty() {
+                return Err(Rejection::new(
+                    ErrorCode::MissingWriteKey,
+                    "authorization header has an empty user name; put the write key in the user name",
+                ));
+            }
+            return Ok(HeaderKey::Key(user.to_vec()));
+        }
+    }
+    if let Some(key) = x_write_key {
+        let key = trim_ascii(key);
+        if !key.is_empty() {
+            return Ok(HeaderKey::Key(key.to_vec()));
+        }
+    }
+    Ok(HeaderKey::None)
+}
+
+/// Inflates a gzip body, stopping as soon as the output would exceed `limit`.
+///
+/// At most `limit + 1` bytes are ever produced, so a gzip bomb costs bounded memory and time.
+pub(crate) fn inflate_gzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
+    let decoder = flate2::read::MultiGzDecoder::new(raw);
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let mut limited = decoder.take(cap);
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit.saturating_add(1)));
+    limited.read_to_end(&mut out).map_err(|e| {
+        Rejection::new(
+            ErrorCode::InvalidGzip,
+            format!("body is not valid gzip: {}", clip(&e.to_string(), 120)),
+        )
+    })?;
+    if out.len() > limit {
+        return Err(Rejection::new(
+            ErrorCode::PayloadTooLarge,
+            format!("inflated body exceeds the limit of {limit} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Checks that the body is UTF-8, naming the first bad byte.
+pub(crate) fn check_utf8(body: &[u8]) -> Result<&str, Rejection> {
+    std::str::from_utf8(body).map_err(|e| {
+        Rejection::new(
+            ErrorCode::InvalidUtf8,
+            format!("body is not valid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })
+}
+
+/// Checks that objects and arrays nest at most `limit` deep, outside strings.
+///
+/// This is a single pass over the bytes, run before parsing so that a deeply nested document is
+/// refused without recursing into it. Malformed JSON is left for the parser to report.
+pub(crate) fn check_depth(text: &str, limit: usize) -> Result<(), Rejection> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut idx = 0usize;
+    while idx < bytes.len() {
+        match bytes[idx] {
+            b'"' => {
+                // Skip the string, honouring backslash escapes.
+                idx += 1;
+                while idx < bytes.len() {
+                    match bytes[idx] {
+                        b'\\' => idx += 2,
+                        b'"' => break,
+                        _ => idx += 1,
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return Err(Rejection::new(
+                        ErrorCode::TooDeep,
+                        format!("objects and arrays nest deeper than {limit} levels at byte {idx}"),
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        idx += 1;
+    }
+    Ok(())
+}
+
+/// Cuts a string to at most `max` characters for use inside a message.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(check_content_type(Some(b"application/json"), false).is_ok());
+        assert!(check_content_type(Some(b"Application/JSON; charset=UTF-8"), false).is_ok());
+        assert!(check_content_type(Some(b"text/plain"), true).is_ok());
+        let err = check_content_type(Some(b"text/plain"), false).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnsupportedContentType);
+        assert!(err.message.contains("text/plain"), "{}", err.message);
+        let err = check_content_type(Some(b"application/json; charset=latin1"), false).unwrap_err();
+        assert!(err.message.contains("latin1"), "{}", err.message);
+        assert!(check_content_type(None, true).is_err());
+        assert!(check_content_type(Some(b"application/x-www-form-urlencoded"), true).is_err());
+        assert!(check_content_type(Some(&[0xff, 0xfe]), true).is_err());
+    }
+
+    #[test]
+    fn encodings() {
+        assert_eq!(content_encoding(None).unwrap(), Encoding::Identity);
+        assert_eq!(content_encoding(Some(b"GZIP")).unwrap(), Encoding::Gzip);
+        assert_eq!(content_encoding(Some(b"x-gzip")).unwrap(), Encoding::Gzip);
+        assert_eq!(
+            content_encoding(Some(b"identity")).unwrap(),
+            Encoding::Identity
+        );
+        let err = content_encoding(Some(b"br")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnsupportedContentEncoding);
+        assert_eq!(err.status(), 415);
+    }
+
+    #[test]
+    fn inflates_within_limit() {
+        let data = br#"{"a":1}"#;
+        assert_eq!(inflate_gzip(&gzip(data), 100).unwrap(), data);
+        // Exactly at the limit is accepted; one byte over is not.
+        assert_eq!(inflate_gzip(&gzip(data), data.len()).unwrap(), data);
+        let err = inflate_gzip(&gzip(data), data.len() - 1).unwrap_err();
+        assert_eq!(err.code, ErrorCode::PayloadTooLarge);
+    }
+
+    #[test]
+    fn gzip_bomb_is_stopped_at_the_limit() {
+        // 100 MB of zeros: a 1 MB gzip member repeated 100 times, about 100 KB in all.
+        let member = gzip(&vec![0u8; 1 << 20]);
+        let bomb = member.repeat(100);
+        assert!(bomb.len() < 500 * 1024, "bomb is {} bytes", bomb.len());
+        let err = inflate_gzip(&bomb, 500 * 1024).unwrap_err();
+        assert_eq!(err.code, ErrorCode::PayloadTooLarge);
+        assert_eq!(err.status(), 413);
+    }
+
+    #[test]
+    fn invalid_and_truncated_gzip() {
+        let err = inflate_gzip(b"not gzip at all", 1000).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidGzip);
+        let good = gzip(br#"{"batch":[]}"#);
+        let err = inflate_gzip(&good[..good.len() / 2], 1000).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidGzip);
+    }
+
+    #[test]
+    fn basic_and_header_keys() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode("wk:");
+        let auth = format!("Basic {b64}");
+        match header_key(Some(auth.as_bytes()), None).unwrap() {
+            HeaderKey::Key(k) => assert_eq!(k, b"wk"),
+            HeaderKey::None => panic!("no key"),
+        }
+        // Basic wins over X-Write-Key.
+        match header_key(Some(auth.as_bytes()), Some(b"other")).unwrap() {
+            HeaderKey::Key(k) => assert_eq!(k, b"wk"),
+            HeaderKey::None => panic!("no key"),
+        }
+        // A Bearer token is ignored and X-Write-Key is used.
+        match header_key(Some(b"Bearer abc"), Some(b" xk ")).unwrap() {
+            HeaderKey::Key(k) => assert_eq!(k, b"xk"),
+            HeaderKey::None => panic!("no key"),
+        }
+        assert!(matches!(header_key(None, None).unwrap(), HeaderKey::None));
+        assert!(matches!(
+            header_key(None, Some(b"  ")).unwrap(),
+            HeaderKey::None
+        ));
+        let err = header_key(Some(b"Basic !!!notbase64"), None).err().unwrap();
+        assert_eq!(err.code, ErrorCode::InvalidWriteKey);
+        let empty_user = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(":pw")
+        );
+        let err = header_key(Some(empty_user.as_bytes()), None).err().unwrap();
+        assert_eq!(err.code, ErrorCode::MissingWriteKey);
+    }
+
+    #[test]
+    fn depth_limit_ignores_brackets_in_strings() {
+        assert!(check_depth(r#"{"a":[[1]]}"#, 3).is_ok());
+        assert_eq!(
+            check_depth(r#"{"a":[[[1]]]}"#, 3).unwrap_err().code,
+            ErrorCode::TooDeep
+        );
+        assert!(check_depth(r#"{"a":"[[[[[[\"[[[["}"#, 1).is_ok());
+        let deep = "[".repeat(1_000_000);
+        let err = check_depth(&deep, 64).unwrap_err();
+        assert!(err.message.contains("byte 64"), "{}", err.message);
+    }
+
+    #[test]
+    fn utf8_errors_name_the_byte() {
+        let err = check_utf8(b"{\"a\":\"\xff\"}").unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidUtf8);
+        assert!(err.message.contains("byte 6"), "{}", err.message);
+    }
+}

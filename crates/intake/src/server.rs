@@ -1,0 +1,473 @@
+//! The axum router: tracking-API endpoints, health, readiness and metrics.
+//!
+//! Each tracking request is read with a hard size cap, handed to [`parse_request`], and its
+//! accepted events to the [`EventSink`]; the answer is sent only after the sink has resolved, so
+//! a 200 always means stored. A semaphore bounds the requests in flight (and so the memory they
+//! hold); past it, and whenever the sink is full, the answer is 503 with `Retry-After`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, HttpBody};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::config::IntakeConfig;
+use crate::error::{ErrorCode, Rejection};
+use crate::event::{EventType, NormalizedEvent};
+use crate::metrics::{
+    ACCEPTED_TOTAL, MetricsRegistry, RECEIVED_TOTAL, REJECTED_TOTAL, REQUEST_DURATION,
+    REQUESTS_TOTAL,
+};
+use crate::parse::{Accepted, PathKind, RequestMeta, parse_request};
+
+/// A boxed, sendable future, as returned by [`EventSink::enqueue`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where accepted events go: the durable queue in production, a recorder in tests.
+pub trait EventSink: Send + Sync {
+    /// Stores the events of one request, all or none; resolves once they are durable.
+    fn enqueue(&self, events: Vec<NormalizedEvent>) -> BoxFuture<'_, Result<(), SinkError>>;
+
+    /// Whether the sink can take events now; `/readyz` reports it. Ready unless overridden.
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+/// Why the sink did not store a request's events; in every case it stored none of them.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The queue is at its bound; the sender should retry later (503 with `Retry-After`).
+    #[error("queue is full; retry after {retry_after_secs} s")]
+    Full {
+        /// How long the sender should wait before retrying, in seconds.
+        retry_after_secs: u32,
+    },
+    /// The queue cannot take events for now, such as during shutdown (503 with `Retry-After`).
+    #[error("queue is unavailable: {reason}")]
+    Unavailable {
+        /// What is wrong, for the logs (not sent to the client).
+        reason: String,
+    },
+    /// Storing failed (500).
+    #[error("queue failed: {reason}")]
+    Failed {
+        /// What went wrong, for the logs (not sent to the client).
+        reason: String,
+    },
+}
+
+/// The default bound on tracking requests handled at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+
+/// Everything the handlers share: configuration, sink, metrics and the in-flight bound.
+#[derive(Clone)]
+pub struct IntakeState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: IntakeConfig,
+    sink: Arc<dyn EventSink>,
+    metrics: MetricsRegistry,
+    in_flight: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for IntakeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntakeState")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IntakeState {
+    /// State with [`DEFAULT_MAX_IN_FLIGHT`] concurrent tracking requests.
+    pub fn new(config: IntakeConfig, sink: Arc<dyn EventSink>, metrics: MetricsRegistry) -> Self {
+        Self::with_max_in_flight(config, sink, metrics, DEFAULT_MAX_IN_FLIGHT)
+    }
+
+    /// State with an explicit bound on concurrent tracking requests (at least one).
+    pub fn with_max_in_flight(
+        config: IntakeConfig,
+        sink: Arc<dyn EventSink>,
+        metrics: MetricsRegistry,
+        max_in_flight: usize,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                sink,
+                metrics,
+                in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            }),
+        }
+    }
+
+    /// The metrics registry `/metrics` renders; the delivery side may register on it too.
+    pub fn metrics(&self) -> &MetricsRegistry {
+        &self.inner.metrics
+    }
+
+    /// The intake configuration.
+    pub fn config(&self) -> &IntakeConfig {
+        &self.inner.config
+    }
+}
+
+/// The intake router: `POST /v1/{identify,track,page,screen,group,alias,batch}`, `GET /healthz`,
+/// `GET /readyz` and `GET /metrics`; anything else gets a JSON 404 or 405.
+pub fn router(state: IntakeState) -> Router {
+    let mut app = Router::new();
+    for event_type in EventType::ALL {
+        let path = format!("/v1/{}", event_type.as_str());
+        app = app.route(
+            &path,
+            post(move |State(s): State<IntakeState>, req: Request| {
+                track(s, PathKind::Single(event_type), req)
+            }),
+        );
+    }
+    app.route(
+        "/v1/batch",
+        post(|State(s): State<IntakeState>, req: Request| track(s, PathKind::Batch, req)),
+    )
+    .route("/healthz", get(healthz))
+    .route("/readyz", get(readyz))
+    .route("/metrics", get(metrics_text))
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .with_state(state)
+}
+
+async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+}
+
+async fn readyz(State(state): State<IntakeState>) -> Response {
+    if state.inner.sink.is_ready() {
+        (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "not_ready"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics_text(State(state): State<IntakeState>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.inner.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!(
+            "no route for {method} {}; the tracking API is POST /v1/identify, /v1/track, /v1/page, /v1/screen, /v1/group, /v1/alias and /v1/batch",
+            crate::body::clip(uri.path(), 100)
+        ),
+        None,
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!(
+            "{method} is not allowed on {}",
+            crate::body::clip(uri.path(), 100)
+        ),
+        None,
+    )
+}
+
+/// Handles one tracking request and records its metrics.
+async fn track(state: IntakeState, kind: PathKind, req: Request) -> Response {
+    let started = Instant::now();
+    let response = track_inner(&state, kind, req).await;
+    let m = &state.inner.metrics;
+    let status = response.status();
+    m.counter(
+        REQUESTS_TOTAL,
+        &[("path", kind.as_str()), ("status", status.as_str())],
+    )
+    .increment(1);
+    m.histogram(REQUEST_DURATION, &[("path", kind.as_str())])
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn track_inner(state: &IntakeState, kind: PathKind, req: Request) -> Response {
+    let inner = &state.inner;
+    let m = &inner.metrics;
+    let path = kind.as_str();
+
+    // Past the in-flight bound, shed load at once rather than queueing unbounded memory.
+    let Ok(_permit) = Arc::clone(&inner.in_flight).try_acquire_owned() else {
+        m.counter(
+            REJECTED_TOTAL,
+            &[
+                ("source", "unknown"),
+                ("path", path),
+                ("reason", "overloaded"),
+                ("unit", "request"),
+            ],
+        )
+        .increment(1);
+        tracing::warn!(path, "Request shed: too many requests in flight.");
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in flight; nothing was stored; retry after 1 s",
+            Some(1),
+        );
+    };
+
+    let (parts, body) = req.into_parts();
+    let limit = inner.config.max_body_bytes(kind == PathKind::Batch);
+    let bytes = match read_capped(body, &parts.headers, limit).await {
+        Ok(bytes) => bytes,
+        Err(rejection) => return reject_request(state, path, None, &rejection),
+    };
+    let headers = &parts.headers;
+    let meta = RequestMeta {
+        content_type: header_bytes(headers, header::CONTENT_TYPE.as_str()),
+        content_encoding: header_bytes(headers, header::CONTENT_ENCODING.as_str()),
+        authorization: header_bytes(headers, header::AUTHORIZATION.as_str()),
+        x_write_key: header_bytes(headers, "x-write-key"),
+    };
+    let accepted = match parse_request(kind, &meta, &bytes, Utc::now(), &inner.config) {
+        Ok(accepted) => accepted,
+        Err(rejection) => {
+            let source = rejection.source_name.clone();
+            return reject_request(state, path, source.as_deref(), &rejection);
+        }
+    };
+    drop(bytes);
+    store(state, accepted).await
+}
+
+/// Hands accepted events to the sink and builds the answer.
+async fn store(state: &IntakeState, accepted: Accepted) -> Response {
+    let inner = &state.inner;
+    let m = &inner.metrics;
+    let Accepted {
+        source,
+        kind,
+        events,
+        rejected,
+    } = accepted;
+    let path = kind.as_str();
+    let n_accepted = events.len();
+    m.counter(RECEIVED_TOTAL, &[("source", &source), ("path", path)])
+        .increment((n_accepted + rejected.len()) as u64);
+    for item in &rejected {
+        m.counter(
+            REJECTED_TOTAL,
+            &[
+                ("source", &source),
+                ("path", path),
+                ("reason", item.code.as_str()),
+                ("unit", "event"),
+            ],
+        )
+        .increment(1);
+    }
+
+    if n_accepted > 0 {
+        if let Err(e) = inner.sink.enqueue(events).await {
+            let (status, code, retry) = match &e {
+                SinkError::Full { retry_after_secs } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue_full",
+                    Some((*retry_after_secs).max(1)),
+                ),
+                SinkError::Unavailable { .. } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue_unavailable",
+                    Some(5),
+                ),
+                SinkError::Failed { .. } => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
+                }
+            };
+            m.counter(
+                REJECTED_TOTAL,
+                &[
+                    ("source", &source),
+                    ("path", path),
+                    ("reason", code),
+                    ("unit", "event"),
+                ],
+            )
+            .increment(n_accepted as u64);
+            tracing::warn!(source = &*source, path, events = n_accepted, error = %e, "Events not stored.");
+            let message = match retry {
+                Some(secs) => format!(
+                    "the event queue could not take the events; nothing from this request was stored; retry after {secs} s"
+                ),
+                None => "the event queue failed to store the events; nothing from this request was stored".to_owned(),
+            };
+            return error_response(status, code, &message, retry);
+        }
+        m.counter(ACCEPTED_TOTAL, &[("source", &source), ("path", path)])
+            .increment(n_accepted as u64);
+    }
+
+    if rejected.is_empty() {
+        tracing::debug!(
+            source = &*source,
+            path,
+            accepted = n_accepted,
+            "Events accepted."
+        );
+        return (
+            StatusCode::OK,
+            axum::Json(json!({"success": true, "accepted": n_accepted})),
+        )
+            .into_response();
+    }
+    tracing::info!(
+        source = &*source,
+        path,
+        accepted = n_accepted,
+        rejected = rejected.len(),
+        first_reason = rejected.first().map(|r| r.code.as_str()),
+        "Batch partly rejected."
+    );
+    let n_rejected = rejected.len();
+    let list: Vec<Value> = rejected
+        .into_iter()
+        .map(|r| json!({"index": r.index, "code": r.code.as_str(), "message": r.message}))
+        .collect();
+    let body = json!({
+        "success": false,
+        "accepted": n_accepted,
+        "rejected": list,
+        "error": {
+            "code": "invalid_events",
+            "message": format!(
+                "{n_rejected} of {} events were rejected and not stored; the other {n_accepted} were stored",
+                n_accepted + n_rejected
+            ),
+        },
+    });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// Answers a whole-request rejection and counts it.
+fn reject_request(
+    state: &IntakeState,
+    path: &'static str,
+    source: Option<&str>,
+    rejection: &Rejection,
+) -> Response {
+    let source = source.unwrap_or("unknown");
+    state
+        .inner
+        .metrics
+        .counter(
+            REJECTED_TOTAL,
+            &[
+                ("source", source),
+                ("path", path),
+                ("reason", rejection.code.as_str()),
+                ("unit", "request"),
+            ],
+        )
+        .increment(1);
+    tracing::info!(
+        source,
+        path,
+        reason = rejection.code.as_str(),
+        "Request rejected."
+    );
+    let status = StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    error_response(status, rejection.code.as_str(), &rejection.message, None)
+}
+
+fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    retry_after: Option<u32>,
+) -> Response {
+    let body =
+        json!({"success": false, "accepted": 0, "error": {"code": code, "message": message}});
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+fn header_bytes<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    headers.get(name).map(HeaderValue::as_bytes)
+}
+
+/// Reads the body, refusing it as soon as it exceeds `limit` bytes (413).
+async fn read_capped(
+    mut body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Vec<u8>, Rejection> {
+    let too_large = || {
+        Rejection::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body exceeds the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = declared {
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    let initial = declared.map_or(8 * 1024, |len| len as usize);
+    let mut out = Vec::with_capacity(initial.min(limit));
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        match frame {
+            None => return Ok(out),
+            Some(Err(_)) => {
+                return Err(Rejection::new(
+                    ErrorCode::InvalidJson,
+                    "request body could not be read",
+                ));
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > limit {
+                        return Err(too_large());
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
