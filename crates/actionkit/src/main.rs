@@ -7,6 +7,7 @@ mod cmd;
 mod events;
 mod input;
 mod setup;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,12 @@ enum Command {
     DeleteUser(cmd::auth::DeleteUserArgs),
     /// Serve a local stand-in for Userpilot's API.
     MockUserpilot(cmd::mock::MockArgs),
+    /// Serve the Segment-compatible HTTP intake and deliver what it accepts.
+    Serve(cmd::serve::ServeArgs),
+    /// Inspect, replay or purge the dead-letter queue of `serve`.
+    Dlq(cmd::dlq::DlqArgs),
+    /// Inspect the durable queue of `serve`.
+    Queue(cmd::dlq::QueueArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +47,9 @@ fn main() -> std::process::ExitCode {
         Command::TestAuth(args) => cmd::auth::test_auth(args),
         Command::DeleteUser(args) => cmd::auth::delete_user(args),
         Command::MockUserpilot(args) => cmd::mock::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Dlq(args) => cmd::dlq::run_dlq(args),
+        Command::Queue(args) => cmd::dlq::run_queue(args),
     };
     match res {
         Ok(code) => code,

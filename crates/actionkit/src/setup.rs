@@ -28,8 +28,11 @@ pub const DEFAULT_ENV_PREFIX: &str = "USERPILOT";
 pub struct TargetArgs {
     /// A destination setting as NAME=VALUE (repeatable), for example `--setting apiKey=…`;
     /// without it the embedded default reads `USERPILOT_<NAME>` (e.g. `USERPILOT_API_KEY`).
-    #[arg(long = "setting", value_name = "NAME=VALUE", value_parser = parse_setting)]
-    pub settings: Vec<(String, String)>,
+    ///
+    /// Parsed after argument parsing (not by clap) so that a malformed value, which may be a
+    /// secret, is never echoed in an error.
+    #[arg(long = "setting", value_name = "NAME=VALUE")]
+    pub settings: Vec<String>,
     /// Per-attempt timeout in seconds.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub timeout: f64,
@@ -117,7 +120,12 @@ pub fn embedded_default(
         .get(DEFAULT_DESTINATION)
         .with_context(|| format!("destination '{DEFAULT_DESTINATION}' is not generated"))?
         .clone();
-    let mut settings = settings_from_args(dest.def.settings, &args.settings, |name| {
+    let pairs = args
+        .settings
+        .iter()
+        .map(|text| parse_setting(text).map_err(|err| anyhow::anyhow!("--setting: {err}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut settings = settings_from_args(dest.def.settings, &pairs, |name| {
         std::env::var(env_name(name)).ok()
     })?;
     if let (Some(endpoint), Value::Object(map)) = (endpoint_override, &mut settings) {

@@ -25,6 +25,120 @@ pub struct Config {
     /// How requests are delivered; every key is optional.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// The HTTP intake and durable queue of `actionkit serve`; only `serve` and the queue tools
+    /// read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerConfig>,
+}
+
+/// The HTTP intake of `actionkit serve`: where it listens, which write keys it accepts, its
+/// limits, and the durable queue behind it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address and port the intake listens on (default `127.0.0.1:8088`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The sources allowed to send events, each with its write key; at least one is needed to
+    /// serve.
+    #[serde(default)]
+    pub write_keys: Vec<WriteKeyConfig>,
+    /// The durable queue between intake and delivery.
+    #[serde(default)]
+    pub queue: QueueSettings,
+    /// Seconds after intake (or a DLQ replay) after which a failing delivery is no longer
+    /// retried but dead-lettered (default 14400, four hours).
+    #[serde(default = "default_max_age_secs")]
+    pub max_age_secs: u64,
+    /// The largest single event, and the largest body of a single call, in bytes (default
+    /// 32768, Segment's limit).
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+    /// The largest `/v1/batch` body in bytes, after inflating (default 512000, Segment's limit).
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            write_keys: Vec::new(),
+            queue: QueueSettings::default(),
+            max_age_secs: default_max_age_secs(),
+            max_event_bytes: default_max_event_bytes(),
+            max_batch_bytes: default_max_batch_bytes(),
+        }
+    }
+}
+
+/// One source allowed to send events: a name and its write key.
+#[derive(Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteKeyConfig {
+    /// The source's name; stored events, logs and metrics carry it.
+    pub name: String,
+    /// The source's write key. It may use `${ENV_VAR}` (and `$${` for a literal `${`); keep
+    /// it in the environment, not in this file.
+    pub key: String,
+}
+
+// The key is a secret, so Debug shows only the name.
+impl std::fmt::Debug for WriteKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteKeyConfig")
+            .field("name", &self.name)
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Where the durable queue lives and how much it may hold.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// The SQLite file of the queue, relative to the working directory (default
+    /// `actionkit-queue.sqlite`).
+    #[serde(default = "default_queue_path")]
+    pub path: String,
+    /// Most events stored at once, dead-lettered ones included; beyond it intake answers 503
+    /// (default 1000000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_events: Option<u64>,
+    /// Most event bytes stored at once, dead-lettered ones included; beyond it intake answers
+    /// 503 (default 1 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            path: default_queue_path(),
+            max_events: None,
+            max_bytes: None,
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8088".to_owned()
+}
+
+fn default_max_age_secs() -> u64 {
+    4 * 60 * 60
+}
+
+fn default_max_event_bytes() -> usize {
+    32 * 1024
+}
+
+fn default_max_batch_bytes() -> usize {
+    500 * 1024
+}
+
+fn default_queue_path() -> String {
+    "actionkit-queue.sqlite".to_owned()
 }
 
 /// One destination instance.
@@ -213,6 +327,7 @@ fn interpolate_settings(
     env: &impl Fn(&str) -> Option<String>,
     problems: &mut Vec<Diagnostic>,
 ) {
+    interpolate_write_keys(file, value, map, env, problems);
     let Some(instances) = value.get_mut("destinations").and_then(Value::as_array_mut) else {
         return;
     };
@@ -235,6 +350,39 @@ fn interpolate_settings(
                     message,
                 )),
             }
+        }
+    }
+}
+
+/// Replaces `${VAR}` in every `server.write_keys[].key`, like setting values.
+fn interpolate_write_keys(
+    file: &str,
+    value: &mut Value,
+    map: &SourceMap,
+    env: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let Some(keys) = value
+        .get_mut("server")
+        .and_then(|server| server.get_mut("write_keys"))
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for (idx, entry) in keys.iter_mut().enumerate() {
+        let Some(Value::String(text)) = entry.get_mut("key") else {
+            continue;
+        };
+        let pointer = format!("/server/write_keys/{idx}/key");
+        match interpolate(text, env) {
+            Ok(Some(replaced)) => *text = replaced,
+            Ok(None) => {}
+            Err(message) => problems.push(Diagnostic::new(
+                file,
+                map.value_or_ancestor(&pointer),
+                pointer.clone(),
+                message,
+            )),
         }
     }
 }
@@ -360,6 +508,33 @@ mod tests {
         };
         let text = diags.to_string();
         assert!(text.contains("mapings"), "{text}");
+    }
+
+    #[test]
+    fn server_section_has_defaults_and_interpolates_write_keys() {
+        let text = "destinations: []\nserver:\n  write_keys:\n    - name: web\n      key: ${KEY}\n";
+        let Ok(loaded) = load_config_str("actionkit.yaml", text, env) else {
+            panic!("expected the config to load");
+        };
+        let Some(server) = loaded.config.server else {
+            panic!("expected a server section");
+        };
+        assert_eq!(server.listen, "127.0.0.1:8088");
+        assert_eq!(server.queue.path, "actionkit-queue.sqlite");
+        assert_eq!(server.max_age_secs, 14_400);
+        assert_eq!(server.write_keys[0].key, "s3cret");
+        assert!(!format!("{:?}", server.write_keys).contains("s3cret"));
+
+        let missing =
+            "destinations: []\nserver:\n  write_keys:\n    - name: web\n      key: ${NOPE}\n";
+        let Err(diags) = load_config_str("actionkit.yaml", missing, env) else {
+            panic!("expected an error");
+        };
+        let text = diags.to_string();
+        assert!(
+            text.contains("NOPE") && text.contains("write_keys"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -93,12 +93,14 @@ pub fn run(mut args: SendArgs) -> anyhow::Result<ExitCode> {
             let handle = actionkit_mock_userpilot::spawn(config)
                 .await
                 .map_err(|err| anyhow::anyhow!("cannot start the embedded mock: {err}"))?;
-            args.target
-                .settings
-                .retain(|(name, _)| name != "apiKey" && name != "endpoint");
-            args.target
-                .settings
-                .push(("apiKey".to_owned(), DEMO_API_KEY.to_owned()));
+            args.target.settings.retain(|text| {
+                let name = text
+                    .split_once('=')
+                    .map_or(text.as_str(), |(name, _)| name)
+                    .trim();
+                name != "apiKey" && name != "endpoint"
+            });
+            args.target.settings.push(format!("apiKey={DEMO_API_KEY}"));
             eprintln!(
                 "Delivering to the embedded mock Userpilot API at {}.",
                 handle.base_url()

@@ -1,0 +1,225 @@
+//! `actionkit dlq` and `actionkit queue`: inspect and act on the durable queue of
+//! `actionkit serve`, possibly while the server runs.
+//!
+//! The queue is opened with `recover_in_flight: false`, so these tools never hand the running
+//! server's in-flight rows out a second time, and the configuration is read without any secret
+//! (write keys and settings are not needed to find the queue). Output is JSON: one object per
+//! line for listings, one pretty object otherwise.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actionkit_queue::{DeliveryId, DlqEntry, DlqFilter, DlqSelection, Queue};
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::cmd::serve::{queue_config, server_section_without_secrets};
+
+/// Where the queue is.
+#[derive(Debug, Args)]
+pub struct QueueLocation {
+    /// The runtime configuration whose `server.queue.path` names the queue.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+/// Dead-letter queue commands.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    command: DlqCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List dead-lettered deliveries, oldest first, one JSON object per line.
+    List {
+        #[command(flatten)]
+        location: QueueLocation,
+        /// Only this destination instance.
+        #[arg(long, value_name = "NAME")]
+        destination: Option<String>,
+        /// Only events with this messageId.
+        #[arg(long, value_name = "ID")]
+        message_id: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: u32,
+        /// Skip this many entries first.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        offset: u64,
+    },
+    /// Show one dead-lettered delivery with its event.
+    Show {
+        #[command(flatten)]
+        location: QueueLocation,
+        /// The delivery id, as `dlq list` prints it.
+        id: i64,
+    },
+    /// Return dead-lettered deliveries to the queue, with attempts reset and the age clock
+    /// restarted.
+    Replay {
+        #[command(flatten)]
+        location: QueueLocation,
+        #[command(flatten)]
+        selection: SelectionArgs,
+    },
+    /// Delete dead-lettered deliveries for good (they are counted as purged).
+    Purge {
+        #[command(flatten)]
+        location: QueueLocation,
+        #[command(flatten)]
+        selection: SelectionArgs,
+    },
+}
+
+/// Which dead-lettered deliveries a replay or purge applies to; exactly one is required.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct SelectionArgs {
+    /// These delivery ids (repeatable).
+    #[arg(long = "id", value_name = "ID")]
+    ids: Vec<i64>,
+    /// Every dead-lettered delivery of this destination instance.
+    #[arg(long, value_name = "NAME")]
+    destination: Option<String>,
+    /// Every dead-lettered delivery.
+    #[arg(long)]
+    all: bool,
+}
+
+impl SelectionArgs {
+    fn selection(&self) -> anyhow::Result<DlqSelection> {
+        if self.all {
+            Ok(DlqSelection::All)
+        } else if let Some(name) = &self.destination {
+            Ok(DlqSelection::Destination(name.clone()))
+        } else if !self.ids.is_empty() {
+            Ok(DlqSelection::Ids(
+                self.ids.iter().copied().map(DeliveryId).collect(),
+            ))
+        } else {
+            bail!("choose what to act on with --id, --destination or --all")
+        }
+    }
+}
+
+/// Queue commands.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    command: QueueCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum QueueCommand {
+    /// Print the queue's counts per destination instance as JSON.
+    Stats {
+        #[command(flatten)]
+        location: QueueLocation,
+    },
+}
+
+/// Opens the queue named by a configuration, for a tool.
+fn open(location: &QueueLocation) -> anyhow::Result<Queue> {
+    let server = server_section_without_secrets(&location.config)?;
+    let path = PathBuf::from(&server.queue.path);
+    if !path.exists() {
+        bail!(
+            "the queue {} does not exist; `actionkit serve --config {}` creates it",
+            path.display(),
+            location.config.display()
+        );
+    }
+    Queue::open(&path, queue_config(&server, false))
+        .with_context(|| format!("cannot open the queue {}", path.display()))
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn entry_json(entry: &DlqEntry) -> Value {
+    json!({
+        "id": entry.delivery_id.0,
+        "event_id": entry.event_id.0,
+        "message_id": entry.message_id,
+        "destination": entry.destination,
+        "attempts": entry.attempts,
+        "reason": entry.reason,
+        "last_error": entry.last_error,
+        "enqueued_at_ms": millis(entry.enqueued_at),
+        "dead_at_ms": millis(entry.dead_at),
+        "payload_bytes": entry.payload_bytes,
+    })
+}
+
+/// Runs `actionkit dlq …`.
+pub fn run_dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        DlqCommand::List {
+            location,
+            destination,
+            message_id,
+            limit,
+            offset,
+        } => {
+            let queue = open(&location)?;
+            let filter = DlqFilter {
+                destination,
+                message_id,
+            };
+            for entry in queue.dlq_list(&filter, limit, offset)? {
+                println!("{}", entry_json(&entry));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Show { location, id } => {
+            let queue = open(&location)?;
+            let Some(item) = queue.dlq_get(DeliveryId(id))? else {
+                bail!("delivery {id} is not in the dead-letter queue");
+            };
+            let mut out = entry_json(&item.entry);
+            let event = serde_json::from_slice::<Value>(&item.payload)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&item.payload).into()));
+            if let Value::Object(map) = &mut out {
+                map.insert("event".to_owned(), event);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Replay {
+            location,
+            selection,
+        } => {
+            let queue = open(&location)?;
+            let n = queue.dlq_replay(&selection.selection()?, SystemTime::now())?;
+            println!("{}", json!({ "replayed": n }));
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Purge {
+            location,
+            selection,
+        } => {
+            let queue = open(&location)?;
+            let n = queue.dlq_purge(&selection.selection()?)?;
+            println!("{}", json!({ "purged": n }));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs `actionkit queue …`.
+pub fn run_queue(args: QueueArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        QueueCommand::Stats { location } => {
+            let queue = open(&location)?;
+            let stats = queue.stats(SystemTime::now())?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! `actionkit serve`: the Segment-compatible HTTP intake, the durable queue and the delivery
+//! workers in one process.
+//!
+//! Intake answers a sender only after the queue has committed its events (see
+//! `docs/guarantees.md`); one worker per destination instance drains the queue (see `worker`).
+//! SIGTERM or SIGINT stops accepting requests, lets requests and deliveries in flight finish
+//! within `--shutdown-timeout`, and exits; rows still in flight then are delivered after the
+//! next start.
+
+use std::future::IntoFuture;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actionkit_intake::{
+    BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, SinkError,
+};
+use actionkit_queue::{NewEvent, Queue, QueueConfig, QueueError};
+use actionkit_spec::config::ServerConfig;
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use tokio::sync::{Notify, watch};
+
+use crate::setup::{self, Target, TargetArgs};
+use crate::worker::{self, WorkerConfig};
+
+/// Serve the HTTP intake and deliver what it accepts.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:
+  WRITE_KEY=… USERPILOT_API_KEY=… actionkit serve --config actionkit.yaml")]
+pub struct ServeArgs {
+    /// The runtime configuration (`actionkit.yaml`) with a `server` section.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The log format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Seconds to let requests and deliveries in flight finish after SIGTERM or SIGINT.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    shutdown_timeout: f64,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The queue sink: stores a request's events for every destination instance, then wakes the
+/// workers.
+struct QueueSink {
+    queue: Queue,
+    destinations: Vec<String>,
+    wake: Vec<Arc<Notify>>,
+    closing: Arc<AtomicBool>,
+}
+
+impl EventSink for QueueSink {
+    fn enqueue(&self, events: Vec<NormalizedEvent>) -> BoxFuture<'_, Result<(), SinkError>> {
+        let batch: Vec<NewEvent> = events
+            .into_iter()
+            .map(|event| NewEvent::new(event.message_id, event.json.into_bytes()))
+            .collect();
+        let submitted = self.queue.submit(batch, &self.destinations);
+        Box::pin(async move {
+            let pending = submitted.map_err(sink_error)?;
+            pending.await.map_err(sink_error)?;
+            for wake in &self.wake {
+                wake.notify_one();
+            }
+            Ok(())
+        })
+    }
+
+    fn is_ready(&self) -> bool {
+        !self.closing.load(Ordering::Relaxed)
+    }
+}
+
+/// Maps a queue error to what intake answers.
+fn sink_error(err: QueueError) -> SinkError {
+    match err {
+        QueueError::Full { retry_after_secs } => SinkError::Full {
+            retry_after_secs: u32::try_from(retry_after_secs).unwrap_or(u32::MAX),
+        },
+        QueueError::Closed => SinkError::Unavailable {
+            reason: err.to_string(),
+        },
+        other => SinkError::Failed {
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Installs the tracing subscriber; `RUST_LOG` overrides the default `info` level.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    // A second installation (only possible in tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The queue settings of a `server` section.
+pub fn queue_config(server: &ServerConfig, recover_in_flight: bool) -> QueueConfig {
+    let defaults = QueueConfig::default();
+    QueueConfig {
+        max_events: server.queue.max_events.unwrap_or(defaults.max_events),
+        max_bytes: server.queue.max_bytes.unwrap_or(defaults.max_bytes),
+        max_age: Duration::from_secs(server.max_age_secs),
+        recover_in_flight,
+        ..defaults
+    }
+}
+
+/// Reads the `server` section of a configuration without reading any secret: `${VAR}` values
+/// are replaced by empty text, which is enough for the queue tools.
+pub fn server_section_without_secrets(path: &Path) -> anyhow::Result<ServerConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+    let file = path.display().to_string();
+    let loaded = actionkit_spec::load_config_str(&file, &text, |_| Some(String::new()))
+        .map_err(|diags| anyhow::anyhow!("invalid configuration\n{diags}"))?;
+    Ok(loaded.config.server.unwrap_or_default())
+}
+
+/// Reads the `server` section with secrets interpolated from the environment.
+fn server_section(path: &Path) -> anyhow::Result<ServerConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+    let file = path.display().to_string();
+    let loaded = actionkit_spec::load_config_str(&file, &text, |name| std::env::var(name).ok())
+        .map_err(|diags| anyhow::anyhow!("invalid configuration\n{diags}"))?;
+    match loaded.config.server {
+        Some(server) => Ok(server),
+        None => bail!(
+            "{file}: no `server` section; add one with at least `write_keys` to use `actionkit serve`"
+        ),
+    }
+}
+
+/// The intake configuration of a `server` section.
+fn intake_config(file: &Path, server: &ServerConfig) -> anyhow::Result<IntakeConfig> {
+    if server.write_keys.is_empty() {
+        bail!(
+            "{}: server.write_keys is empty; add at least one `{{name, key}}`",
+            file.display()
+        );
+    }
+    let mut config = IntakeConfig::new(
+        server
+            .write_keys
+            .iter()
+            .map(|k| (k.name.as_str(), k.key.as_str())),
+    )
+    .with_context(|| format!("{}: invalid server.write_keys", file.display()))?;
+    config.max_event_bytes = server.max_event_bytes;
+    config.max_batch_bytes = server.max_batch_bytes;
+    config
+        .validate()
+        .with_context(|| format!("{}: invalid server limits", file.display()))?;
+    Ok(config)
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the command until a termination signal.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    if !(args.shutdown_timeout.is_finite() && args.shutdown_timeout >= 0.0) {
+        bail!(
+            "--shutdown-timeout must be a number of seconds, found {}",
+            args.shutdown_timeout
+        );
+    }
+    let grace = Duration::from_secs_f64(args.shutdown_timeout.min(86_400.0));
+    let server = server_section(&args.config)?;
+    let intake = intake_config(&args.config, &server)?;
+    let listen: SocketAddr = server.listen.parse().with_context(|| {
+        format!(
+            "{}: server.listen '{}' is not an address such as 127.0.0.1:8088",
+            args.config.display(),
+            server.listen
+        )
+    })?;
+    let targets: Vec<Arc<Target>> = setup::from_config_file(&args.config, &args.target)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let queue = Queue::open(&server.queue.path, queue_config(&server, true))
+        .with_context(|| format!("cannot open the queue {}", server.queue.path))?;
+    if queue.recovered_on_open() > 0 {
+        tracing::info!(
+            rows = queue.recovered_on_open(),
+            "Returned deliveries left in flight by a previous run to pending."
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(queue, targets, intake, listen, grace))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves until a termination signal, then shuts down within `grace`.
+async fn serve(
+    queue: Queue,
+    targets: Vec<Arc<Target>>,
+    intake: IntakeConfig,
+    listen: SocketAddr,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let metrics = MetricsRegistry::new();
+    let closing = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let wakes: Vec<Arc<Notify>> = targets.iter().map(|_| Arc::new(Notify::new())).collect();
+    let sink = QueueSink {
+        queue: queue.clone(),
+        destinations: targets.iter().map(|t| t.name.clone()).collect(),
+        wake: wakes.clone(),
+        closing: Arc::clone(&closing),
+    };
+    let state = IntakeState::new(intake, Arc::new(sink), metrics.clone());
+    let app = actionkit_intake::router(state);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let upkeep = metrics.spawn_upkeep(Duration::from_secs(5));
+
+    let mut workers = tokio::task::JoinSet::new();
+    for (target, wake) in targets.iter().zip(&wakes) {
+        let lease_batch = (target.client.config().concurrency.max(1) * 4).min(512);
+        workers.spawn(worker::run(
+            queue.clone(),
+            Arc::clone(target),
+            Arc::clone(wake),
+            shutdown_rx.clone(),
+            WorkerConfig {
+                lease_batch,
+                ..WorkerConfig::default()
+            },
+            metrics.clone(),
+        ));
+    }
+    let lease = queue.config().lease_duration;
+    workers.spawn(worker::run_reclaimer(
+        queue.clone(),
+        (lease / 2).max(Duration::from_secs(1)),
+        shutdown_rx.clone(),
+    ));
+
+    let mut http_shutdown = shutdown_rx.clone();
+    let mut http = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    tracing::info!(addr = %addr, destinations = ?names, "Listening.");
+
+    let early = tokio::select! {
+        _ = termination() => None,
+        res = &mut http => Some(res),
+    };
+    if let Some(res) = early {
+        let _ = shutdown_tx.send(true);
+        upkeep.abort();
+        return match res {
+            Ok(Ok(())) => bail!("the HTTP server stopped unexpectedly"),
+            Ok(Err(err)) => Err(anyhow::Error::new(err).context("the HTTP server failed")),
+            Err(err) => Err(anyhow::Error::new(err).context("the HTTP server task failed")),
+        };
+    }
+    tracing::info!(
+        grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+        "Shutting down."
+    );
+    closing.store(true, Ordering::Relaxed);
+    let _ = shutdown_tx.send(true);
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, &mut http).await.is_err() {
+        tracing::warn!("Requests still in flight at the deadline were cut off.");
+        http.abort();
+    }
+    let drained = tokio::time::timeout_at(deadline, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "Deliveries still in flight at the deadline were stopped; they are delivered after the next start."
+        );
+        workers.abort_all();
+    }
+    upkeep.abort();
+    tracing::info!("Stopped.");
+    Ok(())
+}

@@ -1,0 +1,371 @@
+//! End-to-end tests of `actionkit` commands that need no server: the README's demo, bad input
+//! reporting, secret redaction in dry runs, and `map`.
+
+mod common;
+
+use common::{Run, ndjson, run, unique_events};
+use serde_json::Value;
+
+const KEY: &str = "sk-test-SECRET-5b4a39c2e1";
+
+#[test]
+fn readme_demo_delivers_the_example_file() {
+    let out = run(&["send", "--demo", "examples/events.ndjson"], b"");
+    assert_eq!(out.code, 0, "{out:?}");
+    let summary = &out.stdout;
+    let row = |action: &str| -> (usize, usize) {
+        let line = summary
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(action))
+            .unwrap_or_else(|| panic!("no summary row for {action}: {summary}"));
+        let cols: Vec<usize> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|c| c.parse().expect("a count"))
+            .collect();
+        (cols[0], cols[1])
+    };
+    assert!(summary.contains("40 events"), "{summary}");
+    assert_eq!(row("identifyUser"), (10, 0));
+    assert_eq!(row("trackEvent"), (24, 0));
+    assert_eq!(row("identifyCompany"), (3, 0));
+    assert!(
+        summary.contains("skipped (no trigger matched): 3"),
+        "{summary}"
+    );
+    assert!(summary.contains("input errors: 0"), "{summary}");
+    assert!(
+        out.stderr
+            .contains("The embedded mock received 37 requests."),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A stream mixing every kind of bad line with valid events; returns it and the 1-based line
+/// numbers of: malformed JSON, non-object, unknown type, huge event, invalid UTF-8, and the
+/// final valid identify.
+fn bad_stream() -> (Vec<u8>, [usize; 6]) {
+    let mut input = Vec::new();
+    input.extend_from_slice(br#"{"type":"track","userId":"u-1","event":"First"}"#);
+    input.extend_from_slice(b"\n\n"); // line 2 is blank and must not count as an event
+    input.extend_from_slice(b"{\"type\":\"identify\",\"userId\":\n"); // 3: malformed
+    input.extend_from_slice(b"[1,2,3]\n"); // 4: not an object
+    input.extend_from_slice(b"{\"type\":\"alias\",\"userId\":\"u-4\",\"previousId\":\"a\"}\n"); // 5
+    let huge = format!(
+        "{{\"type\":\"track\",\"userId\":\"u-5\",\"event\":\"Huge\",\"properties\":{{\"blob\":\"{}\"}}}}\n",
+        "x".repeat(8000)
+    );
+    input.extend_from_slice(huge.as_bytes()); // 6: over --max-event-bytes 4096
+    input
+        .extend_from_slice(b"{\"type\":\"track\",\"userId\":\"u-6\",\"event\":\"Bad \xff\xfe\"}\n"); // 7
+    input.extend_from_slice(br#"{"type":"identify","userId":"u-last","traits":{"name":"Last"}}"#); // 8
+    input.push(b'\n');
+    (input, [3, 4, 5, 6, 7, 8])
+}
+
+fn check_bad_ndjson(out: &Run, lines: [usize; 6]) {
+    let reports = out.ndjson();
+    assert_eq!(
+        reports.len(),
+        7,
+        "one report per non-blank line: {}",
+        out.stdout
+    );
+    let indexes: Vec<u64> = reports
+        .iter()
+        .map(|r| r["index"].as_u64().expect("index"))
+        .collect();
+    assert_eq!(indexes, (0..7).collect::<Vec<u64>>());
+    let message = |idx: usize| {
+        reports[idx]["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        message(1).starts_with(&format!("line {}: invalid JSON", lines[0])),
+        "{}",
+        message(1)
+    );
+    assert_eq!(
+        message(2),
+        format!(
+            "line {}: expected a JSON object (a Segment event) but found an array",
+            lines[1]
+        )
+    );
+    // An unknown type is no error: no mapping's trigger matches it.
+    assert_eq!(reports[3]["error"], Value::Null);
+    assert_eq!(reports[3]["requests"], serde_json::json!([]));
+    assert!(
+        message(4).starts_with(&format!("line {}: the event is", lines[3])),
+        "{}",
+        message(4)
+    );
+    assert!(
+        message(4).contains("more than the limit of 4096 bytes"),
+        "{}",
+        message(4)
+    );
+    assert!(
+        message(5).starts_with(&format!("line {}: invalid JSON", lines[4])),
+        "{}",
+        message(5)
+    );
+    for idx in [1, 2, 4, 5] {
+        assert_eq!(reports[idx]["error"]["name"], "InputError");
+    }
+    // The events around the bad lines were still built.
+    assert_eq!(reports[0]["requests"][0]["json"]["event_name"], "First");
+    assert_eq!(reports[6]["requests"][0]["json"]["user_id"], "u-last");
+    assert!(out.stderr.contains("input errors: 4"), "{}", out.stderr);
+    assert_eq!(out.code, 1, "input errors make the run fail");
+}
+
+#[test]
+fn bad_lines_from_stdin_are_reported_by_line_and_the_rest_is_built() {
+    let (input, lines) = bad_stream();
+    let key = format!("apiKey={KEY}");
+    let args = [
+        "send",
+        "--dry-run",
+        "--output",
+        "ndjson",
+        "--max-event-bytes",
+        "4096",
+        "--setting",
+        &key,
+        "-",
+    ];
+    let out = run(&args, &input);
+    check_bad_ndjson(&out, lines);
+}
+
+#[test]
+fn bad_lines_from_a_file_are_reported_by_line_in_pretty_output() {
+    let (input, lines) = bad_stream();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("bad.ndjson");
+    std::fs::write(&path, &input).expect("the input file is written");
+    let key = format!("apiKey={KEY}");
+    let path_text = path.to_string_lossy().into_owned();
+    let ndjson_args = [
+        "send",
+        "--dry-run",
+        "--output",
+        "ndjson",
+        "--max-event-bytes",
+        "4096",
+        "--setting",
+        &key,
+        &path_text,
+    ];
+    check_bad_ndjson(&run(&ndjson_args, b""), lines);
+
+    let args = [
+        "send",
+        "--dry-run",
+        "--output",
+        "pretty",
+        "--max-event-bytes",
+        "4096",
+        "--setting",
+        &key,
+        &path_text,
+    ];
+    let out = run(&args, b"");
+    assert_eq!(out.code, 1, "{out:?}");
+    let text = &out.stdout;
+    for (idx, line) in [
+        (1, lines[0]),
+        (2, lines[1]),
+        (3, lines[2]),
+        (4, lines[3]),
+        (5, lines[4]),
+        (6, lines[5]),
+    ] {
+        assert!(
+            text.contains(&format!("── event {idx} (line {line})")),
+            "event {idx} should name line {line}: {text}"
+        );
+    }
+    assert!(
+        text.contains(&format!(
+            "InputError (400): line {}: invalid JSON",
+            lines[0]
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("skipped: no enabled mapping's trigger matched"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"user_id\": \"u-last\""),
+        "the last event is still built: {text}"
+    );
+    assert!(text.contains("input errors: 4"), "{text}");
+}
+
+#[test]
+fn a_truncated_json_array_names_where_it_stopped() {
+    let input = br#"[{"type":"track","userId":"u","event":"E"}, {"type": "#;
+    let key = format!("apiKey={KEY}");
+    let out = run(
+        &["send", "--dry-run", "--output", "ndjson", "--setting", &key],
+        input,
+    );
+    let reports = out.ndjson();
+    assert_eq!(reports.len(), 2, "{out:?}");
+    assert_eq!(reports[0]["requests"][0]["json"]["event_name"], "E");
+    let message = reports[1]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the rest of the input was not read"),
+        "{message}"
+    );
+    assert_eq!(out.code, 1);
+}
+
+#[test]
+fn dry_run_never_prints_the_api_key_unless_asked() {
+    let input = ndjson(&unique_events(6));
+    let key = format!("apiKey={KEY}");
+    for format in ["pretty", "ndjson", "none"] {
+        let out = run(
+            &["send", "--dry-run", "--output", format, "--setting", &key],
+            &input,
+        );
+        assert_eq!(out.code, 0, "{format}: {out:?}");
+        assert!(
+            !out.all().contains(KEY),
+            "{format} leaked the key: {}",
+            out.all()
+        );
+        assert!(
+            !out.all().contains("SECRET"),
+            "{format} leaked part of the key"
+        );
+    }
+    let out = run(
+        &["send", "--dry-run", "--output", "ndjson", "--setting", &key],
+        &input,
+    );
+    assert_eq!(
+        out.ndjson()[0]["requests"][0]["headers"]["authorization"],
+        "Token [redacted]"
+    );
+    let shown = run(
+        &[
+            "send",
+            "--dry-run",
+            "--output",
+            "ndjson",
+            "--show-secrets",
+            "--setting",
+            &key,
+        ],
+        &input,
+    );
+    assert_eq!(
+        shown.ndjson()[0]["requests"][0]["headers"]["authorization"],
+        format!("Token {KEY}")
+    );
+}
+
+#[test]
+fn bad_setting_and_option_errors_do_not_echo_the_key() {
+    // An unknown setting name next to the key, and a value without a name.
+    let runs = [
+        run(
+            &[
+                "send",
+                "--dry-run",
+                "--setting",
+                &format!("apiKey={KEY}"),
+                "--setting",
+                "nope=1",
+            ],
+            b"",
+        ),
+        run(
+            &[
+                "send",
+                "--dry-run",
+                "--timeout",
+                "-1",
+                "--setting",
+                &format!("apiKey={KEY}"),
+            ],
+            b"",
+        ),
+    ];
+    for out in runs {
+        assert_ne!(out.code, 0, "{out:?}");
+        assert!(
+            !out.all().contains(KEY),
+            "an error leaked the key: {}",
+            out.all()
+        );
+    }
+}
+
+/// Fails today: clap's "invalid value '<argument>'" line repeats the whole argument, so the
+/// setting parser's own shortened echo (`first_chars`) does not protect the key.
+#[test]
+fn a_setting_without_a_name_does_not_echo_its_value() {
+    let out = run(&["send", "--dry-run", "--setting", &format!("={KEY}")], b"");
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("expected NAME=VALUE"), "{}", out.stderr);
+    assert!(
+        !out.all().contains(KEY),
+        "the error leaked the value: {}",
+        out.all()
+    );
+}
+
+#[test]
+fn map_evaluates_a_mapping_and_a_trigger() {
+    let event =
+        r#"{"type":"track","userId":"u-9","event":"Order Completed","properties":{"total":12.5}}"#;
+    let out = run(
+        &[
+            "map",
+            "--mapping",
+            r#"{"user":{"@path":"$.userId"},"total":{"@path":"$.properties.total"}}"#,
+            "-",
+        ],
+        event.as_bytes(),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let value: Value = serde_json::from_str(&out.stdout).expect("map prints JSON");
+    assert_eq!(value, serde_json::json!({"user": "u-9", "total": 12.5}));
+
+    let out = run(
+        &[
+            "map",
+            "--trigger",
+            r#"type = "track" and event = "Order Completed""#,
+            "-",
+        ],
+        event.as_bytes(),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let value: Value = serde_json::from_str(&out.stdout).expect("map prints JSON");
+    assert_eq!(value["matches"], true);
+
+    let out = run(
+        &["map", "--trigger", r#"type = "identify""#, "-"],
+        event.as_bytes(),
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    let value: Value = serde_json::from_str(&out.stdout).expect("map prints JSON");
+    assert_eq!(value["matches"], false);
+
+    let out = run(
+        &["map", "--mapping", r#"{"user":{"@path":"$.userId""#, "-"],
+        event.as_bytes(),
+    );
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("--mapping"), "{}", out.stderr);
+}
