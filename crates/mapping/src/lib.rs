@@ -93,6 +93,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use empty::{EmptyValueSchema, JsonType, remove_empty_values};
+pub use validate::DIRECTIVES;
 
 /// Longest `@replace` pattern Segment accepts, in UTF-16 code units.
 pub const MAX_PATTERN_LENGTH: usize = 10;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::value::{Kind, kind_of};
 
 /// Every directive name Segment registers.
-pub(crate) const DIRECTIVES: &[&str] = &[
+pub const DIRECTIVES: &[&str] = &[
     "@if",
     "@case",
     "@replace",

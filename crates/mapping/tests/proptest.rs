@@ -5,22 +5,12 @@ use actionkit_mapping::Mapping;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-const DIRECTIVES: &[&str] = &[
-    "@if",
-    "@case",
-    "@replace",
-    "@arrayPath",
-    "@path",
-    "@template",
-    "@literal",
-    "@flatten",
-    "@json",
-    "@merge",
-    "@transform",
-    "@excludeWhenNull",
-    "@liquid",
-    "@nope",
-];
+/// Every real directive plus one unknown name, so validation errors are generated too.
+fn directives() -> Vec<&'static str> {
+    let mut names = actionkit_mapping::DIRECTIVES.to_vec();
+    names.push("@nope");
+    names
+}
 
 const KEYS: &[&str] = &[
     "exists",
@@ -101,13 +91,13 @@ fn mapping() -> impl Strategy<Value = Value> {
                     )
                 }
             ),
-            (prop::sample::select(DIRECTIVES), inner.clone()).prop_map(|(name, opts)| {
+            (prop::sample::select(directives()), inner.clone()).prop_map(|(name, opts)| {
                 let mut map = Map::new();
                 map.insert(name.to_owned(), opts);
                 Value::Object(map)
             }),
             (
-                prop::sample::select(DIRECTIVES),
+                prop::sample::select(directives()),
                 prop::collection::vec((prop::sample::select(KEYS), inner), 0..5)
             )
                 .prop_map(|(name, members)| {

@@ -19,23 +19,6 @@ use crate::model::{
 use crate::schema_check::describe;
 use crate::yaml::SourceMap;
 
-/// Mapping-kit directive names, for did-you-mean hints.
-const DIRECTIVES: &[&str] = &[
-    "@if",
-    "@case",
-    "@replace",
-    "@arrayPath",
-    "@path",
-    "@template",
-    "@literal",
-    "@flatten",
-    "@json",
-    "@merge",
-    "@transform",
-    "@excludeWhenNull",
-    "@liquid",
-];
-
 /// The payload keys an `on_delete` request can read.
 const DELETE_PAYLOAD_KEYS: &[&str] = &["userId", "anonymousId"];
 
@@ -712,7 +695,10 @@ fn check_mapping(ctx: FileCtx<'_>, pointer: &str, mapping: &Value, out: &mut Vec
             .found(message.clone());
         if let Some(name) = message.split("invalid directive: ").nth(1) {
             let name = name.trim_end_matches('.');
-            diagnostic = diagnostic.maybe_hint(did_you_mean(name, DIRECTIVES.iter().copied()));
+            diagnostic = diagnostic.maybe_hint(did_you_mean(
+                name,
+                actionkit_mapping::DIRECTIVES.iter().copied(),
+            ));
         }
         out.push(diagnostic);
     }
