@@ -283,7 +283,12 @@ async fn retry_after_is_respected() {
         gap >= Duration::from_secs(1),
         "the retry came after {gap:?}"
     );
-    assert!(gap < Duration::from_secs(3), "the retry came after {gap:?}");
+    // A generous upper bound: it only shows the retry was not held back by something else (a
+    // loaded CI machine can delay the second attempt, so this is no timing assertion).
+    assert!(
+        gap < Duration::from_secs(10),
+        "the retry came after {gap:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -185,9 +185,12 @@ fn crash_recovery_keeps_every_acknowledged_event() {
     let mut all_committed: Vec<(i64, String)> = Vec::new();
     for round in 0..ROUNDS {
         let out = run_child_and_kill(&path, round);
+        // The child was only killed after printing MIN_COMMITTED ids; how many more it managed
+        // depends on machine load, so only that floor is checked.
         assert!(
-            out.committed.len() >= 500,
-            "round {round}: too little output"
+            out.committed.len() >= MIN_COMMITTED,
+            "round {round}: the child printed {} committed ids, fewer than {MIN_COMMITTED}",
+            out.committed.len()
         );
 
         let q = Queue::open(&path, QueueConfig::default()).unwrap();
