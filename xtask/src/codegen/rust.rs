@@ -45,10 +45,9 @@ pub fn render(tokens: TokenStream) -> Result<String> {
     ))
 }
 
-/// `#[doc = …]` attributes, one per line of `text`, with a leading space as `///` would have.
-fn doc_attrs(text: &str) -> TokenStream {
-    let lines: Vec<String> = text
-        .trim()
+/// The lines of `text` as doc-attribute values, each with the leading space `///` would give.
+fn doc_lines(text: &str) -> Vec<String> {
+    text.trim()
         .lines()
         .map(|line| {
             let line = line.trim_end();
@@ -58,24 +57,18 @@ fn doc_attrs(text: &str) -> TokenStream {
                 format!(" {line}")
             }
         })
-        .collect();
+        .collect()
+}
+
+/// `#[doc = …]` attributes, one per line of `text`.
+fn doc_attrs(text: &str) -> TokenStream {
+    let lines = doc_lines(text);
     quote! { #( #[doc = #lines] )* }
 }
 
 /// `#![doc = …]` attributes (module docs), one per line of `text`.
 fn inner_doc_attrs(text: &str) -> TokenStream {
-    let lines: Vec<String> = text
-        .trim()
-        .lines()
-        .map(|line| {
-            let line = line.trim_end();
-            if line.is_empty() {
-                String::new()
-            } else {
-                format!(" {line}")
-            }
-        })
-        .collect();
+    let lines = doc_lines(text);
     quote! { #( #![doc = #lines] )* }
 }
 
