@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+pub mod serve;
+
 use serde_json::{Value, json};
 
 /// The path of the binary under test.

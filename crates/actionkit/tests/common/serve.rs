@@ -1,0 +1,233 @@
+//! The `actionkit serve` harness shared by the serve tests: the binary as a subprocess with a
+//! temporary configuration and queue, the mock Userpilot API on 127.0.0.1, and helpers to post
+//! batches and read what reached the mock.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actionkit_mock_userpilot::{FaultConfig, MockConfig, MockHandle};
+use serde_json::{Value, json};
+
+use super::BIN;
+
+pub const API_KEY: &str = "sk-test-SECRET-5e1f0c4b";
+pub const WRITE_KEY: &str = "wk-test-SECRET-a93b71d2";
+
+/// How long to wait for something that should happen within seconds; only a hang guard.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub async fn mock(faults: FaultConfig) -> MockHandle {
+    actionkit_mock_userpilot::spawn(MockConfig {
+        api_key: Some(API_KEY.to_owned()),
+        faults,
+        ..MockConfig::default()
+    })
+    .await
+    .expect("the mock starts")
+}
+
+/// Writes a configuration delivering to `endpoint` with its queue in `dir`.
+pub fn write_config(dir: &Path, endpoint: &str) -> std::path::PathBuf {
+    let queue = dir.join("queue.sqlite");
+    let text = format!(
+        "destinations:
+  - name: userpilot
+    destination: actions-userpilot-cloud
+    settings:
+      apiKey: ${{E2E_USERPILOT_KEY}}
+      endpoint: {endpoint}
+delivery:
+  rate_limits: false
+server:
+  listen: 127.0.0.1:0
+  write_keys:
+    - name: web
+      key: ${{E2E_WRITE_KEY}}
+  queue:
+    path: {}
+",
+        queue.display()
+    );
+    let path = dir.join("actionkit.yaml");
+    std::fs::write(&path, text).expect("the config is written");
+    path
+}
+
+/// A running `actionkit serve` with its log lines collected.
+pub struct Server {
+    child: Child,
+    /// The address the server listens on.
+    pub addr: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    pub fn start(config: &Path) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--log-format", "json", "--config"])
+            .arg(config)
+            .env("E2E_USERPILOT_KEY", API_KEY)
+            .env("E2E_WRITE_KEY", WRITE_KEY)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the actionkit binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(value) = serde_json::from_str::<Value>(&line)
+                        && value["message"] == "Listening."
+                        && let Some(addr) = value["addr"].as_str()
+                    {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                    logs.lock().expect("the log lock").push(line);
+                }
+            });
+        }
+        let Ok(addr) = rx.recv_timeout(PATIENCE) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "serve did not start listening:\n{}",
+                logs.lock().expect("the log lock").join("\n")
+            );
+        };
+        Server { child, addr, logs }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("the log lock").join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit code.
+    pub fn terminate(mut self) -> (Option<i32>, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let code = self.child.wait().expect("serve exits").code();
+        // Give the reader thread a moment to collect the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        let logs = self.logs();
+        (code, logs)
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn crash(mut self) -> String {
+        self.child.kill().expect("serve is killed");
+        let _ = self.child.wait();
+        self.logs()
+    }
+}
+
+/// A batch of `n` events alternating identify and track, user ids `{tag}-{i}`.
+pub fn batch(tag: &str, n: usize) -> (Value, Vec<String>) {
+    let mut items = Vec::new();
+    let mut ids = Vec::new();
+    for idx in 0..n {
+        let user = format!("{tag}-{idx}");
+        let message_id = format!("msg-{tag}-{idx}");
+        if idx % 2 == 0 {
+            items.push(json!({
+                "type": "identify", "userId": user, "messageId": message_id,
+                "traits": {"n": idx, "plan": "pro"}
+            }));
+        } else {
+            items.push(json!({
+                "type": "track", "userId": user, "messageId": message_id,
+                "event": "Order Completed", "properties": {"n": idx}
+            }));
+        }
+        ids.push(user);
+    }
+    (json!({ "batch": items }), ids)
+}
+
+pub async fn post_batch(
+    client: &reqwest::Client,
+    server: &Server,
+    body: &Value,
+) -> reqwest::Response {
+    client
+        .post(server.url("/v1/batch"))
+        .basic_auth(WRITE_KEY, Some(""))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("intake answers")
+}
+
+/// The recorded requests that reached the mock and were accepted, by `user_id`.
+pub fn delivered_by_user(mock: &MockHandle) -> BTreeMap<String, Vec<(String, Value)>> {
+    let mut out: BTreeMap<String, Vec<(String, Value)>> = BTreeMap::new();
+    for request in mock.requests() {
+        if !(200..300).contains(&request.status) || request.dropped {
+            continue;
+        }
+        let Some(body) = request.json else { continue };
+        if let Some(user) = body["user_id"].as_str() {
+            out.entry(user.to_owned())
+                .or_default()
+                .push((request.path.clone(), body.clone()));
+        }
+    }
+    out
+}
+
+/// Waits until every user in `users` has at least one delivered request.
+pub async fn wait_for_all(
+    mock: &MockHandle,
+    users: &[String],
+) -> BTreeMap<String, Vec<(String, Value)>> {
+    let started = Instant::now();
+    loop {
+        let delivered = delivered_by_user(mock);
+        if users.iter().all(|u| delivered.contains_key(u)) {
+            return delivered;
+        }
+        if started.elapsed() > PATIENCE {
+            let missing: Vec<&String> = users
+                .iter()
+                .filter(|u| !delivered.contains_key(*u))
+                .collect();
+            panic!("never delivered: {missing:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs an `actionkit` tool without any secret in the environment; returns stdout.
+pub fn tool(args: &[&str], config: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("E2E_WRITE_KEY")
+        .env_remove("E2E_USERPILOT_KEY")
+        .output()
+        .expect("the tool runs");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
