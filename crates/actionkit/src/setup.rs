@@ -255,7 +255,10 @@ pub fn from_config_file(path: &std::path::Path, args: &TargetArgs) -> anyhow::Re
         }
     }
     if !problems.is_empty() {
-        bail!("invalid configuration\n{}", Diagnostics::new(problems));
+        bail!(
+            "invalid configuration\n{}",
+            Diagnostics::new(problems).about("the configuration")
+        );
     }
     if targets.is_empty() {
         bail!("{file}: no enabled destination instance");

@@ -289,6 +289,14 @@ pub fn load_config_str(
     text: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<LoadedConfig, Diagnostics> {
+    load_config(file, text, env).map_err(|problems| problems.about("the configuration"))
+}
+
+fn load_config(
+    file: &str,
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<LoadedConfig, Diagnostics> {
     let (mut value, map) = yaml::parse(file, text).map_err(Diagnostics::new)?;
     let problems = schema_check::check(FileKind::Config, file, &value, &map);
     if !problems.is_empty() {
@@ -508,6 +516,10 @@ mod tests {
         };
         let text = diags.to_string();
         assert!(text.contains("mapings"), "{text}");
+        assert!(
+            text.ends_with("error: could not load the configuration due to 1 previous error"),
+            "{text}"
+        );
     }
 
     #[test]

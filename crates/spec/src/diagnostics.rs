@@ -157,16 +157,34 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Every problem found while loading, in file order; returned as the error of the loader.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostics {
     /// The problems, sorted by file, line and column.
     pub items: Vec<Diagnostic>,
+    /// What could not be loaded, for the closing line: "the destination" unless set with
+    /// [`Diagnostics::about`].
+    pub subject: &'static str,
+}
+
+impl Default for Diagnostics {
+    fn default() -> Diagnostics {
+        Diagnostics::new(Vec::new())
+    }
 }
 
 impl Diagnostics {
     /// Wraps a list of diagnostics.
     pub fn new(items: Vec<Diagnostic>) -> Diagnostics {
-        Diagnostics { items }
+        Diagnostics {
+            items,
+            subject: "the destination",
+        }
+    }
+
+    /// Names what could not be loaded in the closing line, for example "the configuration".
+    pub fn about(mut self, subject: &'static str) -> Diagnostics {
+        self.subject = subject;
+        self
     }
 
     /// How many problems there are.
@@ -190,14 +208,12 @@ impl fmt::Display for Diagnostics {
         for diagnostic in &self.items {
             writeln!(f, "{diagnostic}")?;
         }
+        let subject = self.subject;
         match self.items.len() {
-            1 => write!(
-                f,
-                "error: could not load the destination due to 1 previous error"
-            ),
+            1 => write!(f, "error: could not load {subject} due to 1 previous error"),
             n => write!(
                 f,
-                "error: could not load the destination due to {n} previous errors"
+                "error: could not load {subject} due to {n} previous errors"
             ),
         }
     }
