@@ -16,16 +16,19 @@
 //! * otherwise, when a request failed for good or a mapping rejected the event (validation), the
 //!   row is dead-lettered with the reasons.
 //!
-//! Rows whose outcome cannot be written (the queue failed) stay in flight and come back after
-//! their lease runs out, so the failure costs a duplicate, never a loss.
+//! A row's delivery is cut off shortly before its lease runs out and then counts as a retryable
+//! failure, so its outcome is always written while the lease is still the worker's (see
+//! `delivery_deadline`). Rows whose outcome cannot be written (the queue failed) stay in flight
+//! and come back after their lease runs out, so the failure costs a duplicate, never a loss.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actionkit_intake::{MetricsRegistry, is_enabled_for};
 use actionkit_queue::{Lease, LeaseId, Queue, QueueError, RetryOutcome};
-use actionkit_runtime::delivery::{Backoff, Verdict};
+use actionkit_runtime::delivery::{Backoff, FinalOutcome, Verdict};
 use actionkit_runtime::dispatch::Outcome;
+use actionkit_runtime::request::Request;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
@@ -110,21 +113,38 @@ fn integrations_key<'a>(event: &Value, target: &'a Target) -> &'a str {
 
 /// Delivers one stored event to one target and says what should become of its row.
 pub async fn deliver_payload(target: &Target, payload: &[u8]) -> RowOutcome {
+    let (requests, invalid) = match plan_payload(target, payload) {
+        Ok(planned) => planned,
+        Err(outcome) => return outcome,
+    };
+    let mut sent = Vec::with_capacity(requests.len());
+    for (action, request) in &requests {
+        sent.push((action.unwrap_or("?"), target.client.send(request).await));
+    }
+    decide(invalid, &sent)
+}
+
+/// The requests of one event, each with the key of the action that built it.
+type Planned = Vec<(Option<&'static str>, Request)>;
+
+/// The requests an event makes for `target` and the mappings that rejected it, or the row's
+/// outcome when nothing is to be sent (an unreadable event, switched off, no trigger matched).
+fn plan_payload(target: &Target, payload: &[u8]) -> Result<(Planned, Vec<String>), RowOutcome> {
     let event: Value = match serde_json::from_slice(payload) {
         Ok(event @ Value::Object(_)) => event,
         Ok(_) => {
-            return RowOutcome::Dead {
+            return Err(RowOutcome::Dead {
                 reason: "stored event is not a JSON object".to_owned(),
-            };
+            });
         }
         Err(err) => {
-            return RowOutcome::Dead {
+            return Err(RowOutcome::Dead {
                 reason: format!("stored event is not valid JSON: {err}"),
-            };
+            });
         }
     };
     if !is_enabled_for(&event, integrations_key(&event, target)) {
-        return RowOutcome::Filtered;
+        return Err(RowOutcome::Filtered);
     }
     let mut requests = Vec::new();
     let mut invalid = Vec::new();
@@ -139,13 +159,21 @@ pub async fn deliver_payload(target: &Target, payload: &[u8]) -> RowOutcome {
         }
     }
     if requests.is_empty() && invalid.is_empty() {
-        return RowOutcome::NoTrigger;
+        return Err(RowOutcome::NoTrigger);
     }
+    Ok((requests, invalid))
+}
+
+/// What becomes of a row given the mappings that rejected its event (`invalid`, final) and the
+/// final outcome of every request sent for it, by action key.
+///
+/// Any request whose retries ran out makes the row retry (at the longest `Retry-After` any of
+/// them gave), keeping every reason; otherwise any final failure dead-letters it; otherwise it
+/// was delivered.
+fn decide(invalid: Vec<String>, sent: &[(&str, FinalOutcome)]) -> RowOutcome {
     let mut retry: Option<(String, Option<Duration>)> = None;
     let mut failed = invalid;
-    for (action, request) in &requests {
-        let action = action.unwrap_or("?");
-        let outcome = target.client.send(request).await;
+    for (action, outcome) in sent {
         let reason = || {
             let status = outcome
                 .status
@@ -188,6 +216,36 @@ pub async fn deliver_payload(target: &Target, payload: &[u8]) -> RowOutcome {
         None => RowOutcome::Dead {
             reason: failed.join("; "),
         },
+    }
+}
+
+/// How long a leased row may take before its delivery is cut off: until its lease runs out,
+/// less a tenth of the lease duration for writing the outcome.
+///
+/// Without this bound a delivery that outlives its lease (slow retries, a stalling
+/// destination, a long `Retry-After`) would find its lease reclaimed when it finishes: the
+/// outcome would be discarded, the row handed out again at once without backoff and without
+/// counting the attempt, and it could loop like that forever instead of reaching the DLQ.
+fn delivery_deadline(
+    lease_until: SystemTime,
+    lease_duration: Duration,
+    now: SystemTime,
+) -> Duration {
+    lease_until
+        .duration_since(now)
+        .unwrap_or(Duration::ZERO)
+        .saturating_sub(lease_duration / 10)
+}
+
+/// The outcome of a delivery cut off by [`delivery_deadline`]: a retry with the backoff (the
+/// destination's `Retry-After`, if any, was not seen).
+fn cut_off(allowed: Duration) -> RowOutcome {
+    RowOutcome::Retry {
+        reason: format!(
+            "delivery did not finish within {}ms, before its lease ran out; cut off",
+            allowed.as_millis()
+        ),
+        retry_after: None,
     }
 }
 
@@ -255,10 +313,17 @@ async fn process_batch(
     metrics: &MetricsRegistry,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    let lease_duration = queue.config().lease_duration;
     for lease in leases {
         let target = Arc::clone(target);
+        let allowed = delivery_deadline(lease.lease_until, lease_duration, SystemTime::now());
         tasks.spawn(async move {
-            let outcome = deliver_payload(&target, &lease.payload).await;
+            let outcome =
+                match tokio::time::timeout(allowed, deliver_payload(&target, &lease.payload)).await
+                {
+                    Ok(outcome) => outcome,
+                    Err(_) => cut_off(allowed),
+                };
             (lease, outcome)
         });
     }
@@ -401,5 +466,274 @@ pub async fn run_reclaimer(queue: Queue, every: Duration, mut shutdown: watch::R
             Ok(n) => tracing::info!(rows = n, "Returned expired leases to pending."),
             Err(err) => tracing::error!(error = %err, "Reclaiming expired leases failed."),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::setup::{TargetArgs, embedded_default};
+    use actionkit_queue::{DeliveryState, NewEvent, QueueConfig};
+    use serde_json::json;
+
+    /// The embedded Userpilot target delivering to `endpoint` with `timeout_secs` per attempt
+    /// and a single attempt per request.
+    fn target(endpoint: &str, timeout_secs: f64) -> Target {
+        let args = TargetArgs {
+            settings: vec!["apiKey=unit-test-key".to_owned()],
+            timeout: timeout_secs,
+            max_attempts: 1,
+            concurrency: 4,
+            no_rate_limits: true,
+            backoff_base: 0.01,
+            backoff_cap: 0.01,
+            max_retry_after: 60.0,
+            max_elapsed: 120.0,
+        };
+        embedded_default(&args, Some(endpoint)).expect("the embedded target builds")
+    }
+
+    /// A target whose endpoint nobody listens on; the tests using it never send.
+    fn offline() -> Target {
+        target("http://127.0.0.1:9/", 1.0)
+    }
+
+    fn final_outcome(verdict: Verdict, status: Option<u16>, after: Option<u64>) -> FinalOutcome {
+        FinalOutcome {
+            verdict,
+            attempts: 1,
+            status,
+            reason: (verdict != Verdict::Delivered).then(|| "why".to_owned()),
+            body: None,
+            retry_after: after.map(Duration::from_secs),
+            elapsed: Duration::ZERO,
+            log: Vec::new(),
+        }
+    }
+
+    fn planned_actions(target: &Target, event: &Value) -> Result<Vec<&'static str>, RowOutcome> {
+        plan_payload(target, event.to_string().as_bytes()).map(|(requests, _)| {
+            requests
+                .iter()
+                .map(|(action, _)| action.unwrap_or("?"))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn integrations_switch_by_instance_name_else_display_name_else_all() {
+        let target = offline();
+        assert_eq!(target.name, "userpilot");
+        let track = |integrations: Value| json!({"type": "track", "userId": "u1", "event": "E", "integrations": integrations});
+        // `All: false` switches everything off.
+        assert_eq!(
+            planned_actions(&target, &track(json!({"All": false}))),
+            Err(RowOutcome::Filtered)
+        );
+        // The destination's display name (Segment's key) overrides `All`.
+        let display = json!({"All": false, "Userpilot Cloud (Actions)": true});
+        assert_eq!(
+            planned_actions(&target, &track(display)),
+            Ok(vec!["trackEvent"])
+        );
+        assert_eq!(
+            planned_actions(&target, &track(json!({"Userpilot Cloud (Actions)": false}))),
+            Err(RowOutcome::Filtered)
+        );
+        // The instance's own name wins over the display name, both ways.
+        let by_name = json!({"userpilot": true, "Userpilot Cloud (Actions)": false, "All": false});
+        assert_eq!(
+            planned_actions(&target, &track(by_name)),
+            Ok(vec!["trackEvent"])
+        );
+        let by_name = json!({"userpilot": false, "Userpilot Cloud (Actions)": true});
+        assert_eq!(
+            planned_actions(&target, &track(by_name)),
+            Err(RowOutcome::Filtered)
+        );
+        // Another destination's switch changes nothing.
+        assert_eq!(
+            planned_actions(&target, &track(json!({"Amplitude": false}))),
+            Ok(vec!["trackEvent"])
+        );
+    }
+
+    #[tokio::test]
+    async fn unreadable_unmatched_and_invalid_events_never_reach_the_network() {
+        let target = offline();
+        let dead = |outcome: RowOutcome, needle: &str| match outcome {
+            RowOutcome::Dead { reason } => assert!(reason.contains(needle), "{reason}"),
+            other => panic!("expected a dead letter, got {other:?}"),
+        };
+        dead(
+            deliver_payload(&target, b"{not json").await,
+            "stored event is not valid JSON",
+        );
+        dead(
+            deliver_payload(&target, b"[1, 2]").await,
+            "stored event is not a JSON object",
+        );
+        let alias = json!({"type": "alias", "userId": "u1", "previousId": "u0"});
+        assert_eq!(
+            deliver_payload(&target, alias.to_string().as_bytes()).await,
+            RowOutcome::NoTrigger
+        );
+        // An identify with no user id fails the mapping's validation: final, with the reason.
+        let nobody = json!({"type": "identify", "traits": {"plan": "pro"}});
+        dead(
+            deliver_payload(&target, nobody.to_string().as_bytes()).await,
+            "identifyUser",
+        );
+    }
+
+    #[test]
+    fn outcomes_decide_the_row() {
+        use Verdict::{Delivered, Failed, RetriesExhausted};
+        assert_eq!(
+            decide(
+                Vec::new(),
+                &[("a", final_outcome(Delivered, Some(202), None))]
+            ),
+            RowOutcome::Delivered
+        );
+        assert_eq!(
+            decide(
+                Vec::new(),
+                &[
+                    ("a", final_outcome(Delivered, Some(202), None)),
+                    ("b", final_outcome(Failed, Some(400), None)),
+                ]
+            ),
+            RowOutcome::Dead {
+                reason: "b: 400: why".to_owned()
+            }
+        );
+        // A retryable failure wins over a final one, keeps both reasons and the longest
+        // Retry-After of the retryable ones.
+        assert_eq!(
+            decide(
+                vec!["c: PayloadValidationError: bad".to_owned()],
+                &[
+                    ("a", final_outcome(RetriesExhausted, Some(429), Some(3))),
+                    ("b", final_outcome(RetriesExhausted, None, None)),
+                    ("d", final_outcome(RetriesExhausted, Some(503), Some(7))),
+                    ("e", final_outcome(Failed, Some(404), None)),
+                ]
+            ),
+            RowOutcome::Retry {
+                reason: "a: 429: why; b: no response: why; d: 503: why; \
+                         c: PayloadValidationError: bad; e: 404: why"
+                    .to_owned(),
+                retry_after: Some(Duration::from_secs(7)),
+            }
+        );
+        assert_eq!(
+            decide(
+                Vec::new(),
+                &[("a", final_outcome(RetriesExhausted, Some(503), None))]
+            ),
+            RowOutcome::Retry {
+                reason: "a: 503: why".to_owned(),
+                retry_after: None,
+            }
+        );
+        // Only rejected by a mapping: final.
+        assert_eq!(
+            decide(vec!["c: PayloadValidationError: bad".to_owned()], &[]),
+            RowOutcome::Dead {
+                reason: "c: PayloadValidationError: bad".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn the_deadline_leaves_a_tenth_of_the_lease_for_the_outcome() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let lease = Duration::from_secs(60);
+        assert_eq!(
+            delivery_deadline(now + lease, lease, now),
+            Duration::from_secs(54)
+        );
+        assert_eq!(
+            delivery_deadline(now + Duration::from_secs(3), lease, now),
+            Duration::ZERO
+        );
+        assert_eq!(
+            delivery_deadline(now - Duration::from_secs(1), lease, now),
+            Duration::ZERO
+        );
+    }
+
+    /// Regression: a delivery that outlived its lease found it reclaimed when it finished, so its
+    /// outcome was dropped (`LeaseLost`) and the row went back to pending without the attempt
+    /// being counted; a destination slower than the lease kept the row looping forever, never
+    /// dead-lettered and retried without backoff. Now the delivery is cut off before the lease
+    /// runs out and recorded as a retry.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_slower_than_its_lease_is_recorded_as_a_retry_before_the_lease_runs_out() {
+        let mock = actionkit_mock_userpilot::spawn(actionkit_mock_userpilot::MockConfig {
+            faults: actionkit_mock_userpilot::FaultConfig {
+                latency: Some(actionkit_mock_userpilot::Latency::fixed(
+                    Duration::from_secs(3),
+                )),
+                ..actionkit_mock_userpilot::FaultConfig::default()
+            },
+            ..actionkit_mock_userpilot::MockConfig::default()
+        })
+        .await
+        .expect("the mock starts");
+        let target = Arc::new(target(&mock.base_url(), 10.0));
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let queue = Queue::open(
+            dir.path().join("q.sqlite"),
+            QueueConfig {
+                lease_duration: Duration::from_secs(1),
+                ..QueueConfig::default()
+            },
+        )
+        .expect("the queue opens");
+        let event = json!({"type": "track", "userId": "u1", "event": "Slow", "messageId": "m1"});
+        let ids = queue
+            .enqueue(
+                vec![NewEvent::new("m1", event.to_string().into_bytes())],
+                &["userpilot".to_owned()],
+            )
+            .expect("enqueued");
+        let leases = queue
+            .lease("userpilot", 10, SystemTime::now())
+            .expect("leased");
+        assert_eq!(leases.len(), 1);
+        // The reclaimer of `serve` returns expired leases to pending meanwhile.
+        let reclaimer = {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                queue.reclaim_expired(SystemTime::now())
+            })
+        };
+        let config = WorkerConfig {
+            backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(30)),
+            ..WorkerConfig::default()
+        };
+        process_batch(&queue, &target, leases, &config, &MetricsRegistry::new()).await;
+        let reclaimed = reclaimer
+            .await
+            .expect("the reclaimer runs")
+            .expect("reclaimed");
+        assert_eq!(
+            reclaimed, 0,
+            "the lease ran out before the outcome was written"
+        );
+        let rows = queue.deliveries(ids[0]).expect("the delivery is stored");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].state,
+            DeliveryState::RetryScheduled,
+            "{:?}",
+            rows[0]
+        );
+        assert_eq!(rows[0].attempts, 1);
+        let error = rows[0].last_error.as_deref().unwrap_or_default();
+        assert!(error.contains("before its lease ran out"), "{error}");
     }
 }

@@ -220,7 +220,8 @@ impl FaultConfig {
         self.error_rate > 0.0 || self.drop_rate > 0.0 || self.latency.is_some()
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the probabilities, the error status and the latency range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         check_probability("faults.error_rate", self.error_rate)?;
         check_probability("faults.drop_rate", self.drop_rate)?;
         if !(400..=599).contains(&self.error_status) {

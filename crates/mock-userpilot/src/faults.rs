@@ -3,6 +3,11 @@
 //! Every request draws exactly four numbers from one shared generator, in a fixed order (latency
 //! position, spike, drop, error), whatever the configuration. With a seed, request number `n` in
 //! arrival order therefore always gets the same decision.
+//!
+//! The configuration can be replaced while the server runs ([`FaultInjector::set`], exposed as
+//! `MockHandle::set_faults`), so a test can make the destination fail and then recover. Each plan
+//! is drawn under one lock together with the configuration it was drawn from, so a request never
+//! mixes two configurations.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,55 +24,91 @@ pub(crate) struct FaultPlan {
     pub(crate) delay: Option<Duration>,
     /// Close the connection without answering.
     pub(crate) drop: bool,
-    /// Answer with the configured error status instead of processing.
+    /// Answer with [`FaultPlan::error_status`] instead of processing.
     pub(crate) error: bool,
+    /// The status of an injected error, from the configuration the plan was drawn from.
+    pub(crate) error_status: u16,
+    /// The `Retry-After` of an injected 429 or 503, from the same configuration.
+    pub(crate) retry_after: Option<u64>,
+}
+
+/// The configuration and the generator, replaced and used together.
+#[derive(Debug)]
+struct Inner {
+    config: FaultConfig,
+    rng: StdRng,
 }
 
 /// Draws [`FaultPlan`]s from the configured probabilities.
 #[derive(Debug)]
 pub(crate) struct FaultInjector {
-    config: FaultConfig,
-    rng: Mutex<StdRng>,
+    inner: Mutex<Inner>,
+}
+
+fn rng_for(config: &FaultConfig) -> StdRng {
+    match config.seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::from_os_rng(),
+    }
 }
 
 impl FaultInjector {
     pub(crate) fn new(config: &FaultConfig) -> Self {
-        let rng = match config.seed {
-            Some(seed) => StdRng::seed_from_u64(seed),
-            None => StdRng::from_os_rng(),
-        };
         Self {
-            config: config.clone(),
-            rng: Mutex::new(rng),
+            inner: Mutex::new(Inner {
+                config: config.clone(),
+                rng: rng_for(config),
+            }),
         }
     }
 
-    /// The configured error status.
-    pub(crate) fn error_status(&self) -> u16 {
-        self.config.error_status
+    /// Replaces the configuration for every later request; requests already past their fault
+    /// decision keep theirs. A configuration with a seed restarts the generator from that seed;
+    /// without one the generator continues.
+    pub(crate) fn set(&self, config: &FaultConfig) {
+        let mut inner = self.lock();
+        if config.seed.is_some() {
+            inner.rng = rng_for(config);
+        }
+        inner.config = config.clone();
     }
 
-    /// The configured `Retry-After` for injected 429 and 503 answers.
-    pub(crate) fn retry_after(&self) -> Option<u64> {
-        self.config.retry_after
+    /// The configuration in force.
+    pub(crate) fn config(&self) -> FaultConfig {
+        self.lock().config.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock cannot leave the generator or the configuration in an invalid state;
+        // keep using them.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Decides the fate of the next request.
     pub(crate) fn plan(&self) -> FaultPlan {
-        let [position, spike, drop, error] = {
-            // A poisoned lock cannot leave the generator in an invalid state; keep using it.
-            let mut rng = self
-                .rng
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            [
-                rng.random::<f64>(),
-                rng.random::<f64>(),
-                rng.random::<f64>(),
-                rng.random::<f64>(),
-            ]
+        let (config, [position, spike, drop, error]) = {
+            let mut inner = self.lock();
+            let draws = [
+                inner.rng.random::<f64>(),
+                inner.rng.random::<f64>(),
+                inner.rng.random::<f64>(),
+                inner.rng.random::<f64>(),
+            ];
+            (
+                (
+                    inner.config.latency,
+                    inner.config.drop_rate,
+                    inner.config.error_rate,
+                    inner.config.error_status,
+                    inner.config.retry_after,
+                ),
+                draws,
+            )
         };
-        let delay = self.config.latency.map(|latency| {
+        let (latency, drop_rate, error_rate, error_status, retry_after) = config;
+        let delay = latency.map(|latency| {
             let span = latency.max.saturating_sub(latency.min);
             let mut delay = latency.min + span.mul_f64(position);
             if spike < latency.spike_rate {
@@ -75,11 +116,13 @@ impl FaultInjector {
             }
             delay
         });
-        let drop = drop < self.config.drop_rate;
+        let drop = drop < drop_rate;
         FaultPlan {
             delay: delay.filter(|delay| !delay.is_zero()),
             drop,
-            error: !drop && error < self.config.error_rate,
+            error: !drop && error < error_rate,
+            error_status,
+            retry_after,
         }
     }
 }
@@ -128,10 +171,35 @@ mod tests {
                 FaultPlan {
                     delay: None,
                     drop: false,
-                    error: false
+                    error: false,
+                    error_status: 503,
+                    retry_after: None,
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_new_configuration_applies_to_later_plans() {
+        let injector = FaultInjector::new(&config(1.0, 0.0));
+        assert!(injector.plan().error);
+        injector.set(&FaultConfig {
+            error_status: 429,
+            retry_after: Some(3),
+            ..config(0.0, 0.0)
+        });
+        assert_eq!(injector.config().error_rate, 0.0);
+        for _ in 0..100 {
+            let plan = injector.plan();
+            assert!(!plan.error && !plan.drop, "{plan:?}");
+            assert_eq!((plan.error_status, plan.retry_after), (429, Some(3)));
+        }
+        // Setting the same seeded configuration twice restarts the same sequence.
+        injector.set(&config(0.5, 0.2));
+        let first: Vec<_> = (0..20).map(|_| injector.plan()).collect();
+        injector.set(&config(0.5, 0.2));
+        let second: Vec<_> = (0..20).map(|_| injector.plan()).collect();
+        assert_eq!(first, second);
     }
 
     #[test]

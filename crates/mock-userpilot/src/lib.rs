@@ -30,7 +30,13 @@
 //! Recording ([`MockConfig::record`]) appends one JSON line per request, see [`RecordedRequest`]:
 //! `{"method","path","headers","json","status"}`, headers lower-cased, `authorization` (and other
 //! credential headers) redacted to `"Token ***"`, `json` the parsed body or `null`, `status` what
-//! was answered. A dropped connection is recorded with `"status":0,"dropped":true`.
+//! was answered, `retry_after` the answer's `Retry-After` seconds (only when it carried one). A
+//! dropped connection is recorded with `"status":0,"dropped":true`. In memory,
+//! [`MockHandle::requests`] also gives when each request arrived and was answered, for checks such
+//! as "the retry waited for `Retry-After`".
+//!
+//! Faults can be changed while the server runs with [`MockHandle::set_faults`], for example to
+//! let a failing destination recover before a dead-letter replay.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), actionkit_mock_userpilot::MockError> {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,18 @@ pub struct RecordedRequest {
     /// when true.
     #[serde(default, skip_serializing_if = "is_false")]
     pub dropped: bool,
+    /// The `Retry-After` the answer carried, in seconds (injected 429 and 503 answers when
+    /// configured, and rate-limit 429s). Written only when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// When the request's head arrived, before its body was read and any injected delay. Kept in
+    /// memory only (an `Instant` means nothing outside the process), `None` when read from a file.
+    #[serde(skip)]
+    pub received_at: Option<Instant>,
+    /// When the answer was decided (or the connection dropped), right before it was sent. Kept in
+    /// memory only, like `received_at`.
+    #[serde(skip)]
+    pub answered_at: Option<Instant>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -215,6 +228,9 @@ mod tests {
             json: None,
             status: 200,
             dropped: false,
+            retry_after: None,
+            received_at: Some(Instant::now()),
+            answered_at: None,
         };
         assert_eq!(
             serde_json::to_string(&request).unwrap_or_default(),
@@ -224,5 +240,28 @@ mod tests {
         request.dropped = true;
         let line = serde_json::to_string(&request).unwrap_or_default();
         assert!(line.ends_with(r#""status":0,"dropped":true}"#), "{line}");
+    }
+
+    #[test]
+    fn retry_after_is_written_when_present_and_instants_never() {
+        let request = RecordedRequest {
+            method: "POST".into(),
+            path: "/v1/track".into(),
+            headers: BTreeMap::new(),
+            json: None,
+            status: 429,
+            dropped: false,
+            retry_after: Some(2),
+            received_at: Some(Instant::now()),
+            answered_at: Some(Instant::now()),
+        };
+        let line = serde_json::to_string(&request).unwrap_or_default();
+        assert_eq!(
+            line,
+            r#"{"method":"POST","path":"/v1/track","headers":{},"json":null,"status":429,"retry_after":2}"#
+        );
+        let back: RecordedRequest = serde_json::from_str(&line).expect("the line reads back");
+        assert_eq!(back.retry_after, Some(2));
+        assert_eq!((back.received_at, back.answered_at), (None, None));
     }
 }

@@ -18,7 +18,9 @@
 //!    the cap → 413, empty or invalid JSON → 400.
 //! 8. Required body fields → 400 naming the field; otherwise 202 (or 200 `{}` for validate).
 //!
-//! Every request, whatever its answer, is recorded once, before the answer is sent.
+//! Every request, whatever its answer, is recorded once, before the answer is sent. A request
+//! whose client closes the connection before the answer is decided (for example while an injected
+//! delay is waited out) is not recorded but counted as abandoned ([`MockHandle::abandoned`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,7 +28,8 @@ use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
@@ -43,8 +46,9 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::api::{Answer, Endpoint};
 use crate::config::{API_VERSION, MockConfig};
+use crate::config::{ConfigError, FaultConfig};
 use crate::error::MockError;
-use crate::faults::FaultInjector;
+use crate::faults::{FaultInjector, FaultPlan};
 use crate::rate::{RateLimiter, retry_after_secs};
 use crate::record::{RecordedRequest, Recorder, recorded_headers};
 
@@ -126,6 +130,7 @@ impl MockServer {
             limiter: RateLimiter::new(&config.rate_limits),
             faults: FaultInjector::new(&config.faults),
             recorder,
+            abandoned: AtomicU64::new(0),
         };
         Ok(Self {
             listener,
@@ -228,6 +233,27 @@ impl MockHandle {
         self.status_counts().get(&status).copied().unwrap_or(0)
     }
 
+    /// Replaces the fault injection settings for every request that arrives from now on, for
+    /// example to let a failing destination recover; requests already waiting out an injected
+    /// delay keep the decision they drew. The values are checked as at start-up.
+    pub fn set_faults(&self, faults: FaultConfig) -> Result<(), ConfigError> {
+        faults.validate()?;
+        self.state.faults.set(&faults);
+        Ok(())
+    }
+
+    /// The fault injection settings in force.
+    pub fn faults(&self) -> FaultConfig {
+        self.state.faults.config()
+    }
+
+    /// How many requests were abandoned: the client closed the connection before the mock
+    /// answered (typically while an injected delay was being waited out, after the client's own
+    /// timeout). They are not recorded, since no answer was sent.
+    pub fn abandoned(&self) -> u64 {
+        self.state.abandoned.load(Ordering::Relaxed)
+    }
+
     /// How many lines could not be written to the record file.
     pub fn record_write_errors(&self) -> u64 {
         self.state.recorder.write_errors()
@@ -262,6 +288,8 @@ struct State {
     limiter: RateLimiter,
     faults: FaultInjector,
     recorder: Recorder,
+    /// Requests whose client went away before they were answered (see [`AbandonGuard`]).
+    abandoned: AtomicU64,
 }
 
 /// The error a request's service future fails with to make hyper close the connection without an
@@ -322,7 +350,28 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<BodyRead, hyper::
     Ok(BodyRead::Complete(Bytes::from(buf)))
 }
 
+/// Counts a request as abandoned when its handler is dropped before it recorded an answer, which
+/// hyper does when the client closes the connection (for example after its own timeout) while
+/// the mock is still waiting out an injected delay.
+struct AbandonGuard {
+    state: Arc<State>,
+    finished: bool,
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.state.abandoned.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
+    let received_at = Instant::now();
+    let mut guard = AbandonGuard {
+        state: Arc::clone(&state),
+        finished: false,
+    };
     let (parts, body) = req.into_parts();
     let body = match read_body(body, state.max_body_bytes).await {
         Ok(body) => body,
@@ -359,40 +408,51 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         json: parsed.as_ref().ok().cloned(),
         status: 0,
         dropped: false,
+        retry_after: None,
+        received_at: Some(received_at),
+        answered_at: None,
     };
+    guard.finished = true;
     if plan.drop {
         record.dropped = true;
+        record.answered_at = Some(Instant::now());
         state.recorder.record(record).await;
         return Err(Dropped);
     }
     let answer = if plan.error {
-        state.injected_error()
+        injected_error(&plan)
     } else {
         state.answer(&parts, &body, &parsed)
     };
     record.status = answer.status.as_u16();
+    record.retry_after = answer
+        .headers
+        .iter()
+        .find(|(name, _)| *name == "retry-after")
+        .and_then(|(_, value)| value.parse().ok());
+    record.answered_at = Some(Instant::now());
     state.recorder.record(record).await;
     Ok(to_response(answer))
 }
 
-impl State {
-    fn injected_error(&self) -> Answer {
-        let status = StatusCode::from_u16(self.faults.error_status())
-            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        let answer = Answer::error(
-            status,
-            "injected_fault",
-            "the mock injected this error on purpose (fault injection)",
-            Value::Null,
-        );
-        match self.faults.retry_after() {
-            Some(secs) if matches!(status.as_u16(), 429 | 503) => {
-                answer.with_header("retry-after", secs.to_string())
-            }
-            _ => answer,
+/// The answer of an injected error, with `Retry-After` for 429 and 503 when configured.
+fn injected_error(plan: &FaultPlan) -> Answer {
+    let status = StatusCode::from_u16(plan.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let answer = Answer::error(
+        status,
+        "injected_fault",
+        "the mock injected this error on purpose (fault injection)",
+        Value::Null,
+    );
+    match plan.retry_after {
+        Some(secs) if matches!(status.as_u16(), 429 | 503) => {
+            answer.with_header("retry-after", secs.to_string())
         }
+        _ => answer,
     }
+}
 
+impl State {
     fn answer(&self, parts: &Parts, body: &BodyRead, parsed: &Result<Value, String>) -> Answer {
         let path = parts.uri.path();
         let Some(endpoint) = Endpoint::from_path(path) else {
@@ -569,4 +629,95 @@ fn to_response(answer: Answer) -> Response<Body> {
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn faults_can_be_switched_off_while_running_and_answers_are_timed() {
+        let mock = spawn(MockConfig {
+            faults: FaultConfig {
+                error_rate: 1.0,
+                error_status: 503,
+                retry_after: Some(2),
+                ..FaultConfig::default()
+            },
+            ..MockConfig::default()
+        })
+        .await
+        .expect("the mock starts");
+        let client = reqwest::Client::new();
+        let send = || async {
+            client
+                .post(mock.url("/v1/track"))
+                .header("x-api-version", API_VERSION)
+                .json(&json!({"user_id": "u1", "event_name": "e"}))
+                .send()
+                .await
+                .expect("the mock answers")
+        };
+        let res = send().await;
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "2");
+
+        let invalid = FaultConfig {
+            error_rate: 2.0,
+            ..FaultConfig::default()
+        };
+        assert!(mock.set_faults(invalid).is_err());
+        assert_eq!(mock.faults().error_rate, 1.0);
+        mock.set_faults(FaultConfig::default())
+            .expect("valid faults");
+        assert_eq!(send().await.status(), 202);
+
+        let requests = mock.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(
+            (requests[0].status, requests[0].retry_after),
+            (503, Some(2))
+        );
+        assert_eq!((requests[1].status, requests[1].retry_after), (202, None));
+        for request in &requests {
+            let (Some(received), Some(answered)) = (request.received_at, request.answered_at)
+            else {
+                panic!("untimed request {request:?}");
+            };
+            assert!(received <= answered);
+        }
+        assert!(requests[0].answered_at <= requests[1].received_at);
+        mock.shutdown().await.expect("clean shutdown");
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_client_gives_up_is_counted_as_abandoned_not_recorded() {
+        let mock = spawn(MockConfig {
+            faults: FaultConfig {
+                latency: Some(crate::Latency::fixed(Duration::from_secs(5))),
+                ..FaultConfig::default()
+            },
+            ..MockConfig::default()
+        })
+        .await
+        .expect("the mock starts");
+        let res = reqwest::Client::new()
+            .post(mock.url("/v1/track"))
+            .header("x-api-version", API_VERSION)
+            .json(&json!({"user_id": "u1", "event_name": "e"}))
+            .timeout(Duration::from_millis(100))
+            .send()
+            .await;
+        assert!(res.is_err_and(|err| err.is_timeout()));
+        // The server notices the closed connection on its own schedule; poll briefly.
+        for _ in 0..100 {
+            if mock.abandoned() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(mock.abandoned(), 1);
+        assert!(mock.requests().is_empty());
+        mock.shutdown().await.expect("clean shutdown");
+    }
 }

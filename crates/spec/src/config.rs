@@ -50,6 +50,14 @@ pub struct ServerConfig {
     /// retried but dead-lettered (default 14400, four hours).
     #[serde(default = "default_max_age_secs")]
     pub max_age_secs: u64,
+    /// Seconds: the ceiling of the random wait (full jitter) before the first queue-level retry
+    /// of a delivery whose in-process attempts are spent; it doubles per failed attempt up to
+    /// `retry_backoff_max_secs`. A destination's `Retry-After` replaces it (default 5).
+    #[serde(default = "default_retry_backoff_secs")]
+    pub retry_backoff_secs: f64,
+    /// Seconds: the largest ceiling of the queue-level retry wait (default 600, ten minutes).
+    #[serde(default = "default_retry_backoff_max_secs")]
+    pub retry_backoff_max_secs: f64,
     /// The largest single event, and the largest body of a single call, in bytes (default
     /// 32768, Segment's limit).
     #[serde(default = "default_max_event_bytes")]
@@ -66,6 +74,8 @@ impl Default for ServerConfig {
             write_keys: Vec::new(),
             queue: QueueSettings::default(),
             max_age_secs: default_max_age_secs(),
+            retry_backoff_secs: default_retry_backoff_secs(),
+            retry_backoff_max_secs: default_retry_backoff_max_secs(),
             max_event_bytes: default_max_event_bytes(),
             max_batch_bytes: default_max_batch_bytes(),
         }
@@ -127,6 +137,14 @@ fn default_listen() -> String {
 
 fn default_max_age_secs() -> u64 {
     4 * 60 * 60
+}
+
+fn default_retry_backoff_secs() -> f64 {
+    5.0
+}
+
+fn default_retry_backoff_max_secs() -> f64 {
+    600.0
 }
 
 fn default_max_event_bytes() -> usize {
@@ -534,6 +552,10 @@ mod tests {
         assert_eq!(server.listen, "127.0.0.1:8088");
         assert_eq!(server.queue.path, "actionkit-queue.sqlite");
         assert_eq!(server.max_age_secs, 14_400);
+        assert_eq!(
+            (server.retry_backoff_secs, server.retry_backoff_max_secs),
+            (5.0, 600.0)
+        );
         assert_eq!(server.write_keys[0].key, "s3cret");
         assert!(!format!("{:?}", server.write_keys).contains("s3cret"));
 

@@ -21,5 +21,9 @@ fn every_example_configuration_loads() {
         }
         seen += 1;
     }
-    assert!(seen >= 2, "expected the example configurations in {}", dir.display());
+    assert!(
+        seen >= 2,
+        "expected the example configurations in {}",
+        dir.display()
+    );
 }

@@ -20,6 +20,7 @@ use actionkit_intake::{
     BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, SinkError,
 };
 use actionkit_queue::{NewEvent, Queue, QueueConfig, QueueError};
+use actionkit_runtime::delivery::Backoff;
 use actionkit_spec::config::ServerConfig;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -177,6 +178,30 @@ fn intake_config(file: &Path, server: &ServerConfig) -> anyhow::Result<IntakeCon
     Ok(config)
 }
 
+/// The queue-level retry backoff of a `server` section: (first ceiling, largest ceiling).
+fn retry_backoff(file: &Path, server: &ServerConfig) -> anyhow::Result<(Duration, Duration)> {
+    let check = |key: &str, secs: f64| -> anyhow::Result<Duration> {
+        if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+            bail!(
+                "{}: server.{key} must be a number of seconds above 0 and at most 86400, found {secs}",
+                file.display()
+            );
+        }
+        Ok(Duration::from_secs_f64(secs))
+    };
+    let base = check("retry_backoff_secs", server.retry_backoff_secs)?;
+    let max = check("retry_backoff_max_secs", server.retry_backoff_max_secs)?;
+    if max < base {
+        bail!(
+            "{}: server.retry_backoff_max_secs ({}) is below server.retry_backoff_secs ({})",
+            file.display(),
+            server.retry_backoff_max_secs,
+            server.retry_backoff_secs
+        );
+    }
+    Ok((base, max))
+}
+
 /// Resolves when SIGTERM or SIGINT arrives.
 async fn termination() {
     #[cfg(unix)]
@@ -212,6 +237,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let grace = Duration::from_secs_f64(args.shutdown_timeout.min(86_400.0));
     let server = server_section(&args.config)?;
     let intake = intake_config(&args.config, &server)?;
+    let backoff = retry_backoff(&args.config, &server)?;
     let listen: SocketAddr = server.listen.parse().with_context(|| {
         format!(
             "{}: server.listen '{}' is not an address such as 127.0.0.1:8088",
@@ -235,17 +261,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(queue, targets, intake, listen, grace))?;
+    runtime.block_on(serve(queue, targets, intake, listen, grace, backoff))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serves until a termination signal, then shuts down within `grace`.
+/// Serves until a termination signal, then shuts down within `grace`; `backoff` is the
+/// queue-level retry backoff (first ceiling, largest ceiling).
 async fn serve(
     queue: Queue,
     targets: Vec<Arc<Target>>,
     intake: IntakeConfig,
     listen: SocketAddr,
     grace: Duration,
+    backoff: (Duration, Duration),
 ) -> anyhow::Result<()> {
     let metrics = MetricsRegistry::new();
     let closing = Arc::new(AtomicBool::new(false));
@@ -277,6 +305,7 @@ async fn serve(
             shutdown_rx.clone(),
             WorkerConfig {
                 lease_batch,
+                backoff: Backoff::new(backoff.0, backoff.1),
                 ..WorkerConfig::default()
             },
             metrics.clone(),
@@ -337,4 +366,53 @@ async fn serve(
     upkeep.abort();
     tracing::info!("Stopped.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_backoff_is_read_and_checked_naming_the_key() {
+        let file = Path::new("actionkit.yaml");
+        let server = ServerConfig::default();
+        assert_eq!(
+            retry_backoff(file, &server).expect("the defaults are valid"),
+            (Duration::from_secs(5), Duration::from_secs(600))
+        );
+        let fast = ServerConfig {
+            retry_backoff_secs: 0.25,
+            retry_backoff_max_secs: 2.0,
+            ..ServerConfig::default()
+        };
+        assert_eq!(
+            retry_backoff(file, &fast).expect("valid"),
+            (Duration::from_millis(250), Duration::from_secs(2))
+        );
+        for (base, max, needle) in [
+            (
+                0.0,
+                600.0,
+                "server.retry_backoff_secs must be a number of seconds above 0",
+            ),
+            (f64::NAN, 600.0, "server.retry_backoff_secs"),
+            (5.0, -1.0, "server.retry_backoff_max_secs must be"),
+            (
+                5.0,
+                2.0,
+                "server.retry_backoff_max_secs (2) is below server.retry_backoff_secs (5)",
+            ),
+        ] {
+            let server = ServerConfig {
+                retry_backoff_secs: base,
+                retry_backoff_max_secs: max,
+                ..ServerConfig::default()
+            };
+            let err = retry_backoff(file, &server)
+                .expect_err("invalid backoff")
+                .to_string();
+            assert!(err.starts_with("actionkit.yaml: "), "{err}");
+            assert!(err.contains(needle), "{err}");
+        }
+    }
 }

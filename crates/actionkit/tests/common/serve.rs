@@ -67,8 +67,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: &Path) -> Server {
+        Server::start_with_args(config, &[])
+    }
+
+    /// Like [`Server::start`], with extra `serve` arguments (for example `--backoff-base 0.05`).
+    pub fn start_with_args(config: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--log-format", "json", "--config"])
+            .args(["serve", "--log-format", "json"])
+            .args(extra)
+            .arg("--config")
             .arg(config)
             .env("E2E_USERPILOT_KEY", API_KEY)
             .env("E2E_WRITE_KEY", WRITE_KEY)
@@ -230,4 +237,141 @@ pub fn tool(args: &[&str], config: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Like [`write_config`], with more destination instances: `extra_destinations` is YAML list
+/// items indented by two spaces (`"  - name: …"`), added after the `userpilot` instance.
+pub fn write_config_with_destinations(
+    dir: &Path,
+    endpoint: &str,
+    extra_destinations: &str,
+) -> std::path::PathBuf {
+    let path = write_config(dir, endpoint);
+    let text = std::fs::read_to_string(&path).expect("the config is read back");
+    let mut extra = extra_destinations.trim_end().to_owned();
+    extra.push('\n');
+    let text = text.replacen("delivery:\n", &format!("{extra}delivery:\n"), 1);
+    std::fs::write(&path, text).expect("the config is written");
+    path
+}
+
+/// The server's `/metrics` text.
+pub async fn metrics_text(client: &reqwest::Client, server: &Server) -> String {
+    client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("the metrics answer")
+        .text()
+        .await
+        .expect("the metrics text")
+}
+
+/// The sum of the samples of `name` whose labels include every `(label, value)` in `labels`
+/// (0 when there is none), read from Prometheus text.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (label_text, value) = match rest.strip_prefix('{') {
+            Some(inner) => match inner.split_once('}') {
+                Some((labels, value)) => (labels, value),
+                None => continue,
+            },
+            None if rest.starts_with(' ') => ("", rest),
+            None => continue,
+        };
+        // Label values here never hold a comma, so splitting on commas finds each pair.
+        let all = labels.iter().all(|(k, v)| {
+            let want = format!("{k}=\"{v}\"");
+            label_text.split(',').any(|pair| pair.trim() == want)
+        });
+        if all && let Ok(value) = value.trim().parse::<f64>() {
+            sum += value;
+        }
+    }
+    sum
+}
+
+/// Like [`write_config`], with extra lines appended to the `delivery` and `server` sections; each
+/// line is indented by two spaces, for example `"  concurrency: 32\n"`.
+pub fn write_config_with(
+    dir: &Path,
+    endpoint: &str,
+    delivery: &str,
+    server: &str,
+) -> std::path::PathBuf {
+    let queue = dir.join("queue.sqlite");
+    let text = format!(
+        "destinations:
+  - name: userpilot
+    destination: actions-userpilot-cloud
+    settings:
+      apiKey: ${{E2E_USERPILOT_KEY}}
+      endpoint: {endpoint}
+delivery:
+  rate_limits: false
+{delivery}server:
+  listen: 127.0.0.1:0
+  write_keys:
+    - name: web
+      key: ${{E2E_WRITE_KEY}}
+  queue:
+    path: {}
+{server}",
+        queue.display()
+    );
+    let path = dir.join("actionkit.yaml");
+    std::fs::write(&path, text).expect("the config is written");
+    path
+}
+
+/// The mock with Userpilot's rate limits switched off, for tests whose load would exceed them.
+pub async fn mock_unlimited(faults: FaultConfig) -> MockHandle {
+    actionkit_mock_userpilot::spawn(MockConfig {
+        api_key: Some(API_KEY.to_owned()),
+        faults,
+        rate_limits: actionkit_mock_userpilot::RateLimits::disabled(),
+        ..MockConfig::default()
+    })
+    .await
+    .expect("the mock starts")
+}
+
+/// `actionkit queue stats` as JSON.
+pub fn queue_stats(config: &Path) -> Value {
+    serde_json::from_str(&tool(&["queue", "stats"], config)).expect("stats print JSON")
+}
+
+/// The stats of the `userpilot` instance from `actionkit queue stats` (zeros before any
+/// delivery was recorded).
+pub fn userpilot_stats(config: &Path) -> Value {
+    let stats = queue_stats(config);
+    stats["destinations"]
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["destination"] == "userpilot"))
+        .cloned()
+        .unwrap_or_else(|| {
+            json!({"pending": 0, "retry_scheduled": 0, "in_flight": 0,
+            "dead_lettered": 0, "delivered_total": 0, "dead_lettered_total": 0})
+        })
+}
+
+/// Deliveries still waiting or in flight (not delivered, not dead-lettered) in `stats` of one
+/// instance.
+pub fn live_deliveries(stats: &Value) -> u64 {
+    ["pending", "retry_scheduled", "in_flight"]
+        .iter()
+        .map(|k| stats[*k].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Every entry of `actionkit dlq list` (up to 100,000).
+pub fn dlq_entries(config: &Path) -> Vec<Value> {
+    tool(&["dlq", "list", "--limit", "100000"], config)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
 }
