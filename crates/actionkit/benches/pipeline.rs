@@ -5,13 +5,18 @@
 //! 1. generates a deterministic, realistic corpus (about 1.7 KB per event; 50 % track, 35 %
 //!    identify, 15 % group) into a temporary directory;
 //! 2. times `send --dry-run --output none` on it as a subprocess under `/usr/bin/time`, which
-//!    also reports the child's peak RSS, and times a plain serde_json parse + serialize of every
-//!    line of the same file in this process (the floor);
+//!    also reports the child's CPU time and peak RSS, and times a plain serde_json parse +
+//!    serialize of every line of the same file on one thread of this process (the floor); both
+//!    wall-clock and CPU-time ratios are printed, since `send` parses and dispatches on every
+//!    core while the floor uses one (the 1× run is repeated pinned to one core where
+//!    `/usr/bin/taskset` exists);
 //! 3. repeats the dry run on 2× and 4× the input, to show that peak memory stays flat;
 //! 4. starts mock-userpilot with rate limits off and compares `send` delivery throughput with a
 //!    plain load generator (reqwest, same concurrency, the same request bodies).
 //!
 //! Sizes: `PIPELINE_EVENTS` (default 100000) and `PIPELINE_DELIVERY_EVENTS` (default 20000).
+//! With `PIPELINE_WRITE_CORPUS=FILE` it only writes the corpus of `PIPELINE_EVENTS` events to
+//! `FILE` (for profiling) and exits.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -32,30 +37,54 @@ fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we do not support.
     let events: usize = env_usize("PIPELINE_EVENTS", 100_000);
     let delivery_events: usize = env_usize("PIPELINE_DELIVERY_EVENTS", 20_000);
+    if let Ok(path) = std::env::var("PIPELINE_WRITE_CORPUS") {
+        // For profiling: only write the corpus of `PIPELINE_EVENTS` events to `path`.
+        let bytes = write_corpus(Path::new(&path), events);
+        println!("wrote {events} events ({bytes} bytes) to {path}");
+        return;
+    }
     let dir = tempfile::tempdir().expect("a temporary directory");
     println!("actionkit send pipeline benchmark (binary: {BIN})");
     println!("Note: figures are wall-clock on a shared machine; other builds may be running.\n");
 
     println!(
-        "| input | events | MB | dry run events/s | parse+serialize events/s | ratio | peak RSS MB |"
+        "| input | events | MB | avg bytes/event | dry run events/s | parse+serialize events/s | wall ratio | dry run CPU s | parse+serialize CPU s | CPU ratio | peak RSS MB |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for scale in [1usize, 2, 4] {
         let n = events * scale;
         let path = dir.path().join(format!("corpus-{scale}x.ndjson"));
         let bytes = write_corpus(&path, n);
-        let (dry_secs, rss_kb) = timed_dry_run(&path);
-        let floor_secs = parse_serialize(&path);
-        let dry_rate = n as f64 / dry_secs;
-        let floor_rate = n as f64 / floor_secs;
-        println!(
-            "| {scale}× | {n} | {:.1} | {dry_rate:.0} | {floor_rate:.0} | {:.2}× | {:.1} |",
-            bytes as f64 / 1e6,
-            dry_secs / floor_secs,
-            rss_kb as f64 / 1024.0
-        );
+        let floor = parse_serialize(&path);
+        let mut runs = vec![(format!("{scale}×"), timed_dry_run(&path, false))];
+        if scale == 1 && Path::new(TASKSET).exists() {
+            runs.push(("1×, one core".to_owned(), timed_dry_run(&path, true)));
+        }
+        for (label, dry) in runs {
+            println!(
+                "| {label} | {n} | {:.1} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2} | {:.2} | {:.2}× | {:.1} |",
+                bytes as f64 / 1e6,
+                bytes as f64 / n as f64,
+                n as f64 / dry.wall_secs,
+                n as f64 / floor.wall_secs,
+                dry.wall_secs / floor.wall_secs,
+                dry.cpu_secs,
+                floor.cpu_secs,
+                dry.cpu_secs / floor.cpu_secs,
+                dry.rss_kb as f64 / 1024.0
+            );
+        }
         std::fs::remove_file(&path).ok();
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "\nwall ratio = dry-run wall time / floor wall time; CPU ratio = the dry run's user+sys CPU \
+         seconds (all its threads) / the floor's CPU seconds. The floor runs on one thread in this \
+         process. The dry run is a whole process (start-up included) that cuts the input into \
+         chunks on one thread and parses and dispatches them on a pool of {cores} worker thread(s) \
+         (one per core), so its wall ratio profits from the {cores} core(s) and the CPU ratio is \
+         the like-for-like, single-core comparison."
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -100,6 +129,7 @@ const EVENTS: &[&str] = &[
     "Checkout Started",
 ];
 const PLANS: &[&str] = &["free", "growth", "enterprise"];
+const CONTENTS: &[&str] = &["hero-banner", "footer-link", "sidebar-cta"];
 const PATHS: &[&str] = &[
     "/app/dashboard",
     "/app/settings/billing",
@@ -126,10 +156,16 @@ fn event(rng: &mut Rng, i: usize) -> Value {
         "page": {"path": path, "referrer": "https://www.example.com/blog/launch-week-announcements",
                  "search": "?utm_source=newsletter&utm_medium=email&utm_campaign=launch",
                  "title": "Dashboard · Example App", "url": format!("https://app.example.com{path}")},
-        "campaign": {"source": "newsletter", "medium": "email", "name": "launch"},
+        "campaign": {"source": "newsletter", "medium": "email", "name": "launch",
+                     "term": "product analytics", "content": rng.pick(CONTENTS)},
         "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+        "userAgentData": {"brands": [{"brand": "Chromium", "version": "126"},
+                                     {"brand": "Google Chrome", "version": "126"},
+                                     {"brand": "Not-A.Brand", "version": "24"}],
+                          "mobile": false, "platform": "Linux"},
         "timezone": "Europe/Berlin",
-        "screen": {"width": 1920, "height": 1080, "density": 2}
+        "screen": {"width": 1920, "height": 1080, "density": 2},
+        "instanceId": format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", rng.next_u64() as u32, rng.below(65536), rng.below(4096), rng.below(4096), rng.below(1 << 48))
     });
     let mut event = json!({
         "messageId": format!("ajs-next-{:016x}{:016x}", rng.next_u64(), i),
@@ -138,6 +174,10 @@ fn event(rng: &mut Rng, i: usize) -> Value {
         "userId": user,
         "context": context,
         "integrations": {"All": true, "Userpilot Cloud (Actions)": true},
+        "_metadata": {"bundled": ["Segment.io", "Userpilot Cloud (Actions)"], "unbundled": [],
+                      "bundledIds": ["647f30a35eedd03afde0a1c3"]},
+        "writeKey": "wk-0123456789abcdefABCDEF",
+        "version": 2,
     });
     let obj = event.as_object_mut().expect("an object");
     if kind < 50 {
@@ -181,15 +221,28 @@ fn write_corpus(path: &Path, n: usize) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Runs `send --dry-run --output none` under `/usr/bin/time`; returns (seconds, peak RSS in KB).
-fn timed_dry_run(path: &Path) -> (f64, u64) {
+/// Wall-clock and CPU time of one measured run, and the peak RSS where known.
+struct Timing {
+    wall_secs: f64,
+    cpu_secs: f64,
+    rss_kb: u64,
+}
+
+/// Pins a command to CPUs; where it exists, the 1× dry run is repeated on one core.
+const TASKSET: &str = "/usr/bin/taskset";
+
+/// Runs `send --dry-run --output none` under `/usr/bin/time`, which reports the child's user and
+/// system CPU seconds and its peak RSS; with `one_core`, pinned to CPU 0 (the binary then starts
+/// one worker, as it sizes its pool by the CPUs it may use).
+fn timed_dry_run(path: &Path, one_core: bool) -> Timing {
     let report = path.with_extension("time");
     let started = Instant::now();
-    let status = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&report)
+    let mut command = Command::new("/usr/bin/time");
+    command.arg("-f").arg("%U %S %M").arg("-o").arg(&report);
+    if one_core {
+        command.args([TASKSET, "-c", "0"]);
+    }
+    let status = command
         .arg(BIN)
         .args([
             "send",
@@ -204,17 +257,47 @@ fn timed_dry_run(path: &Path) -> (f64, u64) {
         .stderr(Stdio::null())
         .status()
         .expect("/usr/bin/time runs the binary");
-    let secs = started.elapsed().as_secs_f64();
+    let wall_secs = started.elapsed().as_secs_f64();
     assert!(status.success(), "the dry run failed: {status}");
-    let rss = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|text| text.lines().last().and_then(|l| l.trim().parse().ok()))
-        .unwrap_or(0);
-    (secs, rss)
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    let fields: Vec<f64> = text
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let (cpu_secs, rss_kb) = match fields.as_slice() {
+        [user, sys, rss] => (user + sys, *rss as u64),
+        _ => (f64::NAN, 0),
+    };
+    Timing {
+        wall_secs,
+        cpu_secs,
+        rss_kb,
+    }
 }
 
-/// Parses and re-serialises every line with serde_json; returns the seconds taken.
-fn parse_serialize(path: &Path) -> f64 {
+/// This process's user + system CPU seconds, from `/proc/self/stat` (in clock ticks of 1/100 s,
+/// Linux's fixed `USER_HZ`); NaN where that file does not exist.
+fn process_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // The command name in parentheses may contain spaces; the fields after it are plain.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks = |idx: usize| fields.get(idx).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(sys)) => (user + sys) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
+/// Parses and re-serialises every line with serde_json on this thread (the floor).
+fn parse_serialize(path: &Path) -> Timing {
+    let cpu_before = process_cpu_secs();
     let started = Instant::now();
     let reader = BufReader::with_capacity(256 * 1024, std::fs::File::open(path).expect("opened"));
     let mut total = 0usize;
@@ -227,7 +310,11 @@ fn parse_serialize(path: &Path) -> f64 {
         total += serde_json::to_vec(&value).expect("serialised").len();
     }
     std::hint::black_box(total);
-    started.elapsed().as_secs_f64()
+    Timing {
+        wall_secs: started.elapsed().as_secs_f64(),
+        cpu_secs: process_cpu_secs() - cpu_before,
+        rss_kb: 0,
+    }
 }
 
 /// Compares `send` delivery with a plain load generator against mock-userpilot.

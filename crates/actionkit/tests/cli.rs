@@ -77,6 +77,18 @@ fn check_bad_ndjson(out: &Run, lines: [usize; 6]) {
         .map(|r| r["index"].as_u64().expect("index"))
         .collect();
     assert_eq!(indexes, (0..7).collect::<Vec<u64>>());
+    let report_lines: Vec<u64> = reports
+        .iter()
+        .map(|r| r["line"].as_u64().expect("line"))
+        .collect();
+    let mut expected_lines = vec![1u64];
+    expected_lines.extend(lines.iter().map(|&l| l as u64));
+    assert_eq!(report_lines, expected_lines, "line 2 is blank");
+    let keys: Vec<&str> = reports[0]
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["index", "line", "actions", "requests", "error"]);
     let message = |idx: usize| {
         reports[idx]["error"]["message"]
             .as_str()
@@ -210,7 +222,7 @@ fn bad_lines_from_a_file_are_reported_by_line_in_pretty_output() {
 
 #[test]
 fn a_truncated_json_array_names_where_it_stopped() {
-    let input = br#"[{"type":"track","userId":"u","event":"E"}, {"type": "#;
+    let input = b"[{\"type\":\"track\",\"userId\":\"u\",\"event\":\"E\"},\n {\"type\": ";
     let key = format!("apiKey={KEY}");
     let out = run(
         &["send", "--dry-run", "--output", "ndjson", "--setting", &key],
@@ -219,6 +231,14 @@ fn a_truncated_json_array_names_where_it_stopped() {
     let reports = out.ndjson();
     assert_eq!(reports.len(), 2, "{out:?}");
     assert_eq!(reports[0]["requests"][0]["json"]["event_name"], "E");
+    assert_eq!(
+        reports[0]["line"], 1,
+        "an element's line is where it starts"
+    );
+    assert_eq!(
+        reports[1]["line"], 2,
+        "the error names the line it stopped on"
+    );
     let message = reports[1]["error"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("the rest of the input was not read"),

@@ -5,6 +5,11 @@
 //! lands at `$.computed`), evaluates the body mapping over
 //! `{"payload": …, "settings": …, "computed": …}` and joins the base URL and the path.
 //!
+//! Most body mappings only copy values (`{"user_id": {"@path": "$.payload.userId"}, …}`). For
+//! those, a [`CopyPlan`] computed once moves the values out of the payload and the hook's output
+//! instead of building the context object and cloning out of it; the result is the same JSON,
+//! member for member and in the same order.
+//!
 //! Deliberate deviations from Segment:
 //! - The base URL and the path are joined with exactly one slash (`https://eu.example.io` +
 //!   `v1/identify` gives `https://eu.example.io/v1/identify`), where Segment concatenates strings.
@@ -226,6 +231,96 @@ fn finish(
     })
 }
 
+/// Where a copied body member comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Payload,
+    Computed,
+    Settings,
+}
+
+/// A body mapping that is an object of plain copies, `{"key": {"@path": "$.<root>.<field>"}}`
+/// with root `payload`, `computed` or `settings`, each payload and computed field used once.
+///
+/// Over the context `{"payload": {…}, "settings": {…}, "computed": {…}}` (all objects, `computed`
+/// only when the action has a hook) such a mapping yields, for each member in order, the field's
+/// value when the field exists (`null` included) and nothing when it does not. Evaluating the
+/// plan gives exactly that, moving payload and computed values instead of cloning them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyPlan {
+    members: Vec<(String, Source, String)>,
+}
+
+impl CopyPlan {
+    /// The plan of a raw body mapping, or `None` when the mapping is anything but plain copies.
+    pub fn new(raw: &Value) -> Option<CopyPlan> {
+        let Value::Object(map) = raw else { return None };
+        if map.is_empty() {
+            return None;
+        }
+        let mut members: Vec<(String, Source, String)> = Vec::with_capacity(map.len());
+        for (key, value) in map {
+            if key.starts_with('@') || key.starts_with("__") {
+                return None;
+            }
+            let Value::Object(directive) = value else {
+                return None;
+            };
+            let (Some(Value::String(path)), 1) = (directive.get("@path"), directive.len()) else {
+                return None;
+            };
+            let rest = path.strip_prefix("$.")?;
+            let (root, field) = rest.split_once('.')?;
+            let source = match root {
+                "payload" => Source::Payload,
+                "computed" => Source::Computed,
+                "settings" => Source::Settings,
+                _ => return None,
+            };
+            let plain = field
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !plain {
+                return None;
+            }
+            let moved_twice = source != Source::Settings
+                && members.iter().any(|(_, s, f)| *s == source && f == field);
+            if moved_twice {
+                return None;
+            }
+            members.push((key.clone(), source, field.to_owned()));
+        }
+        Some(CopyPlan { members })
+    }
+
+    /// Builds the body, moving values out of `payload` and `computed`.
+    fn apply(
+        &self,
+        payload: &mut Map<String, Value>,
+        computed: Option<&mut Map<String, Value>>,
+        settings: &Map<String, Value>,
+    ) -> Value {
+        let mut computed = computed;
+        let mut body = Map::with_capacity(self.members.len());
+        for (key, source, field) in &self.members {
+            let value = match source {
+                Source::Payload => payload.get_mut(field).map(Value::take),
+                Source::Computed => computed
+                    .as_deref_mut()
+                    .and_then(|map| map.get_mut(field))
+                    .map(Value::take),
+                Source::Settings => settings.get(field).cloned(),
+            };
+            if let Some(value) = value {
+                body.insert(key.clone(), value);
+            }
+        }
+        Value::Object(body)
+    }
+}
+
 /// Builds the request of `action` for a validated `payload`.
 pub fn action_request(
     defaults: &RequestDefaults,
@@ -257,6 +352,36 @@ pub fn action_request(
         }
         None => None,
     };
+    if let (Some(plan), Value::Object(settings_map)) = (&action.request.copy_plan, settings) {
+        let mut payload = payload;
+        let mut computed = computed;
+        if let Value::Object(payload_map) = &mut payload {
+            let computed_map = match &mut computed {
+                Some(Value::Object(map)) => Some(map),
+                _ => None,
+            };
+            let json = plan.apply(payload_map, computed_map, settings_map);
+            return Ok(Request {
+                method: action.request.def.method,
+                url: defaults.url(action.request.def.path),
+                headers: defaults.headers.clone(),
+                json: Some(json),
+                rate_limit_key: action.request.def.rate_limit.map(str::to_owned),
+            });
+        }
+        return general_action_request(defaults, settings, action, payload, computed);
+    }
+    general_action_request(defaults, settings, action, payload, computed)
+}
+
+/// Builds the request by evaluating the body mapping over the full context.
+fn general_action_request(
+    defaults: &RequestDefaults,
+    settings: &Value,
+    action: &CompiledAction,
+    payload: Value,
+    computed: Option<Value>,
+) -> Result<Request, BuildError> {
     let mut context = Map::with_capacity(3);
     context.insert("payload".to_owned(), payload);
     context.insert("settings".to_owned(), settings.clone());
@@ -335,6 +460,92 @@ mod tests {
             "https://x.io/api/v1/track"
         );
         assert_eq!(join_url("https://x.io/", ""), "https://x.io/");
+    }
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn copy_plans_are_only_made_for_plain_copies() {
+        let plain = serde_json::json!({
+            "user_id": {"@path": "$.payload.userId"},
+            "metadata": {"@path": "$.computed.metadata"},
+            "key": {"@path": "$.settings.apiKey"},
+            "again": {"@path": "$.settings.apiKey"}
+        });
+        assert!(CopyPlan::new(&plain).is_some());
+        for raw in [
+            serde_json::json!({}),
+            serde_json::json!({"a": {"@path": "$.payload.a.b"}}),
+            serde_json::json!({"a": {"@path": "$.event"}}),
+            serde_json::json!({"a": {"@path": "$.payload.x-y"}}),
+            serde_json::json!({"a": {"@path": "$.payload.0"}}),
+            serde_json::json!({"a": {"@template": "{{payload.a}}"}}),
+            serde_json::json!({"a": {"@path": "$.payload.a", "@template": "x"}}),
+            serde_json::json!({"a": "constant"}),
+            serde_json::json!({"@path": "$.payload.a"}),
+            serde_json::json!({"a": {"@path": "$.payload.a"}, "b": {"@path": "$.payload.a"}}),
+            serde_json::json!({"a": {"b": {"@path": "$.payload.a"}}}),
+        ] {
+            assert_eq!(CopyPlan::new(&raw), None, "{raw}");
+        }
+    }
+
+    #[test]
+    fn copy_plans_give_what_the_mapping_gives() {
+        let raw = serde_json::json!({
+            "user_id": {"@path": "$.payload.userId"},
+            "event_name": {"@path": "$.payload.name"},
+            "metadata": {"@path": "$.computed.metadata"},
+            "props": {"@path": "$.payload.properties"},
+            "endpoint": {"@path": "$.settings.endpoint"},
+            "missing_setting": {"@path": "$.settings.nothing"}
+        });
+        let plan = CopyPlan::new(&raw).expect("a plan");
+        let mapping = actionkit_mapping::Mapping::compile(&raw).expect("a valid mapping");
+        let settings = serde_json::json!({"apiKey": "k", "endpoint": "https://x.io/"});
+        let payloads = [
+            serde_json::json!({"userId": "u", "name": "E", "properties": {"a": [1, {"b": null}]}}),
+            serde_json::json!({"userId": null, "properties": {}}),
+            serde_json::json!({"name": "", "properties": false}),
+            serde_json::json!({}),
+        ];
+        let computeds = [
+            None,
+            Some(serde_json::json!({})),
+            Some(serde_json::json!({"metadata": {"x": 1, "created_at": "2021"}})),
+            Some(serde_json::json!({"metadata": null})),
+        ];
+        for payload in &payloads {
+            for computed in &computeds {
+                let mut context = Map::new();
+                context.insert("payload".to_owned(), payload.clone());
+                context.insert("settings".to_owned(), settings.clone());
+                if let Some(computed) = computed {
+                    context.insert("computed".to_owned(), computed.clone());
+                }
+                let expected = mapping
+                    .evaluate(&Value::Object(context))
+                    .expect("evaluates");
+                let mut payload_map = object(payload.clone());
+                let mut computed_map = computed.clone().map(object);
+                let got = plan.apply(
+                    &mut payload_map,
+                    computed_map.as_mut(),
+                    &object(settings.clone()),
+                );
+                assert_eq!(Some(&got), expected.as_ref(), "{payload} {computed:?}");
+                assert_eq!(
+                    serde_json::to_string(&got).ok(),
+                    expected.map(|v| v.to_string()),
+                    "member order"
+                );
+            }
+        }
     }
 
     #[test]

@@ -186,6 +186,8 @@ pub struct CompiledRequest {
     pub def: &'static RequestDef,
     /// The compiled body mapping.
     pub json: Option<Mapping>,
+    /// A faster equivalent of `json` when it only copies values (see [`crate::build`]).
+    pub(crate) copy_plan: Option<crate::build::CopyPlan>,
 }
 
 /// An action with its payload schema and mappings compiled.
@@ -288,7 +290,14 @@ impl Problems {
             Some(text) => Some(self.mapping_text(&format!("{what} json"), text)?),
             None => None,
         };
-        Some(CompiledRequest { def, json })
+        let copy_plan = json
+            .as_ref()
+            .and_then(|mapping| crate::build::CopyPlan::new(mapping.raw()));
+        Some(CompiledRequest {
+            def,
+            json,
+            copy_plan,
+        })
     }
 }
 

@@ -1,9 +1,10 @@
 //! `actionkit send`: deliver a stream of Segment events through every enabled mapping.
 //!
-//! Events are read on their own thread (see `events`), dispatched one at a time (trigger,
-//! mapping, validation, request building), then delivered concurrently with retries and rate
-//! limits. `--dry-run` stops after building the requests. Every event ends in the summary as
-//! delivered, failed (with the reason) or skipped.
+//! Events are read in chunks on their own thread, then parsed and dispatched (trigger, mapping,
+//! validation, request building) by a pool of one worker thread per core (see `events`); the
+//! reports come back in input order and are delivered concurrently with retries and rate limits
+//! on the async runtime. `--dry-run` stops after building the requests. Every event ends in the
+//! summary as delivered, failed (with the reason) or skipped.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -34,8 +35,10 @@ pub struct SendArgs {
     /// Build the requests but send nothing.
     #[arg(long)]
     dry_run: bool,
-    /// What to print per event: `pretty` (for people), `ndjson` (one JSON line per event) or
-    /// `none` (only the summary). Default: `pretty` on a terminal, else `none`.
+    /// What to print per event: `pretty` (for people), `ndjson` (one JSON line per event:
+    /// `{"index","line","actions","requests","error"}`, where `index` counts input items from 0
+    /// and `line` is the 1-based input line the item starts on) or `none` (only the summary).
+    /// Default: `pretty` on a terminal, else `none`.
     #[arg(long, value_enum)]
     output: Option<OutputFormat>,
     /// Print secret setting values instead of `[redacted]`.
@@ -121,8 +124,14 @@ pub fn run(mut args: SendArgs) -> anyhow::Result<ExitCode> {
             targets: Arc::clone(&targets),
             stdout: std::io::stdout().lock(),
         };
-        let items = events::spawn_reader(reader, args.max_event_bytes);
-        let mut summary = pump(items, &targets, args.dry_run, &mut printer).await?;
+        let mut summary = pump(
+            reader,
+            args.max_event_bytes,
+            &targets,
+            args.dry_run,
+            &mut printer,
+        )
+        .await?;
         summary.instance = targets
             .iter()
             .map(|t| t.name.as_str())
@@ -160,6 +169,8 @@ struct Delivery {
 struct Report {
     index: usize,
     line: usize,
+    /// The bytes the item took in the input.
+    bytes: usize,
     actions: Vec<&'static str>,
     /// The target index, the action key and the request.
     requests: Vec<(usize, &'static str, Request)>,
@@ -168,9 +179,29 @@ struct Report {
     skipped: bool,
 }
 
+impl Report {
+    /// Replaces every built request by an empty one (same method, no URL, headers or body),
+    /// for runs where nothing reads them after they are counted.
+    fn discard_request_contents(&mut self) {
+        for (_, _, request) in &mut self.requests {
+            *request = Request {
+                method: request.method,
+                url: String::new(),
+                headers: Vec::new(),
+                json: None,
+                rate_limit_key: None,
+            };
+        }
+    }
+}
+
 /// Reads, dispatches and delivers every item; returns the summary.
+///
+/// Parsing and dispatch run in a pool of threads (see `events`), one chunk of events at a time;
+/// reports come back in input order. Delivery runs on the async runtime.
 async fn pump(
-    items: std::sync::mpsc::Receiver<Item>,
+    reader: Box<dyn std::io::Read + Send>,
+    max_event_bytes: usize,
     targets: &Arc<Vec<Target>>,
     dry_run: bool,
     printer: &mut Printer<'_>,
@@ -178,14 +209,17 @@ async fn pump(
     let started = Instant::now();
     let mut summary = Summary::default();
     let progress = progress_bar();
-    // Hand items over from the blocking reader thread without blocking the runtime.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(1024);
-    std::thread::spawn(move || {
-        for item in items {
-            if tx.blocking_send(item).is_err() {
-                return;
-            }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    let dispatch_targets = Arc::clone(targets);
+    // In a dry run that prints nothing, the built requests are only counted; dropping their
+    // contents on the worker that built them keeps the consumer thread free.
+    let count_only = dry_run && printer.format == OutputFormat::None;
+    let mut chunks = events::spawn_pipeline(reader, max_event_bytes, workers, move |item| {
+        let mut report = dispatch(item, &dispatch_targets);
+        if count_only {
+            report.discard_request_contents();
         }
+        report
     });
     let max_in_flight = targets
         .iter()
@@ -193,16 +227,42 @@ async fn pump(
         .sum::<usize>()
         .max(8);
     let mut in_flight = tokio::task::JoinSet::new();
-    while let Some(item) = rx.recv().await {
-        summary.events += 1;
-        summary.bytes += item.bytes;
-        let report = dispatch(item, targets);
-        if dry_run || report.requests.is_empty() {
-            finish(report, &mut summary, printer, &progress)?;
-            continue;
-        }
-        while in_flight.len() >= max_in_flight {
-            if let Some(done) = in_flight.join_next().await {
+    while let Some(chunk) = chunks.recv().await {
+        let reports = chunk
+            .await
+            .map_err(|_| anyhow::anyhow!("a dispatch worker stopped unexpectedly"))?;
+        for report in reports {
+            summary.events += 1;
+            summary.bytes += report.bytes;
+            if dry_run || report.requests.is_empty() {
+                finish(report, &mut summary, printer, &progress)?;
+                continue;
+            }
+            while in_flight.len() >= max_in_flight {
+                if let Some(done) = in_flight.join_next().await {
+                    finish(
+                        done.context("a delivery task failed")?,
+                        &mut summary,
+                        printer,
+                        &progress,
+                    )?;
+                }
+            }
+            let targets = Arc::clone(targets);
+            in_flight.spawn(async move {
+                let mut report = report;
+                for (target_idx, _, request) in &report.requests {
+                    let outcome = targets[*target_idx].client.send(request).await;
+                    report.deliveries.push(Delivery {
+                        delivered: outcome.is_delivered(),
+                        status: outcome.status,
+                        attempts: outcome.attempts,
+                        reason: outcome.reason,
+                    });
+                }
+                report
+            });
+            while let Some(done) = in_flight.try_join_next() {
                 finish(
                     done.context("a delivery task failed")?,
                     &mut summary,
@@ -210,28 +270,6 @@ async fn pump(
                     &progress,
                 )?;
             }
-        }
-        let targets = Arc::clone(targets);
-        in_flight.spawn(async move {
-            let mut report = report;
-            for (target_idx, _, request) in &report.requests {
-                let outcome = targets[*target_idx].client.send(request).await;
-                report.deliveries.push(Delivery {
-                    delivered: outcome.is_delivered(),
-                    status: outcome.status,
-                    attempts: outcome.attempts,
-                    reason: outcome.reason,
-                });
-            }
-            report
-        });
-        while let Some(done) = in_flight.try_join_next() {
-            finish(
-                done.context("a delivery task failed")?,
-                &mut summary,
-                printer,
-                &progress,
-            )?;
         }
     }
     while let Some(done) = in_flight.join_next().await {
@@ -265,6 +303,7 @@ fn dispatch(item: Item, targets: &[Target]) -> Report {
     let mut report = Report {
         index: item.index,
         line: item.line,
+        bytes: item.bytes,
         actions: Vec::new(),
         requests: Vec::new(),
         deliveries: Vec::new(),
@@ -391,6 +430,7 @@ fn report_json(report: &Report, show: impl Fn(usize, &Request) -> Request) -> Va
     );
     json!({
         "index": report.index,
+        "line": (report.line > 0).then_some(report.line),
         "actions": report.actions,
         "requests": requests,
         "error": error,
