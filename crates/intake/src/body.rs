@@ -167,32 +167,60 @@ pub(crate) fn inflate_gzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, Rejectio
     Ok(out)
 }
 
-/// Checks that the body is UTF-8, naming the first bad byte.
+/// Checks that the body is UTF-8, naming the first bad byte, and returns it without a leading
+/// byte order mark.
+///
+/// RFC 8259 §8.1 lets a parser ignore a byte order mark; some HTTP clients add one, and refusing
+/// the body with "must be a JSON object" would name the wrong problem.
 pub(crate) fn check_utf8(body: &[u8]) -> Result<&str, Rejection> {
-    std::str::from_utf8(body).map_err(|e| {
+    let text = std::str::from_utf8(body).map_err(|e| {
         Rejection::new(
             ErrorCode::InvalidUtf8,
             format!("body is not valid UTF-8 at byte {}", e.valid_up_to()),
         )
-    })
+    })?;
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
+}
+
+/// What the pre-parse scan of a body found besides its depth.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Scan {
+    /// The body has a number with an exponent or a `\uD800` to `\uDFFF` escape: the two things a
+    /// skipping parse accepts but a full parse may refuse (a number out of range, a lone
+    /// surrogate), so events are checked with a full parse too.
+    pub needs_full_parse: bool,
 }
 
 /// Checks that objects and arrays nest at most `limit` deep, outside strings.
 ///
 /// This is a single pass over the bytes, run before parsing so that a deeply nested document is
 /// refused without recursing into it. Malformed JSON is left for the parser to report.
-pub(crate) fn check_depth(text: &str, limit: usize) -> Result<(), Rejection> {
+pub(crate) fn check_depth(text: &str, limit: usize) -> Result<Scan, Rejection> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut idx = 0usize;
+    let mut scan = Scan::default();
     while idx < bytes.len() {
         match bytes[idx] {
             b'"' => {
                 // Skip the string, honouring backslash escapes.
                 idx += 1;
                 while idx < bytes.len() {
-                    match bytes[idx] {
-                        b'\\' => idx += 2,
+                    idx = skip_plain(bytes, idx);
+                    let Some(&byte) = bytes.get(idx) else { break };
+                    match byte {
+                        b'\\' => {
+                            if bytes.get(idx + 1) == Some(&b'u')
+                                && matches!(bytes.get(idx + 2), Some(b'd' | b'D'))
+                                && matches!(
+                                    bytes.get(idx + 3),
+                                    Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+                                )
+                            {
+                                scan.needs_full_parse = true;
+                            }
+                            idx += 2;
+                        }
                         b'"' => break,
                         _ => idx += 1,
                     }
@@ -208,11 +236,43 @@ pub(crate) fn check_depth(text: &str, limit: usize) -> Result<(), Rejection> {
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
+            b'e' | b'E' if idx > 0 && matches!(bytes[idx - 1], b'0'..=b'9' | b'.') => {
+                scan.needs_full_parse = true;
+            }
             _ => {}
         }
         idx += 1;
     }
-    Ok(())
+    Ok(scan)
+}
+
+/// The index of the first `"` or `\\` at or after `idx` (or the length), eight bytes at a time.
+///
+/// Most of a JSON body is string content, so the depth scan spends its time here.
+fn skip_plain(bytes: &[u8], mut idx: usize) -> usize {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_le_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_le_bytes([b'\\'; 8]);
+    // Nonzero when some byte of `v` is zero.
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    while let Some(chunk) = bytes.get(idx..idx + 8) {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(chunk);
+        if has_zero(word ^ QUOTES) | has_zero(word ^ BACKSLASHES) != 0 {
+            break;
+        }
+        idx += 8;
+    }
+    while let Some(&byte) = bytes.get(idx) {
+        if byte == b'"' || byte == b'\\' {
+            break;
+        }
+        idx += 1;
+    }
+    idx
 }
 
 /// Cuts a string to at most `max` characters for use inside a message.
@@ -339,9 +399,46 @@ mod tests {
             ErrorCode::TooDeep
         );
         assert!(check_depth(r#"{"a":"[[[[[[\"[[[["}"#, 1).is_ok());
+        assert!(
+            !check_depth(r#"{"a":[true,false,1.5,"1e9"]}"#, 3)
+                .unwrap()
+                .needs_full_parse
+        );
+        assert!(check_depth(r#"{"a":1e400}"#, 3).unwrap().needs_full_parse);
+        // Brackets, quotes and escapes at every offset of the eight-byte steps.
+        for pad in 0..17 {
+            let fill = "x".repeat(pad);
+            let text = format!(r#"{{"{fill}":"{fill}[\"{fill}\\","b{fill}":[["{fill}"]]}}"#);
+            assert!(check_depth(&text, 3).is_ok(), "{text}");
+            assert_eq!(check_depth(&text, 2).unwrap_err().code, ErrorCode::TooDeep);
+            let lone = format!(r#"{{"{fill}":"{fill}\ud800"}}"#);
+            assert!(check_depth(&lone, 1).unwrap().needs_full_parse, "{lone}");
+        }
+        assert!(check_depth(r#"{"a":2.E1}"#, 3).unwrap().needs_full_parse);
+        assert!(
+            check_depth(r#"{"a":"\ud800"}"#, 3)
+                .unwrap()
+                .needs_full_parse
+        );
+        assert!(
+            !check_depth(r#"{"a":"\u00e9\\ud800"}"#, 3)
+                .unwrap()
+                .needs_full_parse
+        );
         let deep = "[".repeat(1_000_000);
         let err = check_depth(&deep, 64).unwrap_err();
         assert!(err.message.contains("byte 64"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_ignored() {
+        assert_eq!(check_utf8(b"\xef\xbb\xbf{\"a\":1}").unwrap(), "{\"a\":1}");
+        // Only one, and only at the start.
+        assert_eq!(
+            check_utf8(b"\xef\xbb\xbf\xef\xbb\xbf{}").unwrap(),
+            "\u{feff}{}"
+        );
+        assert_eq!(check_utf8(b"{}\xef\xbb\xbf").unwrap(), "{}\u{feff}");
     }
 
     #[test]

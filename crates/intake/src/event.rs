@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::body::clip;
 use crate::error::ErrorCode;
+use crate::raw::{self, Kind, RawObject, RawVal};
 
 /// The longest `messageId` accepted, in characters (Segment's documented limit).
 pub const MAX_MESSAGE_ID_CHARS: usize = 100;
@@ -67,18 +69,29 @@ pub struct NormalizedEvent {
     pub event_type: EventType,
     /// The event's `messageId` (the sender's, or one generated on intake).
     pub message_id: String,
-    /// The normalised event as compact JSON text: one object, `writeKey` removed, `messageId`,
+    /// The normalised event as JSON text: one object, `writeKey` removed, `messageId`,
     /// `receivedAt` and `timestamp` filled, batch-level `context` and `integrations` merged in.
+    /// The top level is compact; values the rules leave alone keep the sender's text (escapes and
+    /// whitespace included), as the request was parsed only one level deep.
     pub json: String,
+}
+
+/// A batch-level object (`context` or `integrations`): its entries and its text.
+#[derive(Clone, Debug)]
+pub(crate) struct BatchObject<'a> {
+    /// The entries, merged under an item's own object.
+    pub entries: RawObject<'a>,
+    /// The object's JSON text, stored as is in items that have no such object.
+    pub text: &'a str,
 }
 
 /// What a batch envelope contributes to each of its events.
 #[derive(Default)]
 pub(crate) struct BatchDefaults<'a> {
     /// The batch-level `context`, merged under each item's (item keys win).
-    pub context: Option<&'a Map<String, Value>>,
+    pub context: Option<BatchObject<'a>>,
     /// The batch-level `integrations`, merged under each item's (item keys win).
-    pub integrations: Option<&'a Map<String, Value>>,
+    pub integrations: Option<BatchObject<'a>>,
     /// The batch-level `sentAt` (analytics-node and analytics-python send it there).
     pub sent_at: Option<&'a str>,
 }
@@ -86,13 +99,14 @@ pub(crate) struct BatchDefaults<'a> {
 /// The arrival time, parsed and formatted once per request.
 pub(crate) struct Received {
     pub at: DateTime<Utc>,
-    pub text: String,
+    /// The time formatted as Segment does, as a JSON string literal.
+    pub json: String,
 }
 
 impl Received {
     pub(crate) fn new(at: DateTime<Utc>) -> Self {
         Self {
-            text: format_ts(at),
+            json: raw::quote(&format_ts(at)),
             at,
         }
     }
@@ -105,41 +119,47 @@ fn err(code: ErrorCode, message: impl Into<String>) -> EventError {
     (code, message.into())
 }
 
-/// Normalises one event in place and serialises it.
+/// Normalises one event, read one level deep, and serialises it.
 ///
 /// `path_type` is the type a single-event path (`/v1/track`, …) implies; it overrides any
 /// `type` in the body. For batch items it is `None` and the item's own `type` is required.
-pub(crate) fn normalize(
-    mut map: Map<String, Value>,
+/// Values the rules do not touch are stored as the sender wrote them.
+pub(crate) fn normalize<'a>(
+    mut map: RawObject<'a>,
     path_type: Option<EventType>,
-    defaults: &BatchDefaults<'_>,
+    defaults: &BatchDefaults<'a>,
     received: &Received,
     source: &Arc<str>,
 ) -> Result<NormalizedEvent, EventError> {
     let event_type = match path_type {
         Some(t) => {
-            map.insert("type".to_owned(), Value::String(t.as_str().to_owned()));
+            map.insert_text("type", raw::quote(t.as_str()));
             t
         }
         None => match map.get("type") {
-            None | Some(Value::Null) => {
-                return Err(err(ErrorCode::MissingType, "event has no `type`"));
-            }
-            Some(Value::String(name)) => EventType::parse(name).ok_or_else(|| {
-                err(
-                    ErrorCode::InvalidType,
-                    format!(
-                        "`type` `{}` is not one of identify, track, page, screen, group, alias",
-                        clip(name, 40)
-                    ),
-                )
-            })?,
-            Some(_) => return Err(err(ErrorCode::InvalidType, "`type` must be a string")),
+            None => return Err(err(ErrorCode::MissingType, "event has no `type`")),
+            Some(value) => match (value.kind(), value.as_str()) {
+                (Kind::Null, _) => {
+                    return Err(err(ErrorCode::MissingType, "event has no `type`"));
+                }
+                (_, Some(name)) => EventType::parse(&name).ok_or_else(|| {
+                    err(
+                        ErrorCode::InvalidType,
+                        format!(
+                            "`type` `{}` is not one of identify, track, page, screen, group, alias",
+                            clip(&name, 40)
+                        ),
+                    )
+                })?,
+                (_, None) => {
+                    return Err(err(ErrorCode::InvalidType, "`type` must be a string"));
+                }
+            },
         },
     };
 
     // The write key is a credential, never part of the stored event.
-    map.shift_remove("writeKey");
+    map.remove("writeKey");
 
     // Identifiers: strings, or numbers which are turned into their decimal text.
     let user_id = id_field(&mut map, "userId")?;
@@ -165,9 +185,9 @@ pub(crate) fn normalize(
         _ => {}
     }
     match event_type {
-        EventType::Track => match map.get("event") {
-            Some(Value::String(name)) if !name.trim().is_empty() => {}
-            None | Some(Value::Null) | Some(Value::String(_)) => {
+        EventType::Track => match map.get("event").map(|v| (v.kind(), v.as_str())) {
+            Some((_, Some(name))) if !name.trim().is_empty() => {}
+            None | Some((Kind::Null, _)) | Some((Kind::String, _)) => {
                 return Err(err(
                     ErrorCode::MissingEvent,
                     "track event has no `event` name",
@@ -184,11 +204,9 @@ pub(crate) fn normalize(
         _ => {}
     }
     for name in ["properties", "traits", "context", "integrations"] {
-        match map.get(name) {
-            None | Some(Value::Object(_)) => {}
-            Some(Value::Null) => {
-                map.shift_remove(name);
-            }
+        match map.get(name).map(RawVal::kind) {
+            None | Some(Kind::Object) => {}
+            Some(Kind::Null) => map.remove(name),
             Some(_) => {
                 return Err(err(
                     ErrorCode::InvalidField,
@@ -198,22 +216,22 @@ pub(crate) fn normalize(
         }
     }
 
-    merge_under(&mut map, "context", defaults.context);
-    merge_under(&mut map, "integrations", defaults.integrations);
+    merge_under(&mut map, "context", defaults.context.as_ref())?;
+    merge_under(&mut map, "integrations", defaults.integrations.as_ref())?;
 
-    let message_id = match map.get("messageId") {
-        Some(Value::String(id)) if !id.is_empty() => {
+    let message_id = match map.get("messageId").map(|v| (v.kind(), v.as_str())) {
+        Some((_, Some(id))) if !id.is_empty() => {
             if id.chars().count() > MAX_MESSAGE_ID_CHARS {
                 return Err(err(
                     ErrorCode::InvalidField,
                     format!("`messageId` is longer than {MAX_MESSAGE_ID_CHARS} characters"),
                 ));
             }
-            id.clone()
+            id.into_owned()
         }
-        None | Some(Value::Null) | Some(Value::String(_)) => {
+        None | Some((Kind::Null, _)) | Some((Kind::String, _)) => {
             let id = new_message_id();
-            map.insert("messageId".to_owned(), Value::String(id.clone()));
+            map.insert_string("messageId", &id);
             id
         }
         Some(_) => return Err(err(ErrorCode::InvalidField, "`messageId` must be a string")),
@@ -221,32 +239,32 @@ pub(crate) fn normalize(
 
     apply_timestamps(&mut map, defaults.sent_at, received)?;
 
-    let json = serde_json::to_string(&map).map_err(|e| {
-        err(
-            ErrorCode::InvalidEvent,
-            format!("event cannot be serialised: {e}"),
-        )
-    })?;
     Ok(NormalizedEvent {
         source: Arc::clone(source),
         event_type,
         message_id,
-        json,
+        json: map.to_json(),
     })
 }
 
 /// Reads an identifier field; returns whether it holds a non-empty value.
 ///
 /// A number is stored back as its decimal text, as Segment's libraries send ids as strings.
-fn id_field(map: &mut Map<String, Value>, name: &str) -> Result<bool, EventError> {
-    let Some(value) = map.get_mut(name) else {
+fn id_field(map: &mut RawObject<'_>, name: &'static str) -> Result<bool, EventError> {
+    let Some(value) = map.get(name) else {
         return Ok(false);
     };
-    match value {
-        Value::Null => Ok(false),
-        Value::String(s) => Ok(!s.trim().is_empty()),
-        Value::Number(n) => {
-            *value = Value::String(n.to_string());
+    match value.kind() {
+        Kind::Null => Ok(false),
+        Kind::String => Ok(value.as_str().is_some_and(|s| !s.trim().is_empty())),
+        Kind::Number => {
+            let number: serde_json::Number = serde_json::from_str(value.text()).map_err(|e| {
+                err(
+                    ErrorCode::InvalidField,
+                    format!("`{name}` is not a usable number: {e}"),
+                )
+            })?;
+            map.insert_string(name, &number.to_string());
             Ok(true)
         }
         _ => Err(err(
@@ -257,25 +275,44 @@ fn id_field(map: &mut Map<String, Value>, name: &str) -> Result<bool, EventError
 }
 
 /// Adds the batch-level object's keys to the item's object where the item lacks them.
-fn merge_under(map: &mut Map<String, Value>, name: &str, batch: Option<&Map<String, Value>>) {
+fn merge_under<'a>(
+    map: &mut RawObject<'a>,
+    name: &'static str,
+    batch: Option<&BatchObject<'a>>,
+) -> Result<(), EventError> {
     let Some(batch) = batch else {
-        return;
+        return Ok(());
     };
-    if batch.is_empty() {
-        return;
+    if batch.entries.is_empty() {
+        return Ok(());
     }
-    match map.get_mut(name) {
-        Some(Value::Object(item)) => {
-            for (key, value) in batch {
-                if !item.contains_key(key) {
-                    item.insert(key.clone(), value.clone());
-                }
-            }
+    match map.get(name) {
+        Some(RawVal::Borrowed(item)) => {
+            let mut merged = RawObject::parse(item.get()).map_err(|e| {
+                err(
+                    ErrorCode::InvalidField,
+                    format!("`{name}` must be an object: {e}"),
+                )
+            })?;
+            merged.merge_missing(&batch.entries);
+            map.insert_text(name, merged.to_json());
         }
-        _ => {
-            map.insert(name.to_owned(), Value::Object(batch.clone()));
+        Some(RawVal::Owned(_)) => {
+            // Only fields this module sets are owned, and it never sets these two.
         }
+        None => map.insert(name, RawVal::Borrowed(raw_of(batch.text)?)),
     }
+    Ok(())
+}
+
+/// Borrows already-validated JSON text as a raw value.
+fn raw_of(text: &str) -> Result<&RawValue, EventError> {
+    serde_json::from_str(text).map_err(|e| {
+        err(
+            ErrorCode::InvalidEvent,
+            format!("batch value cannot be read: {e}"),
+        )
+    })
 }
 
 /// Fills `receivedAt`, `sentAt`, `originalTimestamp` and `timestamp` as Segment's servers do.
@@ -287,7 +324,7 @@ fn merge_under(map: &mut Map<String, Value>, name: &str, batch: Option<&Map<Stri
 ///   originalTimestamp)`, which undoes the sender's clock skew; with `originalTimestamp` alone,
 ///   `timestamp = originalTimestamp`; with neither, `timestamp = receivedAt`.
 fn apply_timestamps(
-    map: &mut Map<String, Value>,
+    map: &mut RawObject<'_>,
     batch_sent_at: Option<&str>,
     received: &Received,
 ) -> Result<(), EventError> {
@@ -302,18 +339,15 @@ fn apply_timestamps(
                     "batch `sentAt` is not an ISO-8601 date-time",
                 )
             })?;
-            map.insert("sentAt".to_owned(), Value::String(text.to_owned()));
+            map.insert_string("sentAt", text);
             sent = Some(at);
         }
     }
-    map.insert(
-        "receivedAt".to_owned(),
-        Value::String(received.text.clone()),
-    );
+    map.insert_text("receivedAt", received.json.clone());
     if timestamp.is_some() {
         if original.is_none() {
             if let Some(ts) = map.get("timestamp").cloned() {
-                map.insert("originalTimestamp".to_owned(), ts);
+                map.insert("originalTimestamp", ts);
             }
         }
         return Ok(());
@@ -331,31 +365,30 @@ fn apply_timestamps(
         (Some(orig), None) => orig,
         (None, _) => received.at,
     };
-    map.insert("timestamp".to_owned(), Value::String(format_ts(computed)));
+    map.insert_string("timestamp", &format_ts(computed));
     Ok(())
 }
 
 /// Reads a date-time field: absent and `null` are `None`; anything else must parse.
-fn time_field(
-    map: &mut Map<String, Value>,
-    name: &str,
-) -> Result<Option<DateTime<Utc>>, EventError> {
-    match map.get(name) {
-        None => Ok(None),
-        Some(Value::Null) => {
-            map.shift_remove(name);
+fn time_field(map: &mut RawObject<'_>, name: &str) -> Result<Option<DateTime<Utc>>, EventError> {
+    let Some(value) = map.get(name) else {
+        return Ok(None);
+    };
+    match (value.kind(), value.as_str()) {
+        (Kind::Null, _) => {
+            map.remove(name);
             Ok(None)
         }
-        Some(Value::String(text)) => parse_ts(text).map(Some).ok_or_else(|| {
+        (_, Some(text)) => parse_ts(&text).map(Some).ok_or_else(|| {
             err(
                 ErrorCode::InvalidTimestamp,
                 format!(
                     "`{name}` is not an ISO-8601 date-time: `{}`",
-                    clip(text, 40)
+                    clip(&text, 40)
                 ),
             )
         }),
-        Some(_) => Err(err(
+        (_, None) => Err(err(
             ErrorCode::InvalidTimestamp,
             format!("`{name}` must be an ISO-8601 date-time string"),
         )),
@@ -444,9 +477,9 @@ mod tests {
         path_type: Option<EventType>,
         d: &BatchDefaults<'_>,
     ) -> Result<Value, EventError> {
-        let Value::Object(map) = value else {
-            panic!("not an object")
-        };
+        assert!(value.is_object(), "not an object");
+        let text = value.to_string();
+        let map = RawObject::parse(&text).unwrap();
         let ev = normalize(map, path_type, d, &received(), &Arc::from("src"))?;
         let out: Value = serde_json::from_str(&ev.json).unwrap();
         assert_eq!(out["messageId"], Value::String(ev.message_id.clone()));
@@ -645,9 +678,14 @@ mod tests {
     fn batch_context_and_integrations_merge_with_item_keys_winning() {
         let ctx = json!({"library": {"name": "batch"}, "ip": "1.2.3.4"});
         let ints = json!({"All": false, "Userpilot": true});
+        let (ctx_text, ints_text) = (ctx.to_string(), ints.to_string());
+        let batch_object = |text| BatchObject {
+            entries: RawObject::parse(text).unwrap(),
+            text,
+        };
         let d = BatchDefaults {
-            context: ctx.as_object(),
-            integrations: ints.as_object(),
+            context: Some(batch_object(&ctx_text)),
+            integrations: Some(batch_object(&ints_text)),
             sent_at: None,
         };
         let out = run_with(

@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
-use crate::body::{self, Encoding, HeaderKey};
+use crate::body::{self, Encoding, HeaderKey, Scan};
 use crate::config::IntakeConfig;
 use crate::error::{ErrorCode, ItemRejection, Rejection};
-use crate::event::{self, BatchDefaults, EventType, NormalizedEvent, Received};
+use crate::event::{self, BatchDefaults, BatchObject, EventType, NormalizedEvent, Received};
+use crate::raw::{Kind, RawObject, RawVal};
 
 /// Which tracking-API path a request came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,14 +82,14 @@ pub struct Accepted {
 struct Envelope<'a> {
     #[serde(borrow, default)]
     batch: Option<Vec<&'a RawValue>>,
-    #[serde(default)]
-    context: Option<Value>,
-    #[serde(default)]
-    integrations: Option<Value>,
-    #[serde(rename = "writeKey", default)]
-    write_key: Option<Value>,
-    #[serde(rename = "sentAt", default)]
-    sent_at: Option<Value>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    integrations: Option<&'a RawValue>,
+    #[serde(borrow, rename = "writeKey", default)]
+    write_key: Option<&'a RawValue>,
+    #[serde(borrow, rename = "sentAt", default)]
+    sent_at: Option<&'a RawValue>,
 }
 
 /// Parses, authenticates and normalises one tracking-API request.
@@ -152,7 +153,7 @@ fn parse_body(
         PathKind::Batch => 2,
         PathKind::Single(_) => 0,
     };
-    body::check_depth(text, config.max_depth + envelope_levels)?;
+    let scan = body::check_depth(text, config.max_depth + envelope_levels)?;
     if !text.trim_ascii_start().starts_with('{') {
         return Err(Rejection::new(
             ErrorCode::InvalidJson,
@@ -163,12 +164,15 @@ fn parse_body(
     let received = Received::new(now);
     match kind {
         PathKind::Single(event_type) => {
-            let mut map: Map<String, Value> = serde_json::from_str(text).map_err(json_error)?;
+            if scan.needs_full_parse {
+                serde_json::from_str::<Value>(text).map_err(json_error)?;
+            }
+            let mut map = RawObject::parse(text).map_err(json_error)?;
             let source = match header_source {
                 Some(source) => source,
                 None => body_source(config, map.get("writeKey"))?,
             };
-            map.shift_remove("writeKey");
+            map.remove("writeKey");
             let event = event::normalize(
                 map,
                 Some(event_type),
@@ -187,12 +191,13 @@ fn parse_body(
                 rejected: Vec::new(),
             })
         }
-        PathKind::Batch => parse_batch(text, header_source, &received, config),
+        PathKind::Batch => parse_batch(text, scan, header_source, &received, config),
     }
 }
 
 fn parse_batch(
     text: &str,
+    scan: Scan,
     header_source: Option<Arc<str>>,
     received: &Received,
     config: &IntakeConfig,
@@ -210,7 +215,7 @@ fn parse_batch(
     })?;
     let source = match header_source {
         Some(source) => source,
-        None => body_source(config, envelope.write_key.as_ref())?,
+        None => body_source(config, envelope.write_key.map(RawVal::Borrowed).as_ref())?,
     };
     let tagged = |message: &str| Rejection {
         source_name: Some(Arc::clone(&source)),
@@ -219,22 +224,32 @@ fn parse_batch(
     let Some(items) = envelope.batch else {
         return Err(tagged("body has no `batch` array"));
     };
-    let context = batch_object(&envelope.context, "context").map_err(|r| tagged(&r.message))?;
+    let context = batch_object(envelope.context, "context", scan).map_err(|r| Rejection {
+        source_name: Some(Arc::clone(&source)),
+        ..r
+    })?;
     let integrations =
-        batch_object(&envelope.integrations, "integrations").map_err(|r| tagged(&r.message))?;
-    let sent_at = match &envelope.sent_at {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if event::parse_ts(s).is_some() => Some(s.as_str()),
-        Some(_) => {
-            return Err(tagged(
-                "batch `sentAt` must be an ISO-8601 date-time string",
-            ));
-        }
+        batch_object(envelope.integrations, "integrations", scan).map_err(|r| Rejection {
+            source_name: Some(Arc::clone(&source)),
+            ..r
+        })?;
+    let sent_at_raw = envelope.sent_at.map(RawVal::Borrowed);
+    let sent_at = match &sent_at_raw {
+        None => None,
+        Some(value) if value.kind() == Kind::Null => None,
+        Some(value) => match value.as_str() {
+            Some(s) if event::parse_ts(&s).is_some() => Some(s),
+            _ => {
+                return Err(tagged(
+                    "batch `sentAt` must be an ISO-8601 date-time string",
+                ));
+            }
+        },
     };
     let defaults = BatchDefaults {
         context,
         integrations,
-        sent_at,
+        sent_at: sent_at.as_deref(),
     };
 
     let mut events = Vec::with_capacity(items.len().min(config.max_batch_events));
@@ -264,15 +279,22 @@ fn parse_batch(
             ));
             continue;
         }
-        let map = match serde_json::from_str::<Value>(item) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                rejected.push(reject(
-                    ErrorCode::InvalidEvent,
-                    "event must be a JSON object".to_owned(),
-                ));
+        if !item.starts_with('{') {
+            rejected.push(reject(
+                ErrorCode::InvalidEvent,
+                "event must be a JSON object".to_owned(),
+            ));
+            continue;
+        }
+        if scan.needs_full_parse {
+            // A number out of range or a lone surrogate passes the skipping parse only.
+            if let Err(e) = serde_json::from_str::<Value>(item) {
+                rejected.push(reject(ErrorCode::InvalidJson, e.to_string()));
                 continue;
             }
+        }
+        let map = match RawObject::parse(item) {
+            Ok(map) => map,
             Err(e) => {
                 rejected.push(reject(ErrorCode::InvalidJson, e.to_string()));
                 continue;
@@ -292,14 +314,25 @@ fn parse_batch(
 }
 
 /// Reads a batch-level `context` or `integrations`: absent, `null` or an object.
-fn batch_object<'v>(
-    value: &'v Option<Value>,
+fn batch_object<'a>(
+    value: Option<&'a RawValue>,
     name: &str,
-) -> Result<Option<&'v Map<String, Value>>, Rejection> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(map)) => Ok(Some(map)),
-        Some(_) => Err(Rejection::new(
+    scan: Scan,
+) -> Result<Option<BatchObject<'a>>, Rejection> {
+    let Some(raw) = value else {
+        return Ok(None);
+    };
+    let text = raw.get();
+    match RawVal::Borrowed(raw).kind() {
+        Kind::Null => Ok(None),
+        Kind::Object => {
+            if scan.needs_full_parse {
+                serde_json::from_str::<Value>(text).map_err(json_error)?;
+            }
+            let entries = RawObject::parse(text).map_err(json_error)?;
+            Ok(Some(BatchObject { entries, text }))
+        }
+        _ => Err(Rejection::new(
             ErrorCode::InvalidBatch,
             format!("batch `{name}` must be an object"),
         )),
@@ -307,14 +340,15 @@ fn batch_object<'v>(
 }
 
 /// Authenticates by the body's `writeKey`.
-fn body_source(config: &IntakeConfig, value: Option<&Value>) -> Result<Arc<str>, Rejection> {
-    match value {
-        None | Some(Value::Null) => Err(Rejection::new(
+fn body_source(config: &IntakeConfig, value: Option<&RawVal<'_>>) -> Result<Arc<str>, Rejection> {
+    let key = value.map(|v| (v.kind(), v.as_str()));
+    match key {
+        None | Some((Kind::Null, _)) => Err(Rejection::new(
             ErrorCode::MissingWriteKey,
             "no write key: send it as the HTTP Basic user name, in the X-Write-Key header, or as `writeKey` in the body",
         )),
-        Some(Value::String(key)) if !key.is_empty() => resolve(config, key.as_bytes()),
-        Some(Value::String(_)) => Err(Rejection::new(
+        Some((_, Some(key))) if !key.is_empty() => resolve(config, key.as_bytes()),
+        Some((_, Some(_))) => Err(Rejection::new(
             ErrorCode::MissingWriteKey,
             "`writeKey` in the body is empty",
         )),
@@ -738,6 +772,46 @@ mod tests {
         for ev in &evs {
             assert_eq!(ev["receivedAt"], "2024-05-01T12:00:00.000Z");
         }
+    }
+
+    #[test]
+    fn values_a_full_parse_refuses_are_refused_although_events_are_read_one_level_deep() {
+        let meta = keyed(JSON);
+        let body = br#"{"batch":[
+            {"type":"track","userId":"u","event":"e","properties":{"big":1e400}},
+            {"type":"track","userId":"u","event":"e","properties":{"s":"\ud800"}},
+            {"type":"track","userId":"u","event":"e","properties":{"ok":2.5E3,"s":"\ud83d\ude00"}}
+        ]}"#;
+        let acc = run(PathKind::Batch, &meta, body).unwrap();
+        let rejected: Vec<(usize, ErrorCode)> =
+            acc.rejected.iter().map(|r| (r.index, r.code)).collect();
+        assert_eq!(
+            rejected,
+            vec![(0, ErrorCode::InvalidJson), (1, ErrorCode::InvalidJson)]
+        );
+        assert_eq!(events(&acc)[0]["properties"]["ok"], 2500.0);
+        assert_eq!(events(&acc)[0]["properties"]["s"], "\u{1f600}");
+        let err = run(
+            track(),
+            &meta,
+            br#"{"userId":"u","event":"e","properties":{"n":-1e999}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidJson);
+        // Values the rules leave alone are stored as sent; the top level is rewritten.
+        let acc = run(
+            track(),
+            &meta,
+            br#"{ "userId" : "u", "event": "e", "properties": {"a": [1, 2], "t": "x\/y"} }"#,
+        )
+        .unwrap();
+        assert!(
+            acc.events[0]
+                .json
+                .starts_with(r#"{"userId":"u","event":"e","properties":{"a": [1, 2], "t": "x\/y"},"type":"track""#),
+            "{}",
+            acc.events[0].json
+        );
     }
 
     #[test]

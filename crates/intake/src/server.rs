@@ -177,8 +177,8 @@ async fn metrics_text(State(state): State<IntakeState>) -> Response {
         .into_response()
 }
 
-async fn not_found(method: Method, uri: Uri) -> Response {
-    error_response(
+async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let response = error_response(
         StatusCode::NOT_FOUND,
         "not_found",
         &format!(
@@ -186,11 +186,12 @@ async fn not_found(method: Method, uri: Uri) -> Response {
             crate::body::clip(uri.path(), 100)
         ),
         None,
-    )
+    );
+    close_if_body_unread(response, &headers)
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    error_response(
+async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let response = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         &format!(
@@ -198,7 +199,29 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
             crate::body::clip(uri.path(), 100)
         ),
         None,
-    )
+    );
+    close_if_body_unread(response, &headers)
+}
+
+/// Closes the connection after `response` when the request may have a body that was not read.
+///
+/// The server cannot skip an unread body to reach the next request on the connection, so it drops
+/// the connection after answering; `Connection: close` says so, or the client might send its next
+/// request on the dead connection and lose it.
+fn close_if_body_unread(mut response: Response, headers: &HeaderMap) -> Response {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // In HTTP/1.1 a request without `Content-Length` and `Transfer-Encoding` has no body.
+    let may_have_body =
+        headers.contains_key(header::TRANSFER_ENCODING) || declared.is_some_and(|len| len > 0);
+    if may_have_body {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Handles one tracking request and records its metrics.
@@ -235,19 +258,24 @@ async fn track_inner(state: &IntakeState, kind: PathKind, req: Request) -> Respo
         )
         .increment(1);
         tracing::warn!(path, "Request shed: too many requests in flight.");
-        return error_response(
+        let response = error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             "too many requests in flight; nothing was stored; retry after 1 s",
             Some(1),
         );
+        return close_if_body_unread(response, req.headers());
     };
 
     let (parts, body) = req.into_parts();
     let limit = inner.config.max_body_bytes(kind == PathKind::Batch);
     let bytes = match read_capped(body, &parts.headers, limit).await {
         Ok(bytes) => bytes,
-        Err(rejection) => return reject_request(state, path, None, &rejection),
+        Err(rejection) => {
+            // The body was not read to its end, so the connection cannot carry another request.
+            let response = reject_request(state, path, None, &rejection);
+            return close_if_body_unread(response, &parts.headers);
+        }
     };
     let headers = &parts.headers;
     let meta = RequestMeta {
@@ -454,10 +482,14 @@ async fn read_capped(
         let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
         match frame {
             None => return Ok(out),
-            Some(Err(_)) => {
+            Some(Err(e)) => {
                 return Err(Rejection::new(
                     ErrorCode::InvalidJson,
-                    "request body could not be read",
+                    format!(
+                        "request body could not be read after {} bytes (did the connection close before the whole body was sent?): {}",
+                        out.len(),
+                        crate::body::clip(&e.to_string(), 120)
+                    ),
                 ));
             }
             Some(Ok(frame)) => {

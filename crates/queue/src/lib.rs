@@ -87,8 +87,10 @@
 //! criterion bench: 16 KiB pages (a quarter of the WAL frames per commit of 4 KiB pages, less CPU
 //! for both enqueue and lease + ack), a 64 MiB page cache on the write connection (a group commit
 //! must not spill mid-transaction), foreign keys declared but not enforced (enforcement forces a
-//! statement journal on every insert and delete), and WAL checkpoints on a background thread
-//! instead of inside commits.
+//! statement journal on every insert and delete), WAL checkpoints on a background thread
+//! instead of inside commits, and multi-row `INSERT` statements for the events and delivery rows
+//! of a group commit, all prepared once and cached (profiles of `actionkit serve` under the
+//! `serve_load` benchmark showed per-row statement overhead and SQL parsing on every commit).
 //!
 //! # Threads
 //!
@@ -209,12 +211,15 @@ impl WriteConn {
     /// Switches `synchronous` (only possible outside a transaction) when it differs.
     pub(crate) fn set_synchronous(&mut self, mode: SyncMode) -> Result<(), QueueError> {
         if self.sync != Some(mode) {
-            let value = match mode {
-                SyncMode::Full => "FULL",
-                SyncMode::Normal => "NORMAL",
+            // Enqueue and delivery transactions alternate, so this runs often: a cached
+            // statement saves parsing the pragma each time.
+            let sql = match mode {
+                SyncMode::Full => "PRAGMA synchronous = FULL",
+                SyncMode::Normal => "PRAGMA synchronous = NORMAL",
             };
             self.conn
-                .pragma_update(None, "synchronous", value)
+                .prepare_cached(sql)
+                .and_then(|mut stmt| stmt.execute([]))
                 .ctx("setting the synchronous pragma")?;
             self.sync = Some(mode);
         }
@@ -277,6 +282,9 @@ fn open_connection(
         // Keep the WAL file from staying large after a burst once it has been checkpointed.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .ctx("setting the journal size limit")?;
+        // Enqueue, delivery and DLQ statements together outnumber rusqlite's default cache of
+        // 16, and evicted statements were parsed again on every transaction.
+        conn.set_prepared_statement_cache_capacity(64);
     }
     Ok(conn)
 }

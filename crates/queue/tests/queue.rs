@@ -741,3 +741,51 @@ fn delivered_rows_are_pruned_so_the_file_stops_growing() {
         "database grows with delivered events: {sizes:?}"
     );
 }
+
+#[test]
+fn large_groups_are_written_whole_with_ids_that_are_never_reused() {
+    // 201 events fill three 64-row statements plus single rows; 603 deliveries fill four
+    // 128-row statements plus single rows.
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    let names = dests(&["a", "b", "c"]);
+    let first = q.enqueue(events("big", 201), &names).unwrap();
+    assert_eq!(first.len(), 201);
+    assert!(first.windows(2).all(|w| w[0] < w[1]), "{first:?}");
+    assert_eq!(count_rows(&dir, "events"), 201);
+    assert_eq!(count_rows(&dir, "deliveries"), 603);
+    for name in ["a", "b", "c"] {
+        let leases = q.lease(name, 1000, SystemTime::now()).unwrap();
+        assert_eq!(leases.len(), 201);
+        for lease in &leases {
+            let idx = first.iter().position(|id| *id == lease.event_id).unwrap();
+            assert_eq!(lease.message_id, format!("big-{idx}"));
+            assert_eq!(
+                lease.payload,
+                format!(r#"{{"type":"track","event":"big-{idx}"}}"#).into_bytes()
+            );
+        }
+        let ids: Vec<_> = leases.iter().map(|l| l.id).collect();
+        q.ack_delivered(&ids).unwrap();
+    }
+    assert_eq!(count_rows(&dir, "events"), 0);
+    // The highest ids were deleted; new events still get higher ones, also after a reopen.
+    let second = q.enqueue(events("next", 2), &names).unwrap();
+    assert!(second[0] > first[200], "{second:?} after {:?}", first[200]);
+    drop(q);
+    let q = open(&dir, QueueConfig::default());
+    let leases = q.lease("a", 10, SystemTime::now()).unwrap();
+    let ids: Vec<_> = leases.iter().map(|l| l.id).collect();
+    q.ack_delivered(&ids).unwrap();
+    for name in ["b", "c"] {
+        let ids: Vec<_> = q
+            .lease(name, 10, SystemTime::now())
+            .unwrap()
+            .iter()
+            .map(|l| l.id)
+            .collect();
+        q.ack_delivered(&ids).unwrap();
+    }
+    let third = q.enqueue(events("third", 1), &names).unwrap();
+    assert!(third[0] > second[1], "{third:?} after {:?}", second[1]);
+}
