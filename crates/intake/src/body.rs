@@ -196,6 +196,16 @@ pub(crate) struct Scan {
 /// This is a single pass over the bytes, run before parsing so that a deeply nested document is
 /// refused without recursing into it. Malformed JSON is left for the parser to report.
 pub(crate) fn check_depth(text: &str, limit: usize) -> Result<Scan, Rejection> {
+    check_depth_within(text, limit, 0)
+}
+
+/// Like [`check_depth`] for events wrapped in `envelope` levels of container (two for a batch:
+/// the body object and its `batch` array); `limit` counts from the event and the message names it.
+pub(crate) fn check_depth_within(
+    text: &str,
+    limit: usize,
+    envelope: usize,
+) -> Result<Scan, Rejection> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut idx = 0usize;
@@ -228,10 +238,13 @@ pub(crate) fn check_depth(text: &str, limit: usize) -> Result<Scan, Rejection> {
             }
             b'{' | b'[' => {
                 depth += 1;
-                if depth > limit {
+                if depth > limit + envelope {
+                    let within = if envelope > 0 { " within an event" } else { "" };
                     return Err(Rejection::new(
                         ErrorCode::TooDeep,
-                        format!("objects and arrays nest deeper than {limit} levels at byte {idx}"),
+                        format!(
+                            "objects and arrays nest deeper than {limit} levels{within} at byte {idx}"
+                        ),
                     ));
                 }
             }

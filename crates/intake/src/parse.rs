@@ -153,7 +153,7 @@ fn parse_body(
         PathKind::Batch => 2,
         PathKind::Single(_) => 0,
     };
-    let scan = body::check_depth(text, config.max_depth + envelope_levels)?;
+    let scan = body::check_depth_within(text, config.max_depth, envelope_levels)?;
     if !text.trim_ascii_start().starts_with('{') {
         return Err(Rejection::new(
             ErrorCode::InvalidJson,
@@ -635,6 +635,20 @@ mod tests {
                 .events
                 .len(),
             1
+        );
+        // Beyond it, the batch's message names the per-event limit, not the envelope's.
+        let too_deep = format!("{}1{}", "[".repeat(70), "]".repeat(70));
+        let batch = format!(
+            r#"{{"batch":[{{"type":"track","userId":"u","event":"e","properties":{{"a":{too_deep}}}}}]}}"#
+        );
+        let err = run(PathKind::Batch, &meta, batch.as_bytes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooDeep);
+        assert!(
+            err.message.starts_with(
+                "objects and arrays nest deeper than 64 levels within an event at byte"
+            ),
+            "{}",
+            err.message
         );
     }
 
