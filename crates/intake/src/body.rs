@@ -195,17 +195,10 @@ pub(crate) struct Scan {
 ///
 /// This is a single pass over the bytes, run before parsing so that a deeply nested document is
 /// refused without recursing into it. Malformed JSON is left for the parser to report.
-pub(crate) fn check_depth(text: &str, limit: usize) -> Result<Scan, Rejection> {
-    check_depth_within(text, limit, 0)
-}
-
-/// Like [`check_depth`] for events wrapped in `envelope` levels of container (two for a batch:
-/// the body object and its `batch` array); `limit` counts from the event and the message names it.
-pub(crate) fn check_depth_within(
-    text: &str,
-    limit: usize,
-    envelope: usize,
-) -> Result<Scan, Rejection> {
+///
+/// Events may sit inside `envelope` levels of container (two for a batch: the body object and its
+/// `batch` array); `limit` counts from the event and the message names it.
+pub(crate) fn check_depth(text: &str, limit: usize, envelope: usize) -> Result<Scan, Rejection> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut idx = 0usize;
@@ -406,40 +399,47 @@ mod tests {
 
     #[test]
     fn depth_limit_ignores_brackets_in_strings() {
-        assert!(check_depth(r#"{"a":[[1]]}"#, 3).is_ok());
+        assert!(check_depth(r#"{"a":[[1]]}"#, 3, 0).is_ok());
         assert_eq!(
-            check_depth(r#"{"a":[[[1]]]}"#, 3).unwrap_err().code,
+            check_depth(r#"{"a":[[[1]]]}"#, 3, 0).unwrap_err().code,
             ErrorCode::TooDeep
         );
-        assert!(check_depth(r#"{"a":"[[[[[[\"[[[["}"#, 1).is_ok());
+        assert!(check_depth(r#"{"a":"[[[[[[\"[[[["}"#, 1, 0).is_ok());
         assert!(
-            !check_depth(r#"{"a":[true,false,1.5,"1e9"]}"#, 3)
+            !check_depth(r#"{"a":[true,false,1.5,"1e9"]}"#, 3, 0)
                 .unwrap()
                 .needs_full_parse
         );
-        assert!(check_depth(r#"{"a":1e400}"#, 3).unwrap().needs_full_parse);
+        assert!(
+            check_depth(r#"{"a":1e400}"#, 3, 0)
+                .unwrap()
+                .needs_full_parse
+        );
         // Brackets, quotes and escapes at every offset of the eight-byte steps.
         for pad in 0..17 {
             let fill = "x".repeat(pad);
             let text = format!(r#"{{"{fill}":"{fill}[\"{fill}\\","b{fill}":[["{fill}"]]}}"#);
-            assert!(check_depth(&text, 3).is_ok(), "{text}");
-            assert_eq!(check_depth(&text, 2).unwrap_err().code, ErrorCode::TooDeep);
+            assert!(check_depth(&text, 3, 0).is_ok(), "{text}");
+            assert_eq!(
+                check_depth(&text, 2, 0).unwrap_err().code,
+                ErrorCode::TooDeep
+            );
             let lone = format!(r#"{{"{fill}":"{fill}\ud800"}}"#);
-            assert!(check_depth(&lone, 1).unwrap().needs_full_parse, "{lone}");
+            assert!(check_depth(&lone, 1, 0).unwrap().needs_full_parse, "{lone}");
         }
-        assert!(check_depth(r#"{"a":2.E1}"#, 3).unwrap().needs_full_parse);
+        assert!(check_depth(r#"{"a":2.E1}"#, 3, 0).unwrap().needs_full_parse);
         assert!(
-            check_depth(r#"{"a":"\ud800"}"#, 3)
+            check_depth(r#"{"a":"\ud800"}"#, 3, 0)
                 .unwrap()
                 .needs_full_parse
         );
         assert!(
-            !check_depth(r#"{"a":"\u00e9\\ud800"}"#, 3)
+            !check_depth(r#"{"a":"\u00e9\\ud800"}"#, 3, 0)
                 .unwrap()
                 .needs_full_parse
         );
         let deep = "[".repeat(1_000_000);
-        let err = check_depth(&deep, 64).unwrap_err();
+        let err = check_depth(&deep, 64, 0).unwrap_err();
         assert!(err.message.contains("byte 64"), "{}", err.message);
     }
 

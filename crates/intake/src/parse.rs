@@ -153,7 +153,7 @@ fn parse_body(
         PathKind::Batch => 2,
         PathKind::Single(_) => 0,
     };
-    let scan = body::check_depth_within(text, config.max_depth, envelope_levels)?;
+    let scan = body::check_depth(text, config.max_depth, envelope_levels)?;
     if !text.trim_ascii_start().starts_with('{') {
         return Err(Rejection::new(
             ErrorCode::InvalidJson,
