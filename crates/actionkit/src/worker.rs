@@ -44,6 +44,10 @@ pub struct WorkerConfig {
     pub lease_batch: usize,
     /// How long an idle worker sleeps when it is not woken by new events.
     pub idle_poll: Duration,
+    /// How long a worker lets events gather before leasing again after a wake-up or after a
+    /// batch smaller than [`WorkerConfig::lease_batch`], so that one lease and one
+    /// acknowledgement cover many rows instead of one each.
+    pub gather: Duration,
     /// The delay before a queue-level retry when the destination gave no `Retry-After`, by the
     /// number of failed attempts so far.
     pub backoff: Backoff,
@@ -54,6 +58,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             lease_batch: 64,
             idle_poll: Duration::from_millis(500),
+            gather: Duration::from_millis(5),
             backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(600)),
         }
     }
@@ -297,11 +302,28 @@ pub async fn run(
                 _ = tokio::time::sleep(config.idle_poll) => {}
                 _ = shutdown.changed() => {}
             }
+            gather(&config, &mut shutdown).await;
             continue;
         }
+        let partial = leases.len() < config.lease_batch;
         process_batch(&queue, &target, leases, &config, &metrics).await;
+        if partial {
+            gather(&config, &mut shutdown).await;
+        }
     }
     tracing::info!(destination = %name, "Delivery worker stopped.");
+}
+
+/// Waits [`WorkerConfig::gather`] (cut short by shutdown) so that events arriving meanwhile are
+/// leased and acknowledged together.
+async fn gather(config: &WorkerConfig, shutdown: &mut watch::Receiver<bool>) {
+    if config.gather.is_zero() || *shutdown.borrow() {
+        return;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(config.gather) => {}
+        _ = shutdown.changed() => {}
+    }
 }
 
 /// Delivers a leased batch concurrently and records every outcome.

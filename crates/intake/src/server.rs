@@ -7,8 +7,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
@@ -40,6 +41,14 @@ pub trait EventSink: Send + Sync {
     /// Whether the sink can take events now; `/readyz` reports it. Ready unless overridden.
     fn is_ready(&self) -> bool {
         true
+    }
+
+    /// A cheap check, made before a request's body is read, that the sink is full right now:
+    /// `Some` with the `Retry-After` seconds to answer `503` at once without reading or parsing
+    /// the body. Only a hint: `None` (the default) sends the request on to
+    /// [`EventSink::enqueue`], which decides for good.
+    fn full_hint(&self) -> Option<u32> {
+        None
     }
 }
 
@@ -80,6 +89,43 @@ struct Inner {
     sink: Arc<dyn EventSink>,
     metrics: MetricsRegistry,
     in_flight: Arc<Semaphore>,
+    /// Paces the warning about shed requests.
+    shed_log: LogPacer,
+    /// Paces the warning about events the sink did not store.
+    not_stored_log: LogPacer,
+}
+
+/// Lets a repeated warning through at most once per [`LogPacer::EVERY`], counting the ones it
+/// held back so the next line can say how many; metrics still count every occurrence exactly.
+#[derive(Debug, Default)]
+struct LogPacer {
+    last: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl LogPacer {
+    /// The shortest gap between two lines of the same warning.
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// `Some(n)` when the caller should log now, `n` being how many occurrences were held back
+    /// since the last line; `None` when this occurrence is only counted.
+    fn admit(&self) -> Option<u64> {
+        let now = Instant::now();
+        let mut last = match self.last.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match *last {
+            Some(at) if now.duration_since(at) < Self::EVERY => {
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(self.suppressed.swap(0, Ordering::Relaxed))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for IntakeState {
@@ -109,6 +155,8 @@ impl IntakeState {
                 sink,
                 metrics,
                 in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+                shed_log: LogPacer::default(),
+                not_stored_log: LogPacer::default(),
             }),
         }
     }
@@ -257,7 +305,13 @@ async fn track_inner(state: &IntakeState, kind: PathKind, req: Request) -> Respo
             ],
         )
         .increment(1);
-        tracing::warn!(path, "Request shed: too many requests in flight.");
+        if let Some(suppressed) = inner.shed_log.admit() {
+            tracing::warn!(
+                path,
+                suppressed,
+                "Request shed: too many requests in flight (suppressed: similar lines held back since the last one)."
+            );
+        }
         let response = error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
@@ -266,6 +320,38 @@ async fn track_inner(state: &IntakeState, kind: PathKind, req: Request) -> Respo
         );
         return close_if_body_unread(response, req.headers());
     };
+
+    // While the sink is known to be full, answer before reading and parsing the body: under
+    // overload that work would be thrown away and would slow the delivery that frees room.
+    if let Some(secs) = inner.sink.full_hint() {
+        let secs = secs.max(1);
+        m.counter(
+            REJECTED_TOTAL,
+            &[
+                ("source", "unknown"),
+                ("path", path),
+                ("reason", "queue_full"),
+                ("unit", "request"),
+            ],
+        )
+        .increment(1);
+        if let Some(suppressed) = inner.not_stored_log.admit() {
+            tracing::warn!(
+                path,
+                suppressed,
+                "Request refused unread: the event queue is full (suppressed: similar lines held back since the last one)."
+            );
+        }
+        let response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_full",
+            &format!(
+                "the event queue could not take the events; nothing from this request was stored; retry after {secs} s"
+            ),
+            Some(secs),
+        );
+        return close_if_body_unread(response, req.headers());
+    }
 
     let (parts, body) = req.into_parts();
     let limit = inner.config.max_body_bytes(kind == PathKind::Batch);
@@ -349,7 +435,16 @@ async fn store(state: &IntakeState, accepted: Accepted) -> Response {
                 ],
             )
             .increment(n_accepted as u64);
-            tracing::warn!(source = &*source, path, events = n_accepted, error = %e, "Events not stored.");
+            if let Some(suppressed) = inner.not_stored_log.admit() {
+                tracing::warn!(
+                    source = &*source,
+                    path,
+                    events = n_accepted,
+                    error = %e,
+                    suppressed,
+                    "Events not stored (suppressed: similar lines held back since the last one)."
+                );
+            }
             let message = match retry {
                 Some(secs) => format!(
                     "the event queue could not take the events; nothing from this request was stored; retry after {secs} s"
@@ -501,5 +596,23 @@ async fn read_capped(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_pacer_lets_one_line_a_second_through_and_counts_the_rest() {
+        let pacer = LogPacer::default();
+        assert_eq!(pacer.admit(), Some(0));
+        assert_eq!(pacer.admit(), None);
+        assert_eq!(pacer.admit(), None);
+        // Pretend the last line went out more than a second ago.
+        let past = Instant::now().checked_sub(LogPacer::EVERY + Duration::from_millis(1));
+        *pacer.last.lock().unwrap() = past;
+        assert_eq!(pacer.admit(), Some(2));
+        assert_eq!(pacer.admit(), None);
     }
 }

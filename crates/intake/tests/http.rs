@@ -31,6 +31,8 @@ struct TestSink {
     gate: Option<Arc<Notify>>,
     /// How many enqueues have reached the gate.
     parked: AtomicUsize,
+    /// What [`EventSink::full_hint`] answers.
+    hint: Mutex<Option<u32>>,
 }
 
 impl TestSink {
@@ -41,6 +43,7 @@ impl TestSink {
             ready: Mutex::new(true),
             gate: None,
             parked: AtomicUsize::new(0),
+            hint: Mutex::new(None),
         })
     }
 
@@ -75,6 +78,10 @@ impl EventSink for TestSink {
 
     fn is_ready(&self) -> bool {
         *self.ready.lock().unwrap()
+    }
+
+    fn full_hint(&self) -> Option<u32> {
+        *self.hint.lock().unwrap()
     }
 }
 
@@ -259,6 +266,35 @@ async fn batch_with_invalid_events_stores_the_valid_ones_and_lists_the_rest() {
         stored_json(&sink)[1]["context"]["library"]["name"],
         "analytics-python"
     );
+}
+
+#[tokio::test]
+async fn a_full_hint_answers_503_before_the_body_is_read_and_closes_the_connection() {
+    let sink = TestSink::new(Mode::Store);
+    *sink.hint.lock().unwrap() = Some(4);
+    let srv = Server::start(sink.clone()).await;
+    // The body is not even JSON: a 503 (not a 400) shows it was never read or parsed.
+    let res = srv
+        .client
+        .post(srv.url("/v1/track"))
+        .header("content-type", "application/json")
+        .header("authorization", basic(WEB_KEY))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(res.headers()["retry-after"], "4");
+    assert_eq!(res.headers()["connection"], "close");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["accepted"], 0);
+    assert_eq!(body["error"]["code"], "queue_full");
+    assert!(sink.stored().is_empty());
+    // Once the hint is gone, requests reach the sink again.
+    *sink.hint.lock().unwrap() = None;
+    let (status, _, _) = srv.post("/v1/track", r#"{"userId":"u","event":"e"}"#).await;
+    assert_eq!(status, 200);
+    assert_eq!(sink.stored().len(), 1);
 }
 
 #[tokio::test]
@@ -534,6 +570,7 @@ async fn requests_past_the_in_flight_bound_get_503() {
         ready: Mutex::new(true),
         gate: Some(Arc::clone(&gate)),
         parked: AtomicUsize::new(0),
+        hint: Mutex::new(None),
     });
     let srv = Arc::new(Server::start_with(sink.clone(), 1).await);
     let first = {

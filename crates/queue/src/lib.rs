@@ -115,11 +115,11 @@ mod types;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -134,6 +134,10 @@ pub use writer::PendingEnqueue;
 
 use error::SqlContext;
 use types::to_ms;
+
+/// How long after the bound turned a request away [`Queue::full_hint`] keeps reporting the queue
+/// as full without asking the writer again.
+pub const FULL_HINT_TTL: Duration = Duration::from_millis(50);
 use writer::WriteRequest;
 
 /// A handle to an open queue; clones share the same database, connections and writer thread.
@@ -165,6 +169,9 @@ struct Inner {
     checkpointer: Option<JoinHandle<()>>,
     checkpoint_failures: Arc<AtomicU64>,
     recovered_on_open: u64,
+    /// When the bound last turned a request away (milliseconds since the epoch), 0 once a later
+    /// commit stored everything; see [`Queue::full_hint`].
+    full_at: Arc<AtomicI64>,
 }
 
 impl Drop for Inner {
@@ -330,12 +337,14 @@ impl Queue {
         checkpoint::install_hook(&mut conn, wake_tx, checkpoint_failures.clone())?;
         let conn = Arc::new(Mutex::new(WriteConn { conn, sync: None }));
         let (tx, rx) = mpsc::channel();
+        let full_at = Arc::new(AtomicI64::new(0));
         let writer = {
             let conn = conn.clone();
             let config = config.clone();
+            let full_at = full_at.clone();
             std::thread::Builder::new()
                 .name("actionkit-queue-writer".into())
-                .spawn(move || writer::run(rx, conn, config))
+                .spawn(move || writer::run(rx, conn, config, full_at))
                 .map_err(|source| QueueError::Io {
                     context: "starting the queue writer thread",
                     source,
@@ -352,6 +361,7 @@ impl Queue {
                 checkpointer: Some(checkpointer),
                 checkpoint_failures,
                 recovered_on_open,
+                full_at,
             }),
         })
     }
@@ -364,6 +374,24 @@ impl Queue {
     /// The configuration this queue was opened with.
     pub fn config(&self) -> &QueueConfig {
         &self.inner.config
+    }
+
+    /// A cheap guess that an enqueue would be turned away as full right now: `Some` with the
+    /// `Retry-After` hint in seconds when the bound turned a request away less than
+    /// [`FULL_HINT_TTL`] before `now` and no commit has stored everything since.
+    ///
+    /// It reads one atomic and touches no database, so intake can answer `503` before reading a
+    /// request's body. It is only a hint: a request it lets through is still checked against the
+    /// bound by the writer, and after [`FULL_HINT_TTL`] the next request goes to the writer again,
+    /// which learns whether deliveries have freed room meanwhile.
+    pub fn full_hint(&self, now: SystemTime) -> Option<u64> {
+        let at = self.inner.full_at.load(Ordering::Relaxed);
+        if at == 0 {
+            return None;
+        }
+        let age = to_ms(now).saturating_sub(at);
+        let ttl = i64::try_from(FULL_HINT_TTL.as_millis()).unwrap_or(i64::MAX);
+        (age < ttl).then(|| self.inner.config.full_retry_after.as_secs().max(1))
     }
 
     /// How many in-flight rows opening returned to pending (work a crashed process left behind).

@@ -20,6 +20,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -146,7 +147,12 @@ pub(crate) struct WriteRequest {
 }
 
 /// The writer thread's main loop; returns when every sender is gone.
-pub(crate) fn run(rx: Receiver<WriteRequest>, conn: Arc<Mutex<WriteConn>>, config: QueueConfig) {
+pub(crate) fn run(
+    rx: Receiver<WriteRequest>,
+    conn: Arc<Mutex<WriteConn>>,
+    config: QueueConfig,
+    full_at: Arc<AtomicI64>,
+) {
     while let Ok(first) = rx.recv() {
         let mut n_events = first.events.len();
         let mut group = vec![first];
@@ -159,12 +165,20 @@ pub(crate) fn run(rx: Receiver<WriteRequest>, conn: Arc<Mutex<WriteConn>>, confi
                 Err(_) => break,
             }
         }
-        commit_group(&conn, &config, group);
+        commit_group(&conn, &config, group, &full_at);
     }
 }
 
 /// Writes a group of requests in one transaction and answers every caller after the commit.
-fn commit_group(conn: &Mutex<WriteConn>, config: &QueueConfig, group: Vec<WriteRequest>) {
+///
+/// `full_at` records when the bound last turned a request away (milliseconds since the epoch),
+/// or 0 once a group stored everything it was given; [`crate::Queue::full_hint`] reads it.
+fn commit_group(
+    conn: &Mutex<WriteConn>,
+    config: &QueueConfig,
+    group: Vec<WriteRequest>,
+    full_at: &AtomicI64,
+) {
     let now_ms = to_ms(SystemTime::now());
     let res = {
         let mut guard = lock(conn);
@@ -172,6 +186,13 @@ fn commit_group(conn: &Mutex<WriteConn>, config: &QueueConfig, group: Vec<WriteR
     };
     match res {
         Ok(outcomes) => {
+            let turned_away = outcomes
+                .iter()
+                .any(|o| matches!(o, Err(QueueError::Full { .. })));
+            full_at.store(
+                if turned_away { now_ms.max(1) } else { 0 },
+                Ordering::Relaxed,
+            );
             for (req, outcome) in group.into_iter().zip(outcomes) {
                 req.completer.complete(outcome);
             }

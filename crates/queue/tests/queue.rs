@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use actionkit_queue::{
-    DeliveryId, DeliveryState, DlqFilter, DlqSelection, EventId, NewEvent, Queue, QueueConfig,
-    QueueError, RetryOutcome,
+    DeliveryId, DeliveryState, DlqFilter, DlqSelection, EventId, FULL_HINT_TTL, NewEvent, Queue,
+    QueueConfig, QueueError, RetryOutcome,
 };
 use tempfile::TempDir;
 
@@ -419,6 +419,34 @@ fn full_queue_refuses_the_whole_batch_and_stores_nothing_of_it() {
         .map(String::from)
         .collect();
     assert_eq!(message_ids, expected);
+}
+
+#[test]
+fn the_full_hint_follows_the_writer_and_expires() {
+    let dir = TempDir::new().unwrap();
+    let cfg = QueueConfig {
+        max_events: 2,
+        full_retry_after: Duration::from_secs(3),
+        ..QueueConfig::default()
+    };
+    let q = open(&dir, cfg);
+    q.enqueue(events("first", 2), &dests(&["a"])).unwrap();
+    // Full, but no request has been turned away yet: no hint.
+    assert_eq!(q.full_hint(SystemTime::now()), None);
+    assert!(matches!(
+        q.enqueue(events("second", 1), &dests(&["a"])),
+        Err(QueueError::Full { .. })
+    ));
+    let now = SystemTime::now();
+    assert_eq!(q.full_hint(now), Some(3));
+    // The hint expires, so the writer is asked again.
+    assert_eq!(q.full_hint(now + FULL_HINT_TTL), None);
+    // Once deliveries free room and a request is stored, the hint is gone at once.
+    let leased = q.lease("a", 1, now).unwrap();
+    q.ack_delivered(&leased.iter().map(|l| l.id).collect::<Vec<_>>())
+        .unwrap();
+    q.enqueue(events("third", 1), &dests(&["a"])).unwrap();
+    assert_eq!(q.full_hint(SystemTime::now()), None);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actionkit_intake::{
     BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, SinkError,
@@ -84,6 +84,12 @@ impl EventSink for QueueSink {
 
     fn is_ready(&self) -> bool {
         !self.closing.load(Ordering::Relaxed)
+    }
+
+    fn full_hint(&self) -> Option<u32> {
+        self.queue
+            .full_hint(SystemTime::now())
+            .map(|secs| u32::try_from(secs).unwrap_or(u32::MAX))
     }
 }
 
