@@ -310,6 +310,12 @@ async fn segment_python_client_events_arrive_as_the_expected_requests() {
         "the client's error should carry the status and the reason:\n{}",
         refused.stderr
     );
+    // The client reads `code` and `message` at the top level of our answer.
+    assert!(
+        refused.stderr.contains("invalid_write_key: "),
+        "the client should report our error code:\n{}",
+        refused.stderr
+    );
     assert!(!refused.stderr.contains(WRITE_KEY));
 
     // The client's default: a background thread batching the calls into /v1/batch; then one

@@ -20,6 +20,9 @@
 //!   503 + `Retry-After` (queue full, or too many requests in flight; nothing stored), 500
 //!   (queue failed; nothing stored).
 //!
+//! Every refusal also repeats `code` and `message` at the top level of the body, where Segment's
+//! client libraries look for them when they report an error.
+//!
 //! # Choices (where Segment differs or is silent)
 //! - Real status codes: Segment answers 200 to events it drops; we never do.
 //! - Write key: HTTP Basic user name, else `X-Write-Key`, else the body's `writeKey`. A key in a

@@ -483,17 +483,18 @@ async fn store(state: &IntakeState, accepted: Accepted) -> Response {
         .into_iter()
         .map(|r| json!({"index": r.index, "code": r.code.as_str(), "message": r.message}))
         .collect();
+    let message = format!(
+        "{n_rejected} of {} events were rejected and not stored; the other {n_accepted} were stored",
+        n_accepted + n_rejected
+    );
+    // `code` and `message` also sit at the top level, where Segment's client libraries read them.
     let body = json!({
         "success": false,
         "accepted": n_accepted,
         "rejected": list,
-        "error": {
-            "code": "invalid_events",
-            "message": format!(
-                "{n_rejected} of {} events were rejected and not stored; the other {n_accepted} were stored",
-                n_accepted + n_rejected
-            ),
-        },
+        "code": "invalid_events",
+        "message": message,
+        "error": {"code": "invalid_events", "message": message},
     });
     (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
@@ -535,8 +536,13 @@ fn error_response(
     message: &str,
     retry_after: Option<u32>,
 ) -> Response {
-    let body =
-        json!({"success": false, "accepted": 0, "error": {"code": code, "message": message}});
+    let body = json!({
+        "success": false,
+        "accepted": 0,
+        "code": code,
+        "message": message,
+        "error": {"code": code, "message": message},
+    });
     let mut response = (status, axum::Json(body)).into_response();
     if let Some(secs) = retry_after {
         response
