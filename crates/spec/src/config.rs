@@ -366,16 +366,7 @@ fn interpolate_settings(
                 continue;
             };
             let pointer = pointer_join(&format!("/destinations/{idx}/settings"), key);
-            match interpolate(text, env) {
-                Ok(Some(replaced)) => *text = replaced,
-                Ok(None) => {}
-                Err(message) => problems.push(Diagnostic::new(
-                    file,
-                    map.value_or_ancestor(&pointer),
-                    pointer.clone(),
-                    message,
-                )),
-            }
+            interpolate_at(file, text, &pointer, map, env, problems);
         }
     }
 }
@@ -400,16 +391,28 @@ fn interpolate_write_keys(
             continue;
         };
         let pointer = format!("/server/write_keys/{idx}/key");
-        match interpolate(text, env) {
-            Ok(Some(replaced)) => *text = replaced,
-            Ok(None) => {}
-            Err(message) => problems.push(Diagnostic::new(
-                file,
-                map.value_or_ancestor(&pointer),
-                pointer.clone(),
-                message,
-            )),
-        }
+        interpolate_at(file, text, &pointer, map, env, problems);
+    }
+}
+
+/// Replaces `${VAR}` in `text`, the value at `pointer`, or records why it cannot.
+fn interpolate_at(
+    file: &str,
+    text: &mut String,
+    pointer: &str,
+    map: &SourceMap,
+    env: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<Diagnostic>,
+) {
+    match interpolate(text, env) {
+        Ok(Some(replaced)) => *text = replaced,
+        Ok(None) => {}
+        Err(message) => problems.push(Diagnostic::new(
+            file,
+            map.value_or_ancestor(pointer),
+            pointer,
+            message,
+        )),
     }
 }
 

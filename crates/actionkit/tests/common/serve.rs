@@ -32,29 +32,7 @@ pub async fn mock(faults: FaultConfig) -> MockHandle {
 
 /// Writes a configuration delivering to `endpoint` with its queue in `dir`.
 pub fn write_config(dir: &Path, endpoint: &str) -> std::path::PathBuf {
-    let queue = dir.join("queue.sqlite");
-    let text = format!(
-        "destinations:
-  - name: userpilot
-    destination: actions-userpilot-cloud
-    settings:
-      apiKey: ${{E2E_USERPILOT_KEY}}
-      endpoint: {endpoint}
-delivery:
-  rate_limits: false
-server:
-  listen: 127.0.0.1:0
-  write_keys:
-    - name: web
-      key: ${{E2E_WRITE_KEY}}
-  queue:
-    path: {}
-",
-        queue.display()
-    );
-    let path = dir.join("actionkit.yaml");
-    std::fs::write(&path, text).expect("the config is written");
-    path
+    write_config_with(dir, endpoint, "", "")
 }
 
 /// A running `actionkit serve` with its log lines collected.
