@@ -739,6 +739,38 @@ fn background_checkpoints_move_the_wal_into_the_database_file() {
 }
 
 #[test]
+fn new_files_get_4_kib_pages_and_older_files_keep_theirs() {
+    let dir = TempDir::new().unwrap();
+    let page_size = |path: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap()
+    };
+    let fresh = dir.path().join("fresh.db");
+    drop(Queue::open(&fresh, QueueConfig::default()).unwrap());
+    assert_eq!(page_size(&fresh), 4096);
+
+    // A queue created by an earlier version with 16 KiB pages opens, works and keeps them.
+    let older = dir.path().join("older.db");
+    {
+        let conn = rusqlite::Connection::open(&older).unwrap();
+        conn.execute_batch("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; VACUUM;")
+            .unwrap();
+    }
+    assert_eq!(page_size(&older), 16384);
+    let q = Queue::open(&older, QueueConfig::default()).unwrap();
+    let ids = q
+        .enqueue(vec![NewEvent::new("m1", b"{}".to_vec())], &dests(&["a"]))
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    let leased = q.lease("a", 10, SystemTime::now()).unwrap();
+    assert_eq!(leased.len(), 1);
+    drop(q);
+    assert_eq!(page_size(&older), 16384);
+}
+
+#[test]
 fn delivered_rows_are_pruned_so_the_file_stops_growing() {
     let dir = TempDir::new().unwrap();
     let q = open(&dir, QueueConfig::default());
