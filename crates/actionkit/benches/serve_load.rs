@@ -16,7 +16,8 @@
 //! 2. latency: single `/v1/track` calls at `LOAD_RATE` requests/s for `LOAD_LATENCY_SECS`, open
 //!    loop: each request has an intended send time and its latency runs from that time, so a
 //!    slow answer cannot hide the requests that would have queued behind it (no coordinated
-//!    omission);
+//!    omission); sent by a lean HTTP/1.1 client (see `RawClient`), and reported with the
+//!    server's own handler-time histogram beside the client-side percentiles;
 //! 3. overload: `OVERLOAD_CONNECTIONS` connections post batches without pause for
 //!    `OVERLOAD_SECS` (default 600) against a queue bounded to `OVERLOAD_MAX_EVENTS` events, so
 //!    it fills and intake answers 503 with `Retry-After`; the server's `VmRSS` and `VmHWM` are
@@ -24,7 +25,9 @@
 //!
 //! The load generator shares the machine's cores with the server and the mock, so it is lean
 //! (one async thread, pre-built bodies patched in place, keep-alive connections) and the CPU
-//! time of all three processes is reported, from `/proc/<pid>/stat`.
+//! time of all three processes is reported, from `/proc/<pid>/stat`. On a virtual machine the
+//! hypervisor may also run other guests on the same cores; the share of CPU time it took (steal,
+//! from `/proc/stat`) is reported with every phase, since latency percentiles move with it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -460,6 +463,118 @@ fn client(connections: usize) -> reqwest::Client {
         .expect("the HTTP client builds")
 }
 
+/// A lean HTTP/1.1 client for the latency phase: keep-alive connections in a free list, each
+/// request written with one `write_all`, each answer read up to its `Content-Length` and parsed
+/// with `httparse`.
+///
+/// reqwest cost the generator about 200 µs of CPU per call, which on 2 cores is taken from the
+/// server being measured, and its scheduling delays counted in the server's latency; this costs
+/// a fraction of that, as a client on another machine would.
+struct RawClient {
+    /// `host:port` of the server.
+    addr: String,
+    idle: Mutex<Vec<tokio::net::TcpStream>>,
+}
+
+impl RawClient {
+    fn new(base_url: &str) -> RawClient {
+        RawClient {
+            addr: base_url.trim_start_matches("http://").to_owned(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Posts `body` to `path`; the answer's status, or what went wrong.
+    async fn post(&self, path: &str, body: &[u8]) -> Result<u16, &'static str> {
+        use std::io::Write as _;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let reused = self.idle.lock().expect("the idle lock").pop();
+        let mut conn = match reused {
+            Some(conn) => conn,
+            None => {
+                let conn = tokio::net::TcpStream::connect(&self.addr)
+                    .await
+                    .map_err(|_| "connect error")?;
+                conn.set_nodelay(true).map_err(|_| "connect error")?;
+                conn
+            }
+        };
+        let mut request = Vec::with_capacity(body.len() + 192);
+        write!(
+            request,
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nX-Write-Key: {WRITE_KEY}\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .map_err(|_| "transport error")?;
+        request.extend_from_slice(body);
+        conn.write_all(&request)
+            .await
+            .map_err(|_| "transport error")?;
+        let mut answer = Vec::with_capacity(512);
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut chunk).await.map_err(|_| "transport error")?;
+            if n == 0 {
+                return Err("transport error");
+            }
+            answer.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut parsed = httparse::Response::new(&mut headers);
+            let httparse::Status::Complete(head_len) =
+                parsed.parse(&answer).map_err(|_| "malformed answer")?
+            else {
+                continue;
+            };
+            let header = |name: &str| {
+                parsed
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+            };
+            let body_len: usize = header("content-length")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if answer.len() < head_len + body_len {
+                continue;
+            }
+            let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+            let status = parsed.code.unwrap_or(0);
+            if !close {
+                self.idle.lock().expect("the idle lock").push(conn);
+            }
+            return Ok(status);
+        }
+    }
+}
+
+/// The share of `/v1/track` requests the server itself handled within 5 ms and within 10 ms,
+/// from its request duration histogram (handler time: what the server adds, without the
+/// client's and the network's share).
+async fn server_side_shares(client: &reqwest::Client, base: &str) -> Option<(f64, f64)> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let value = |needle: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let name = "actionkit_intake_request_duration_seconds";
+    let total = value(&format!("{name}_count{{path=\"track\"}}"))?;
+    let within_5 = value(&format!("{name}_bucket{{path=\"track\",le=\"0.005\"}}"))?;
+    let within_10 = value(&format!("{name}_bucket{{path=\"track\",le=\"0.01\"}}"))?;
+    (total > 0.0).then(|| (100.0 * within_5 / total, 100.0 * within_10 / total))
+}
+
 /// Posts one body; returns the status and, for a 2xx, how many events the answer accepted.
 async fn post(
     client: &reqwest::Client,
@@ -507,12 +622,38 @@ async fn post(
     Some(status)
 }
 
-/// CPU time of the three processes over a phase.
+/// The machine's CPU time stolen by the hypervisor and its total CPU time, in clock ticks, from
+/// the `cpu` line of `/proc/stat`; `None` where that file is missing or unreadable.
+fn machine_steal() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let steal = *ticks.get(7)?;
+    Some((steal, ticks.iter().take(8).sum()))
+}
+
+/// CPU use over a phase.
 struct CpuMark {
     at: Instant,
     server: Duration,
     mock: Duration,
     loadgen: Duration,
+    steal: Option<(u64, u64)>,
+}
+
+/// CPU use over a phase: the three processes in cores (CPU seconds per second) and the share of
+/// the machine's CPU time that the hypervisor gave to other guests (steal), in percent.
+struct CpuUse {
+    wall_secs: f64,
+    server: f64,
+    mock: f64,
+    loadgen: f64,
+    steal_percent: Option<f64>,
 }
 
 impl CpuMark {
@@ -522,19 +663,27 @@ impl CpuMark {
             server: server.cpu(),
             mock: mock.cpu(),
             loadgen: cpu_time("self"),
+            steal: machine_steal(),
         }
     }
 
-    /// `server x.xx, mock y.yy, load generator z.zz` in cores (CPU seconds per second).
-    fn cores_since(&self, server: &Proc, mock: &Proc) -> (f64, f64, f64, f64) {
+    /// The CPU use from this mark to now.
+    fn cores_since(&self, server: &Proc, mock: &Proc) -> CpuUse {
         let now = CpuMark::take(server, mock);
         let wall = now.at.duration_since(self.at).as_secs_f64().max(1e-9);
-        (
-            wall,
-            (now.server - self.server).as_secs_f64() / wall,
-            (now.mock - self.mock).as_secs_f64() / wall,
-            (now.loadgen - self.loadgen).as_secs_f64() / wall,
-        )
+        let steal_percent = match (self.steal, now.steal) {
+            (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
+                Some(100.0 * s1.saturating_sub(s0) as f64 / (t1 - t0) as f64)
+            }
+            _ => None,
+        };
+        CpuUse {
+            wall_secs: wall,
+            server: (now.server - self.server).as_secs_f64() / wall,
+            mock: (now.mock - self.mock).as_secs_f64() / wall,
+            loadgen: (now.loadgen - self.loadgen).as_secs_f64() / wall,
+            steal_percent,
+        }
     }
 }
 
@@ -606,10 +755,13 @@ fn phase_dir(base: &Path, name: &str) -> PathBuf {
     dir
 }
 
-fn cpu_note(cores: (f64, f64, f64, f64)) -> String {
+fn cpu_note(cores: CpuUse) -> String {
+    let steal = cores
+        .steal_percent
+        .map_or_else(|| "unknown".to_string(), |p| format!("{p:.1}%"));
     format!(
-        "CPU cores used: server {:.2}, mock {:.2}, load generator {:.2}",
-        cores.1, cores.2, cores.3
+        "CPU cores used: server {:.2}, mock {:.2}, load generator {:.2}; CPU stolen by the hypervisor: {steal}",
+        cores.server, cores.mock, cores.loadgen
     )
 }
 
@@ -653,7 +805,7 @@ async fn throughput(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, rep
     stop.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
     let delivered_during = delivered(&http, &base_url).await - delivered_before;
-    let wall = cores.0;
+    let wall = cores.wall_secs;
     let rate = accepted as f64 / wall;
     report.add(
         "accepted events/s through /v1/batch (100 x ~1 KB)",
@@ -676,17 +828,22 @@ async fn latency(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report
     let dir = phase_dir(base, "latency");
     let config = write_config(&dir, mock_url, 10_000_000, 20 << 30);
     let (server, base_url) = start_server(&config);
-    let url = Arc::new(format!("{base_url}/v1/track"));
-    let http = client(64);
-    let tally = Arc::new(Tally::default());
+    let http = client(4);
+    let raw = Arc::new(RawClient::new(&base_url));
     let template = Template::track(999);
     let n = (secs * rate) as usize;
     // Bodies are built before the clock starts.
     let mut bodies: Vec<Vec<u8>> = (0..n as u64).map(|seq| template.fill(seq)).collect();
     bodies.reverse();
-    // Warm the connection pool up, outside the measurement.
-    for seq in 0..32u64 {
-        post(&http, &url, template.fill(1_000_000_000 + seq), &tally).await;
+    // Open a few connections and warm the server up, outside the measurement.
+    let warm_up: Vec<_> = (0..32u64)
+        .map(|seq| {
+            let (raw, body) = (raw.clone(), template.fill(1_000_000_000 + seq));
+            tokio::spawn(async move { raw.post("/v1/track", &body).await })
+        })
+        .collect();
+    for handle in warm_up {
+        let _ = handle.await;
     }
     let tally = Arc::new(Tally::default());
     let latencies: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
@@ -697,8 +854,7 @@ async fn latency(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let handle = tokio::runtime::Handle::current();
     let pacer = {
-        let (http, url, tally, latencies) =
-            (http.clone(), url.clone(), tally.clone(), latencies.clone());
+        let (raw, tally, latencies) = (raw.clone(), tally.clone(), latencies.clone());
         std::thread::spawn(move || {
             let start = Instant::now() + Duration::from_millis(10);
             let mut late_sends = 0u64;
@@ -712,13 +868,19 @@ async fn latency(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report
                     late_sends += 1;
                 }
                 let body = bodies.pop().unwrap_or_default();
-                let (http, url, tally, latencies) =
-                    (http.clone(), url.clone(), tally.clone(), latencies.clone());
+                let (raw, tally, latencies) = (raw.clone(), tally.clone(), latencies.clone());
                 handles.push(handle.spawn(async move {
-                    let status = post(&http, &url, body, &tally).await;
+                    let answer = raw.post("/v1/track", &body).await;
                     let took = Instant::now().duration_since(intended);
-                    if status.is_some_and(|s| s.is_success()) {
-                        latencies.lock().expect("the latency lock").push(took);
+                    tally.requests.fetch_add(1, Ordering::Relaxed);
+                    match answer {
+                        Ok(status) => {
+                            tally.count(status.to_string());
+                            if (200..300).contains(&status) {
+                                latencies.lock().expect("the latency lock").push(took);
+                            }
+                        }
+                        Err(what) => tally.count(what.to_owned()),
                     }
                 }));
             }
@@ -742,8 +904,14 @@ async fn latency(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report
         let at = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
         lat[at].as_secs_f64() * 1e3
     };
+    let server_side = match server_side_shares(&http, &base_url).await {
+        Some((within_5, within_10)) => format!(
+            "server-side handler time (its /metrics histogram, warm-up included): {within_5:.2}% within 5 ms, {within_10:.2}% within 10 ms"
+        ),
+        None => "server-side handler time unavailable".to_owned(),
+    };
     let conditions = format!(
-        "{rate} req/s open loop for {secs} s, {} requests, answers {{{}}}, {late_sends} sent more than 1 ms after their intended time (counted in their latency; paced by an OS thread); {}; load avg {}",
+        "{rate} req/s open loop for {secs} s, {} requests, answers {{{}}}, {late_sends} sent more than 1 ms after their intended time (counted in their latency; paced by an OS thread); {server_side}; {}; load avg {}",
         n,
         tally.histogram(),
         cpu_note(cores),
@@ -849,7 +1017,7 @@ async fn overload(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, repor
                 0 => ", all with Retry-After".to_owned(),
                 n => format!(", {n} WITHOUT Retry-After"),
             },
-            accepted as f64 / cores.0,
+            accepted as f64 / cores.wall_secs,
             server.log_lines.load(Ordering::Relaxed),
             cpu_note(cores),
             load_average()
