@@ -51,6 +51,12 @@ pub struct WorkerConfig {
     /// The delay before a queue-level retry when the destination gave no `Retry-After`, by the
     /// number of failed attempts so far.
     pub backoff: Backoff,
+    /// The runtime whose blocking pool runs the queue calls; `None` for the worker's own.
+    ///
+    /// `serve` runs workers at a lower thread priority but passes its intake runtime here: a
+    /// queue transaction holds the write connection that every enqueue needs, and a
+    /// low-priority thread preempted while holding it would stall intake behind it.
+    pub queue_calls: Option<tokio::runtime::Handle>,
 }
 
 impl Default for WorkerConfig {
@@ -60,6 +66,7 @@ impl Default for WorkerConfig {
             idle_poll: Duration::from_millis(500),
             gather: Duration::from_millis(5),
             backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(600)),
+            queue_calls: None,
         }
     }
 }
@@ -254,11 +261,17 @@ fn cut_off(allowed: Duration) -> RowOutcome {
     }
 }
 
-/// Runs a blocking queue call on the blocking thread pool.
+/// Runs a blocking queue call on the blocking thread pool of `on` (the current runtime's when
+/// `None`).
 async fn blocking<T: Send + 'static>(
+    on: Option<&tokio::runtime::Handle>,
     f: impl FnOnce() -> Result<T, QueueError> + Send + 'static,
 ) -> Result<T, QueueError> {
-    match tokio::task::spawn_blocking(f).await {
+    let task = match on {
+        Some(handle) => handle.spawn_blocking(f),
+        None => tokio::task::spawn_blocking(f),
+    };
+    match task.await {
         Ok(res) => res,
         Err(err) => Err(QueueError::Io {
             context: "running a queue call",
@@ -287,7 +300,10 @@ pub async fn run(
             let queue = queue.clone();
             let name = name.clone();
             let n = config.lease_batch;
-            blocking(move || queue.lease(&name, n, SystemTime::now())).await
+            blocking(config.queue_calls.as_ref(), move || {
+                queue.lease(&name, n, SystemTime::now())
+            })
+            .await
         };
         let leases = match leases {
             Ok(leases) => leases,
@@ -381,7 +397,11 @@ async fn process_batch(
     }
     if !acks.is_empty() {
         let queue = queue.clone();
-        if let Err(err) = blocking(move || queue.ack_delivered(&acks)).await {
+        if let Err(err) = blocking(config.queue_calls.as_ref(), move || {
+            queue.ack_delivered(&acks)
+        })
+        .await
+        {
             tracing::error!(destination = %target.name, error = %err, "Acknowledging deliveries failed.");
         }
     }
@@ -411,7 +431,10 @@ async fn record_failure(
             let attempts = lease.attempts + 1;
             let res = {
                 let reason = reason.clone();
-                blocking(move || queue.schedule_retry(&lease, when, &reason, now)).await
+                blocking(config.queue_calls.as_ref(), move || {
+                    queue.schedule_retry(&lease, when, &reason, now)
+                })
+                .await
             };
             match res {
                 Ok(RetryOutcome::RetryScheduled) => tracing::warn!(
@@ -446,7 +469,10 @@ async fn record_failure(
             let id = lease.id;
             let res = {
                 let reason = reason.clone();
-                blocking(move || queue.dead_letter(id, &reason, now)).await
+                blocking(config.queue_calls.as_ref(), move || {
+                    queue.dead_letter(id, &reason, now)
+                })
+                .await
             };
             match res {
                 Ok(true) => tracing::warn!(
@@ -483,7 +509,7 @@ pub async fn run_reclaimer(queue: Queue, every: Duration, mut shutdown: watch::R
             return;
         }
         let queue = queue.clone();
-        match blocking(move || queue.reclaim_expired(SystemTime::now())).await {
+        match blocking(None, move || queue.reclaim_expired(SystemTime::now())).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "Returned expired leases to pending."),
             Err(err) => tracing::error!(error = %err, "Reclaiming expired leases failed."),
