@@ -13,7 +13,8 @@
 //! [`HARD_BYTES`], the writer checkpoints inline as SQLite would have, so the WAL stays
 //! bounded. Checkpoints never affect durability: committed transactions are already durable in
 //! the WAL, and a checkpoint interrupted by a crash is redone on the next open. Failed
-//! checkpoints (usually `SQLITE_BUSY`) are counted and retried on the next commit.
+//! checkpoints (usually `SQLITE_BUSY`) are counted and retried once the WAL has grown by another
+//! [`RETRY_BYTES`] (see [`WakePolicy`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

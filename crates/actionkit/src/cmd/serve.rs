@@ -299,9 +299,9 @@ const DELIVERY_NICE: i32 = 10;
 /// is short of CPU, a sender waiting for its answer goes first and deliveries, which wait in
 /// the durable queue anyway, go after. The workers' queue transactions still run at normal
 /// priority, on the intake runtime's blocking pool (see `WorkerConfig::queue_calls`). With idle
-/// cores the priority changes nothing. Measured
-/// with `serve_load` at 1,000 `/v1/track` calls per second on 2 cores: p99 5.7 ms instead of
-/// 9.1 ms at similar CPU steal. Failing to lower it (a sandbox that forbids it) only loses that.
+/// cores the priority changes nothing. Measured with `serve_load` at 1,000 `/v1/track` calls per
+/// second on 2 cores: p99 5.7 ms instead of 9.1 ms at similar CPU steal. Failing to lower it (a
+/// sandbox that forbids it) only loses that.
 fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
     if let Err(err) =
