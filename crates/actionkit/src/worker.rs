@@ -36,6 +36,15 @@ use crate::setup::Target;
 
 /// The name of the counter of delivery outcomes, labelled by `destination` and `outcome`.
 pub const DELIVERIES_TOTAL: &str = "actionkit_deliveries_total";
+/// Requests sent to destinations, labelled by `destination`, `action` (the action's key) and
+/// `outcome` (`delivered`, `failed`, or `retries_exhausted` when the queue retries the event later).
+pub const DELIVERY_REQUESTS_TOTAL: &str = "actionkit_delivery_requests_total";
+/// Time from the first attempt of a request to the end of its last one (retries within the
+/// attempt budget included), in seconds, labelled by `destination` and `action`.
+pub const DELIVERY_REQUEST_DURATION: &str = "actionkit_delivery_request_duration_seconds";
+/// Time from an event's enqueue to its delivery to an instance, in seconds, labelled by
+/// `destination`: what queueing, retries and the destination together add.
+pub const DELIVERY_EVENT_AGE: &str = "actionkit_delivery_event_age_seconds";
 
 /// How a worker paces itself.
 #[derive(Debug)]
@@ -123,15 +132,37 @@ fn integrations_key<'a>(event: &Value, target: &'a Target) -> &'a str {
     }
 }
 
-/// Delivers one stored event to one target and says what should become of its row.
-pub async fn deliver_payload(target: &Target, payload: &[u8]) -> RowOutcome {
+/// Delivers one stored event to one target and says what should become of its row; each request
+/// sent is counted and timed in `metrics`.
+pub async fn deliver_payload(
+    target: &Target,
+    payload: &[u8],
+    metrics: &MetricsRegistry,
+) -> RowOutcome {
     let (requests, invalid) = match plan_payload(target, payload) {
         Ok(planned) => planned,
         Err(outcome) => return outcome,
     };
     let mut sent = Vec::with_capacity(requests.len());
     for (action, request) in &requests {
-        sent.push((action.unwrap_or("?"), target.client.send(request).await));
+        let action = action.unwrap_or("?");
+        let outcome = target.client.send(request).await;
+        let labels = [("destination", target.name.as_str()), ("action", action)];
+        metrics
+            .histogram(DELIVERY_REQUEST_DURATION, &labels)
+            .record(outcome.elapsed.as_secs_f64());
+        let verdict = match outcome.verdict {
+            Verdict::Delivered => "delivered",
+            Verdict::Failed => "failed",
+            Verdict::RetriesExhausted => "retries_exhausted",
+        };
+        metrics
+            .counter(
+                DELIVERY_REQUESTS_TOTAL,
+                &[labels[0], labels[1], ("outcome", verdict)],
+            )
+            .increment(1);
+        sent.push((action, outcome));
     }
     decide(invalid, &sent)
 }
@@ -354,14 +385,14 @@ async fn process_batch(
     let lease_duration = queue.config().lease_duration;
     for lease in leases {
         let target = Arc::clone(target);
+        let metrics = metrics.clone();
         let allowed = delivery_deadline(lease.lease_until, lease_duration, SystemTime::now());
         tasks.spawn(async move {
-            let outcome =
-                match tokio::time::timeout(allowed, deliver_payload(&target, &lease.payload)).await
-                {
-                    Ok(outcome) => outcome,
-                    Err(_) => cut_off(allowed),
-                };
+            let delivery = deliver_payload(&target, &lease.payload, &metrics);
+            let outcome = match tokio::time::timeout(allowed, delivery).await {
+                Ok(outcome) => outcome,
+                Err(_) => cut_off(allowed),
+            };
             (lease, outcome)
         });
     }
@@ -382,6 +413,14 @@ async fn process_batch(
                 ],
             )
             .increment(1);
+        if outcome == RowOutcome::Delivered {
+            let age = SystemTime::now()
+                .duration_since(lease.enqueued_at)
+                .unwrap_or_default();
+            metrics
+                .histogram(DELIVERY_EVENT_AGE, &[("destination", target.name.as_str())])
+                .record(age.as_secs_f64());
+        }
         match outcome {
             RowOutcome::Delivered | RowOutcome::NoTrigger | RowOutcome::Filtered => {
                 tracing::debug!(
@@ -614,22 +653,32 @@ mod tests {
             other => panic!("expected a dead letter, got {other:?}"),
         };
         dead(
-            deliver_payload(&target, b"{not json").await,
+            deliver_payload(&target, b"{not json", &MetricsRegistry::new()).await,
             "stored event is not valid JSON",
         );
         dead(
-            deliver_payload(&target, b"[1, 2]").await,
+            deliver_payload(&target, b"[1, 2]", &MetricsRegistry::new()).await,
             "stored event is not a JSON object",
         );
         let alias = json!({"type": "alias", "userId": "u1", "previousId": "u0"});
         assert_eq!(
-            deliver_payload(&target, alias.to_string().as_bytes()).await,
+            deliver_payload(
+                &target,
+                alias.to_string().as_bytes(),
+                &MetricsRegistry::new()
+            )
+            .await,
             RowOutcome::NoTrigger
         );
         // An identify with no user id fails the mapping's validation: final, with the reason.
         let nobody = json!({"type": "identify", "traits": {"plan": "pro"}});
         dead(
-            deliver_payload(&target, nobody.to_string().as_bytes()).await,
+            deliver_payload(
+                &target,
+                nobody.to_string().as_bytes(),
+                &MetricsRegistry::new(),
+            )
+            .await,
             "identifyUser",
         );
     }

@@ -62,6 +62,54 @@ async fn every_accepted_event_arrives_as_the_expected_request() {
         assert!((200..300).contains(&request.status), "{request:?}");
     }
 
+    // Each request is counted and timed by action, each delivered event's age is recorded, and
+    // the queue gauges (refreshed on a timer) come down to zero live deliveries.
+    let started = Instant::now();
+    let metrics = loop {
+        let text = metrics_text(&client, &server).await;
+        let ages = metric_sum(
+            &text,
+            "actionkit_delivery_event_age_seconds_count",
+            &[("destination", "userpilot")],
+        );
+        let live = metric_sum(&text, "actionkit_queue_deliveries", &[]);
+        let gauges_seen = text.contains("actionkit_queue_deliveries{");
+        if ages == 20.0 && gauges_seen && live == 0.0 {
+            break text;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "metrics never settled:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (action, n) in [("identifyUser", 10.0), ("trackEvent", 10.0)] {
+        let labels = [("destination", "userpilot"), ("action", action)];
+        let mut delivered = labels.to_vec();
+        delivered.push(("outcome", "delivered"));
+        assert_eq!(
+            metric_sum(&metrics, "actionkit_delivery_requests_total", &delivered),
+            n,
+            "{metrics}"
+        );
+        assert_eq!(
+            metric_sum(&metrics, "actionkit_delivery_requests_total", &labels),
+            n,
+            "{metrics}"
+        );
+        assert_eq!(
+            metric_sum(
+                &metrics,
+                "actionkit_delivery_request_duration_seconds_count",
+                &labels
+            ),
+            n,
+            "{metrics}"
+        );
+    }
+    assert_eq!(metric_sum(&metrics, "actionkit_queue_events", &[]), 0.0);
+    assert!(metric_sum(&metrics, "actionkit_queue_max_events", &[]) > 0.0);
+
     let (code, logs) = server.terminate();
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("Shutting down."), "{logs}");
@@ -176,6 +224,39 @@ async fn final_failures_are_dead_lettered_with_the_reason_and_can_be_purged() {
     }
     // Exactly one attempt each reached the mock: 400 is not retried.
     assert_eq!(mock.count(400), 3);
+
+    // The metrics count the failed requests by action and show the DLQ's depth.
+    let started = Instant::now();
+    let metrics = loop {
+        let text = metrics_text(&client, &server).await;
+        let dead = metric_sum(
+            &text,
+            "actionkit_queue_deliveries",
+            &[("destination", "userpilot"), ("state", "dead_lettered")],
+        );
+        if dead == 3.0 {
+            break text;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "DLQ depth never shown:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (action, n) in [("identifyUser", 2.0), ("trackEvent", 1.0)] {
+        let failed = [("action", action), ("outcome", "failed")];
+        assert_eq!(
+            metric_sum(&metrics, "actionkit_delivery_requests_total", &failed),
+            n,
+            "{metrics}"
+        );
+    }
+    assert_eq!(
+        metric_sum(&metrics, "actionkit_delivery_event_age_seconds_count", &[]),
+        0.0,
+        "nothing was delivered: {metrics}"
+    );
+    assert_eq!(metric_sum(&metrics, "actionkit_queue_events", &[]), 3.0);
 
     let first = entries[0]["id"].to_string();
     let shown: Value =

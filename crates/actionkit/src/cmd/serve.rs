@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use actionkit_intake::{
     BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, SinkError,
 };
-use actionkit_queue::{NewEvent, Queue, QueueConfig, QueueError};
+use actionkit_queue::{NewEvent, Queue, QueueConfig, QueueError, QueueStats};
 use actionkit_runtime::delivery::Backoff;
 use actionkit_spec::config::ServerConfig;
 use anyhow::{Context, bail};
@@ -92,6 +92,90 @@ impl EventSink for QueueSink {
         self.queue
             .full_hint(SystemTime::now())
             .map(|secs| u32::try_from(secs).unwrap_or(u32::MAX))
+    }
+}
+
+/// Stored deliveries by `destination` and `state` (`pending`, `retry_scheduled`, `in_flight`,
+/// `dead_lettered`): the queue depth.
+pub const QUEUE_DELIVERIES: &str = "actionkit_queue_deliveries";
+/// Age in seconds of the oldest event not yet delivered nor dead-lettered, by `destination`
+/// (0 when there is none).
+pub const QUEUE_OLDEST_PENDING_AGE: &str = "actionkit_queue_oldest_pending_age_seconds";
+/// Stored events, live and dead-lettered (what `server.queue.max_events` bounds).
+pub const QUEUE_EVENTS: &str = "actionkit_queue_events";
+/// Stored bytes (what `server.queue.max_bytes` bounds).
+pub const QUEUE_BYTES: &str = "actionkit_queue_bytes";
+/// The configured bound on stored events.
+pub const QUEUE_MAX_EVENTS: &str = "actionkit_queue_max_events";
+/// The configured bound on stored bytes.
+pub const QUEUE_MAX_BYTES: &str = "actionkit_queue_max_bytes";
+/// WAL checkpoints that failed since the queue was opened.
+pub const QUEUE_CHECKPOINT_FAILURES: &str = "actionkit_queue_checkpoint_failures";
+/// How often the queue gauges are refreshed: counting rows scans the deliveries table, so they
+/// are read on a timer rather than on every scrape.
+pub const QUEUE_GAUGES_EVERY: Duration = Duration::from_secs(5);
+
+/// Sets the queue gauges from a stats snapshot.
+fn record_queue_stats(metrics: &MetricsRegistry, stats: &QueueStats) {
+    let as_f64 = |n: u64| n as f64;
+    metrics
+        .gauge(QUEUE_EVENTS, &[])
+        .set(as_f64(stats.events_stored));
+    metrics
+        .gauge(QUEUE_BYTES, &[])
+        .set(as_f64(stats.bytes_stored));
+    metrics
+        .gauge(QUEUE_MAX_EVENTS, &[])
+        .set(as_f64(stats.max_events));
+    metrics
+        .gauge(QUEUE_MAX_BYTES, &[])
+        .set(as_f64(stats.max_bytes));
+    metrics
+        .gauge(QUEUE_CHECKPOINT_FAILURES, &[])
+        .set(as_f64(stats.checkpoint_failures));
+    for d in &stats.destinations {
+        let name = d.destination.as_str();
+        for (state, n) in [
+            ("pending", d.pending),
+            ("retry_scheduled", d.retry_scheduled),
+            ("in_flight", d.in_flight),
+            ("dead_lettered", d.dead_lettered),
+        ] {
+            metrics
+                .gauge(QUEUE_DELIVERIES, &[("destination", name), ("state", state)])
+                .set(as_f64(n));
+        }
+        metrics
+            .gauge(QUEUE_OLDEST_PENDING_AGE, &[("destination", name)])
+            .set(d.oldest_pending_age_ms.map_or(0.0, |ms| ms as f64 / 1e3));
+    }
+}
+
+/// Refreshes the queue gauges now and every [`QUEUE_GAUGES_EVERY`] until `shutdown`.
+async fn refresh_queue_gauges(
+    queue: Queue,
+    metrics: MetricsRegistry,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let snapshot = {
+            let queue = queue.clone();
+            tokio::task::spawn_blocking(move || queue.stats(SystemTime::now())).await
+        };
+        match snapshot {
+            Ok(Ok(stats)) => record_queue_stats(&metrics, &stats),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "Reading queue stats for the metrics failed.")
+            }
+            Err(err) => tracing::warn!(error = %err, "Reading queue stats for the metrics failed."),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(QUEUE_GAUGES_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
     }
 }
 
@@ -341,6 +425,11 @@ async fn serve(
         .local_addr()
         .context("cannot read the listening address")?;
     let upkeep = metrics.spawn_upkeep(Duration::from_secs(5));
+    let gauges = tokio::spawn(refresh_queue_gauges(
+        queue.clone(),
+        metrics.clone(),
+        shutdown_rx.clone(),
+    ));
 
     let mut workers = tokio::task::JoinSet::new();
     for (target, wake) in targets.iter().zip(&wakes) {
@@ -387,6 +476,7 @@ async fn serve(
     if let Some(res) = early {
         let _ = shutdown_tx.send(true);
         upkeep.abort();
+        gauges.abort();
         return match res {
             Ok(Ok(())) => bail!("the HTTP server stopped unexpectedly"),
             Ok(Err(err)) => Err(anyhow::Error::new(err).context("the HTTP server failed")),
@@ -415,6 +505,7 @@ async fn serve(
         workers.abort_all();
     }
     upkeep.abort();
+    gauges.abort();
     tracing::info!("Stopped.");
     Ok(())
 }
@@ -422,6 +513,53 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actionkit_queue::DestinationStats;
+
+    #[test]
+    fn queue_stats_become_gauges_by_destination_and_state() {
+        let metrics = MetricsRegistry::new();
+        let stats = QueueStats {
+            events_stored: 7,
+            bytes_stored: 7_000,
+            max_events: 100,
+            max_bytes: 1 << 20,
+            checkpoint_failures: 1,
+            destinations: vec![DestinationStats {
+                destination: "userpilot".to_owned(),
+                pending: 3,
+                retry_scheduled: 2,
+                in_flight: 1,
+                dead_lettered: 4,
+                oldest_pending_age_ms: Some(1_500),
+                ..DestinationStats::default()
+            }],
+            ..QueueStats::default()
+        };
+        record_queue_stats(&metrics, &stats);
+        let text = metrics.render();
+        for line in [
+            r#"actionkit_queue_deliveries{destination="userpilot",state="pending"} 3"#,
+            r#"actionkit_queue_deliveries{destination="userpilot",state="retry_scheduled"} 2"#,
+            r#"actionkit_queue_deliveries{destination="userpilot",state="in_flight"} 1"#,
+            r#"actionkit_queue_deliveries{destination="userpilot",state="dead_lettered"} 4"#,
+            r#"actionkit_queue_oldest_pending_age_seconds{destination="userpilot"} 1.5"#,
+            "actionkit_queue_events 7",
+            "actionkit_queue_bytes 7000",
+            "actionkit_queue_max_events 100",
+            "actionkit_queue_max_bytes 1048576",
+            "actionkit_queue_checkpoint_failures 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        // A later snapshot replaces the values rather than adding to them.
+        record_queue_stats(&metrics, &QueueStats::default());
+        assert!(
+            metrics
+                .render()
+                .lines()
+                .any(|l| l == "actionkit_queue_events 0")
+        );
+    }
 
     #[test]
     fn retry_backoff_is_read_and_checked_naming_the_key() {
