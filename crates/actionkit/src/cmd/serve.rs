@@ -160,13 +160,13 @@ async fn refresh_queue_gauges(
     loop {
         let snapshot = {
             let queue = queue.clone();
-            tokio::task::spawn_blocking(move || queue.stats(SystemTime::now())).await
+            tokio::task::spawn_blocking(move || queue.stats(SystemTime::now()))
+                .await
+                .map_err(|err| err.to_string())
+                .and_then(|stats| stats.map_err(|err| err.to_string()))
         };
         match snapshot {
-            Ok(Ok(stats)) => record_queue_stats(&metrics, &stats),
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "Reading queue stats for the metrics failed.")
-            }
+            Ok(stats) => record_queue_stats(&metrics, &stats),
             Err(err) => tracing::warn!(error = %err, "Reading queue stats for the metrics failed."),
         }
         tokio::select! {
