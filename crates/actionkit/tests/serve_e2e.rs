@@ -109,6 +109,32 @@ async fn every_accepted_event_arrives_as_the_expected_request() {
     }
     assert_eq!(metric_sum(&metrics, "actionkit_queue_events", &[]), 0.0);
     assert!(metric_sum(&metrics, "actionkit_queue_max_events", &[]) > 0.0);
+    // The writer's group commits: the 20 accepted events, each commit timed.
+    assert_eq!(
+        metric_sum(&metrics, "actionkit_queue_committed_events_total", &[]),
+        20.0,
+        "{metrics}"
+    );
+    let commits = metric_sum(
+        &metrics,
+        "actionkit_queue_commits_total",
+        &[("outcome", "committed")],
+    );
+    assert!(commits >= 1.0, "{metrics}");
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "actionkit_queue_commit_duration_seconds_count",
+            &[]
+        ),
+        commits,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "actionkit_queue_commit_wait_seconds_count", &[]),
+        commits,
+        "{metrics}"
+    );
 
     let (code, logs) = server.terminate();
     assert_eq!(code, Some(0), "{logs}");

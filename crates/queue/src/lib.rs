@@ -139,7 +139,7 @@ pub use types::{
     DeliveryId, DeliveryState, Durability, EventId, Lease, LeaseId, NewEvent, QueueConfig,
     RetryOutcome,
 };
-pub use writer::PendingEnqueue;
+pub use writer::{CommitInfo, CommitObserver, PendingEnqueue};
 
 use error::SqlContext;
 use types::to_ms;
@@ -311,6 +311,15 @@ impl Queue {
     /// a previous process to pending (when [`QueueConfig::recover_in_flight`] is set) and starts
     /// the writer thread.
     pub fn open(path: impl AsRef<Path>, config: QueueConfig) -> Result<Queue, QueueError> {
+        Queue::open_observed(path, config, None)
+    }
+
+    /// Like [`Queue::open`], with `observer` told about every group commit (for metrics).
+    pub fn open_observed(
+        path: impl AsRef<Path>,
+        config: QueueConfig,
+        observer: Option<CommitObserver>,
+    ) -> Result<Queue, QueueError> {
         config.validate()?;
         let path = path.as_ref().to_path_buf();
         let mut conn = open_connection(&path, &config, false)?;
@@ -360,7 +369,7 @@ impl Queue {
             let full_at = full_at.clone();
             std::thread::Builder::new()
                 .name("actionkit-queue-writer".into())
-                .spawn(move || writer::run(rx, conn, config, full_at))
+                .spawn(move || writer::run(rx, conn, config, full_at, observer))
                 .map_err(|source| QueueError::Io {
                     context: "starting the queue writer thread",
                     source,
@@ -474,6 +483,7 @@ impl Queue {
             destinations: destinations.to_vec(),
             bytes,
             completer,
+            submitted: std::time::Instant::now(),
         };
         let tx = self.inner.tx.as_ref().ok_or(QueueError::Closed)?;
         // A failed send drops the request, whose completer then answers `Closed`.

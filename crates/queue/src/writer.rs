@@ -17,6 +17,10 @@
 //!
 //! A request whose [`Completer`] is dropped without an answer (the writer panicked or stopped)
 //! completes with [`QueueError::Closed`], so no caller waits forever.
+//!
+//! A [`CommitObserver`] given to [`crate::Queue::open_observed`] hears about every group commit
+//! (requests, events, how long the oldest request waited, how long the transaction took) after
+//! its callers have been answered; `actionkit serve` turns that into metrics.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,7 +28,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{TransactionBehavior, params};
 
@@ -144,7 +148,31 @@ pub(crate) struct WriteRequest {
     pub(crate) destinations: Vec<String>,
     pub(crate) bytes: u64,
     pub(crate) completer: Completer,
+    /// When the caller handed it over, for [`CommitInfo::waited`].
+    pub(crate) submitted: Instant,
 }
+
+/// What one group commit did, as reported to a [`CommitObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// Enqueue requests in the transaction (including any the bound turned away).
+    pub requests: usize,
+    /// Events written.
+    pub events: usize,
+    /// How long the oldest request waited before its transaction began: for the writer to finish
+    /// the previous commit, and for the write connection, which delivery transactions also use.
+    pub waited: Duration,
+    /// How long the transaction took, fsync included.
+    pub took: Duration,
+    /// Whether it committed; when not, every request of the group got
+    /// [`QueueError::CommitFailed`].
+    pub committed: bool,
+}
+
+/// Called on the writer thread after every group commit, once its callers have been answered.
+///
+/// It runs on the commit path of later requests, so it must be quick (recording a metric is).
+pub type CommitObserver = Arc<dyn Fn(&CommitInfo) + Send + Sync>;
 
 /// The writer thread's main loop; returns when every sender is gone.
 pub(crate) fn run(
@@ -152,6 +180,7 @@ pub(crate) fn run(
     conn: Arc<Mutex<WriteConn>>,
     config: QueueConfig,
     full_at: Arc<AtomicI64>,
+    observer: Option<CommitObserver>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut n_events = first.events.len();
@@ -165,7 +194,10 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        commit_group(&conn, &config, group, &full_at);
+        let info = commit_group(&conn, &config, group, &full_at);
+        if let Some(observer) = &observer {
+            observer(&info);
+        }
     }
 }
 
@@ -178,11 +210,21 @@ fn commit_group(
     config: &QueueConfig,
     group: Vec<WriteRequest>,
     full_at: &AtomicI64,
-) {
+) -> CommitInfo {
     let now_ms = to_ms(SystemTime::now());
-    let res = {
+    let oldest = group.iter().map(|req| req.submitted).min();
+    let (res, began, took) = {
         let mut guard = lock(conn);
-        write_group(&mut guard, config, &group, now_ms)
+        let began = Instant::now();
+        let res = write_group(&mut guard, config, &group, now_ms);
+        (res, began, began.elapsed())
+    };
+    let mut info = CommitInfo {
+        requests: group.len(),
+        events: 0,
+        waited: oldest.map_or(Duration::ZERO, |at| began.saturating_duration_since(at)),
+        took,
+        committed: res.is_ok(),
     };
     match res {
         Ok(outcomes) => {
@@ -194,6 +236,9 @@ fn commit_group(
                 Ordering::Relaxed,
             );
             for (req, outcome) in group.into_iter().zip(outcomes) {
+                if let Ok(ids) = &outcome {
+                    info.events += ids.len();
+                }
                 req.completer.complete(outcome);
             }
         }
@@ -205,6 +250,7 @@ fn commit_group(
             }
         }
     }
+    info
 }
 
 type Outcome = Result<Vec<EventId>, QueueError>;

@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use actionkit_queue::{
-    DeliveryId, DeliveryState, DlqFilter, DlqSelection, EventId, FULL_HINT_TTL, NewEvent, Queue,
-    QueueConfig, QueueError, RetryOutcome,
+    CommitInfo, CommitObserver, DeliveryId, DeliveryState, DlqFilter, DlqSelection, EventId,
+    FULL_HINT_TTL, NewEvent, Queue, QueueConfig, QueueError, RetryOutcome,
 };
 use tempfile::TempDir;
 
@@ -736,6 +736,37 @@ fn background_checkpoints_move_the_wal_into_the_database_file() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(q.stats(SystemTime::now()).unwrap().checkpoint_failures, 0);
+}
+
+#[test]
+fn the_commit_observer_sees_every_group_commit() {
+    let dir = TempDir::new().unwrap();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<CommitInfo>>> = Default::default();
+    let observer: CommitObserver = {
+        let seen = seen.clone();
+        std::sync::Arc::new(move |info: &CommitInfo| seen.lock().unwrap().push(*info))
+    };
+    let config = QueueConfig {
+        max_events: 10,
+        ..QueueConfig::default()
+    };
+    let q = Queue::open_observed(dir.path().join("queue.db"), config, Some(observer)).unwrap();
+    q.enqueue(events("a", 3), &dests(&["x"])).unwrap();
+    q.enqueue(events("b", 4), &dests(&["x", "y"])).unwrap();
+    // Turned away by the bound: observed as a commit that wrote nothing.
+    assert!(matches!(
+        q.enqueue(events("c", 5), &dests(&["x"])),
+        Err(QueueError::Full { .. })
+    ));
+    drop(q);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(
+        seen.iter().map(|c| c.events).collect::<Vec<_>>(),
+        vec![3, 4, 0]
+    );
+    assert!(seen.iter().all(|c| c.committed && c.requests == 1));
+    assert!(seen.iter().all(|c| c.took > Duration::ZERO), "{seen:?}");
 }
 
 #[test]

@@ -21,7 +21,9 @@ use std::time::{Duration, SystemTime};
 use actionkit_intake::{
     BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, SinkError,
 };
-use actionkit_queue::{NewEvent, Queue, QueueConfig, QueueError, QueueStats};
+use actionkit_queue::{
+    CommitInfo, CommitObserver, NewEvent, Queue, QueueConfig, QueueError, QueueStats,
+};
 use actionkit_runtime::delivery::Backoff;
 use actionkit_spec::config::ServerConfig;
 use anyhow::{Context, bail};
@@ -114,6 +116,35 @@ pub const QUEUE_CHECKPOINT_FAILURES: &str = "actionkit_queue_checkpoint_failures
 /// How often the queue gauges are refreshed: counting rows scans the deliveries table, so they
 /// are read on a timer rather than on every scrape.
 pub const QUEUE_GAUGES_EVERY: Duration = Duration::from_secs(5);
+
+/// Group commits of the queue's writer, by `outcome` (`committed` or `failed`).
+pub const QUEUE_COMMITS_TOTAL: &str = "actionkit_queue_commits_total";
+/// Events written per group commit.
+pub const QUEUE_COMMIT_EVENTS_TOTAL: &str = "actionkit_queue_committed_events_total";
+/// Time a group commit's transaction took, fsync included, in seconds.
+pub const QUEUE_COMMIT_DURATION: &str = "actionkit_queue_commit_duration_seconds";
+/// Time the oldest request of a group commit waited before its transaction began, in seconds.
+pub const QUEUE_COMMIT_WAIT: &str = "actionkit_queue_commit_wait_seconds";
+
+/// Records each group commit of the queue's writer in `metrics`; the handles are registered
+/// once, so the writer thread only updates atomics.
+fn commit_observer(metrics: &MetricsRegistry) -> CommitObserver {
+    let committed = metrics.counter(QUEUE_COMMITS_TOTAL, &[("outcome", "committed")]);
+    let failed = metrics.counter(QUEUE_COMMITS_TOTAL, &[("outcome", "failed")]);
+    let events = metrics.counter(QUEUE_COMMIT_EVENTS_TOTAL, &[]);
+    let duration = metrics.histogram(QUEUE_COMMIT_DURATION, &[]);
+    let wait = metrics.histogram(QUEUE_COMMIT_WAIT, &[]);
+    Arc::new(move |info: &CommitInfo| {
+        if info.committed {
+            committed.increment(1);
+        } else {
+            failed.increment(1);
+        }
+        events.increment(info.events as u64);
+        duration.record(info.took.as_secs_f64());
+        wait.record(info.waited.as_secs_f64());
+    })
+}
 
 /// Sets the queue gauges from a stats snapshot.
 fn record_queue_stats(metrics: &MetricsRegistry, stats: &QueueStats) {
@@ -341,8 +372,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(Arc::new)
         .collect();
-    let queue = Queue::open(&server.queue.path, queue_config(&server, true))
-        .with_context(|| format!("cannot open the queue {}", server.queue.path))?;
+    let metrics = MetricsRegistry::new();
+    let queue = Queue::open_observed(
+        &server.queue.path,
+        queue_config(&server, true),
+        Some(commit_observer(&metrics)),
+    )
+    .with_context(|| format!("cannot open the queue {}", server.queue.path))?;
     if queue.recovered_on_open() > 0 {
         tracing::info!(
             rows = queue.recovered_on_open(),
@@ -359,15 +395,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .on_thread_start(lower_thread_priority)
         .build()
         .context("cannot start the delivery runtime")?;
-    let res = runtime.block_on(serve(
+    let res = runtime.block_on(serve(Service {
         queue,
         targets,
         intake,
+        metrics,
         listen,
         grace,
         backoff,
-        delivery.handle().clone(),
-    ));
+        delivery: delivery.handle().clone(),
+    }));
     delivery.shutdown_background();
     res?;
     Ok(ExitCode::SUCCESS)
@@ -395,18 +432,33 @@ fn lower_thread_priority() {
     }
 }
 
-/// Serves until a termination signal, then shuts down within `grace`; `backoff` is the
-/// queue-level retry backoff (first ceiling, largest ceiling).
-async fn serve(
+/// Everything [`serve`] runs, assembled by [`run`].
+struct Service {
     queue: Queue,
     targets: Vec<Arc<Target>>,
     intake: IntakeConfig,
+    metrics: MetricsRegistry,
     listen: SocketAddr,
+    /// How long requests and deliveries in flight may take to finish after a signal.
     grace: Duration,
+    /// The queue-level retry backoff: (first ceiling, largest ceiling).
     backoff: (Duration, Duration),
+    /// The runtime the delivery workers run on.
     delivery: tokio::runtime::Handle,
-) -> anyhow::Result<()> {
-    let metrics = MetricsRegistry::new();
+}
+
+/// Serves until a termination signal, then shuts down within the grace period.
+async fn serve(service: Service) -> anyhow::Result<()> {
+    let Service {
+        queue,
+        targets,
+        intake,
+        metrics,
+        listen,
+        grace,
+        backoff,
+        delivery,
+    } = service;
     let closing = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let wakes: Vec<Arc<Notify>> = targets.iter().map(|_| Arc::new(Notify::new())).collect();
