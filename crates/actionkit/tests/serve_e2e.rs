@@ -310,3 +310,46 @@ async fn final_failures_are_dead_lettered_with_the_reason_and_can_be_purged() {
     );
     assert_eq!(stats["destinations"][0]["purged_total"], 3, "{stats}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_lease_cuts_off_a_slower_delivery_and_retries_it_later() {
+    // Every answer takes 3 s. With `server.queue.lease_secs: 2` the worker cuts the delivery off
+    // before its lease runs out (at nine tenths of it) and schedules a retry; with the default
+    // 60 s lease the same delivery would have succeeded.
+    let mock = mock(FaultConfig {
+        latency: Some(Latency {
+            min: Duration::from_secs(3),
+            max: Duration::from_secs(3),
+            spike_rate: 0.0,
+            spike: Duration::ZERO,
+        }),
+        ..FaultConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = write_config_with(
+        dir.path(),
+        &mock.base_url(),
+        "  timeout_secs: 10\n  max_attempts: 1\n",
+        "    lease_secs: 2\n  retry_backoff_secs: 60\n",
+    );
+    let server = Server::start(&config);
+    let client = reqwest::Client::new();
+    let (body, _) = batch("lease", 1);
+    assert_eq!(post_batch(&client, &server, &body).await.status(), 200);
+
+    let started = Instant::now();
+    let stats = loop {
+        let stats = userpilot_stats(&config);
+        if stats["retry_scheduled"] == 1 {
+            break stats;
+        }
+        assert!(started.elapsed() < PATIENCE, "no retry scheduled: {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // With the default lease it would have been delivered instead.
+    assert_eq!(stats["delivered_total"], 0, "{stats}");
+    let (code, logs) = server.terminate();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("cut off"), "{logs}");
+}

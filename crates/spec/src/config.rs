@@ -119,6 +119,12 @@ pub struct QueueSettings {
     /// 503 (default 1 GiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
+    /// Seconds a delivery worker holds an event it took from the queue before another may take
+    /// it; a delivery still running at nine tenths of it is cut off and retried later (default
+    /// 60). Raise it for a destination whose requests, with their in-process retries, take
+    /// longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_secs: Option<u64>,
 }
 
 impl Default for QueueSettings {
@@ -127,6 +133,7 @@ impl Default for QueueSettings {
             path: default_queue_path(),
             max_events: None,
             max_bytes: None,
+            lease_secs: None,
         }
     }
 }

@@ -247,8 +247,26 @@ pub fn queue_config(server: &ServerConfig, recover_in_flight: bool) -> QueueConf
         max_events: server.queue.max_events.unwrap_or(defaults.max_events),
         max_bytes: server.queue.max_bytes.unwrap_or(defaults.max_bytes),
         max_age: Duration::from_secs(server.max_age_secs),
+        lease_duration: server
+            .queue
+            .lease_secs
+            .map_or(defaults.lease_duration, Duration::from_secs),
         recover_in_flight,
         ..defaults
+    }
+}
+
+/// The longest `server.queue.lease_secs` accepted: a day.
+const MAX_LEASE_SECS: u64 = 86_400;
+
+/// Checks `server.queue.lease_secs`, naming the file and the key.
+fn check_lease(file: &Path, server: &ServerConfig) -> anyhow::Result<()> {
+    match server.queue.lease_secs {
+        Some(secs) if secs == 0 || secs > MAX_LEASE_SECS => bail!(
+            "{}: server.queue.lease_secs must be a number of seconds from 1 to {MAX_LEASE_SECS}, found {secs}",
+            file.display()
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -361,6 +379,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server = server_section(&args.config)?;
     let intake = intake_config(&args.config, &server)?;
     let backoff = retry_backoff(&args.config, &server)?;
+    check_lease(&args.config, &server)?;
     let listen: SocketAddr = server.listen.parse().with_context(|| {
         format!(
             "{}: server.listen '{}' is not an address such as 127.0.0.1:8088",
@@ -611,6 +630,35 @@ mod tests {
                 .lines()
                 .any(|l| l == "actionkit_queue_events 0")
         );
+    }
+
+    #[test]
+    fn the_lease_duration_is_read_and_checked_naming_the_key() {
+        let file = Path::new("actionkit.yaml");
+        let mut server = ServerConfig::default();
+        assert_eq!(
+            queue_config(&server, true).lease_duration,
+            QueueConfig::default().lease_duration
+        );
+        assert!(check_lease(file, &server).is_ok());
+        server.queue.lease_secs = Some(300);
+        assert_eq!(
+            queue_config(&server, true).lease_duration,
+            Duration::from_secs(300)
+        );
+        assert!(check_lease(file, &server).is_ok());
+        for bad in [0, MAX_LEASE_SECS + 1] {
+            server.queue.lease_secs = Some(bad);
+            let err = check_lease(file, &server)
+                .expect_err("out of range")
+                .to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "actionkit.yaml: server.queue.lease_secs must be a number of seconds from 1 to 86400, found {bad}"
+                )
+            );
+        }
     }
 
     #[test]
