@@ -687,6 +687,29 @@ impl CpuMark {
     }
 }
 
+/// Starts one task per template posting its bodies back to back (each with a new sequence number)
+/// to `url` until `stop` is set.
+fn spawn_posters(
+    templates: Vec<Arc<Template>>,
+    http: &reqwest::Client,
+    url: &str,
+    tally: &Arc<Tally>,
+    stop: &Arc<AtomicBool>,
+) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for template in templates {
+        let (http, url, tally, stop) = (http.clone(), url.to_owned(), tally.clone(), stop.clone());
+        tasks.spawn(async move {
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                post(&http, &url, template.fill(seq), &tally).await;
+            }
+        });
+    }
+    tasks
+}
+
 /// Reads the server's delivery counter from `/metrics`: outcome `delivered`, all destinations.
 async fn delivered(client: &reqwest::Client, base: &str) -> u64 {
     let Ok(res) = client.get(format!("{base}/metrics")).send().await else {
@@ -788,17 +811,7 @@ async fn throughput(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, rep
     );
     let start_mark = CpuMark::take(&server, mock);
     let delivered_before = delivered(&http, &base_url).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for template in templates {
-        let (http, url, tally, stop) = (http.clone(), url.clone(), tally.clone(), stop.clone());
-        tasks.spawn(async move {
-            let mut seq = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                seq += 1;
-                post(&http, &url, template.fill(seq), &tally).await;
-            }
-        });
-    }
+    let mut tasks = spawn_posters(templates, &http, &url, &tally, &stop);
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let accepted = tally.accepted_events.load(Ordering::Relaxed);
     let cores = start_mark.cores_since(&server, mock);
@@ -960,18 +973,10 @@ async fn overload(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, repor
     let stop = Arc::new(AtomicBool::new(false));
     let start_mark = CpuMark::take(&server, mock);
     let delivered_before = delivered(&http, &base_url).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for conn in 0..knobs.overload_connections {
-        let template = Template::batch(conn);
-        let (http, url, tally, stop) = (http.clone(), url.clone(), tally.clone(), stop.clone());
-        tasks.spawn(async move {
-            let mut seq = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                seq += 1;
-                post(&http, &url, template.fill(seq), &tally).await;
-            }
-        });
-    }
+    let templates = (0..knobs.overload_connections)
+        .map(|conn| Arc::new(Template::batch(conn)))
+        .collect();
+    let mut tasks = spawn_posters(templates, &http, &url, &tally, &stop);
     // Sample memory once a second; the first and last minute (a tenth of the run when shorter
     // than ten minutes) are compared to tell a plateau from growth.
     let window = (secs / 10).clamp(1, 60);

@@ -820,12 +820,6 @@ async fn bad_input_gets_a_clear_4xx_and_good_traffic_is_unaffected() {
         );
     }
     assert!(!metrics.contains(WRITE_KEY) && !metrics.contains(API_KEY));
-    let (code, logs) = server.terminate();
-    assert_eq!(code, Some(0), "{logs}");
-    assert!(!logs.contains("panicked"), "{logs}");
-    assert!(
-        !logs.contains(API_KEY) && !logs.contains(WRITE_KEY),
-        "a secret was logged:\n{logs}"
-    );
+    let logs = server.stop_cleanly();
     assert!(logs.contains("Request rejected."), "{logs}");
 }

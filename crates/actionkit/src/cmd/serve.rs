@@ -148,22 +148,15 @@ fn commit_observer(metrics: &MetricsRegistry) -> CommitObserver {
 
 /// Sets the queue gauges from a stats snapshot.
 fn record_queue_stats(metrics: &MetricsRegistry, stats: &QueueStats) {
-    let as_f64 = |n: u64| n as f64;
-    metrics
-        .gauge(QUEUE_EVENTS, &[])
-        .set(as_f64(stats.events_stored));
-    metrics
-        .gauge(QUEUE_BYTES, &[])
-        .set(as_f64(stats.bytes_stored));
-    metrics
-        .gauge(QUEUE_MAX_EVENTS, &[])
-        .set(as_f64(stats.max_events));
-    metrics
-        .gauge(QUEUE_MAX_BYTES, &[])
-        .set(as_f64(stats.max_bytes));
-    metrics
-        .gauge(QUEUE_CHECKPOINT_FAILURES, &[])
-        .set(as_f64(stats.checkpoint_failures));
+    for (name, value) in [
+        (QUEUE_EVENTS, stats.events_stored),
+        (QUEUE_BYTES, stats.bytes_stored),
+        (QUEUE_MAX_EVENTS, stats.max_events),
+        (QUEUE_MAX_BYTES, stats.max_bytes),
+        (QUEUE_CHECKPOINT_FAILURES, stats.checkpoint_failures),
+    ] {
+        metrics.gauge(name, &[]).set(value as f64);
+    }
     for d in &stats.destinations {
         let name = d.destination.as_str();
         for (state, n) in [
@@ -174,7 +167,7 @@ fn record_queue_stats(metrics: &MetricsRegistry, stats: &QueueStats) {
         ] {
             metrics
                 .gauge(QUEUE_DELIVERIES, &[("destination", name), ("state", state)])
-                .set(as_f64(n));
+                .set(n as f64);
         }
         metrics
             .gauge(QUEUE_OLDEST_PENDING_AGE, &[("destination", name)])

@@ -114,6 +114,19 @@ impl Server {
         (code, logs)
     }
 
+    /// Sends SIGTERM and checks the stop was clean: exit code 0, no panic, and neither the API
+    /// key nor the write key anywhere in the logs. Returns the logs.
+    pub fn stop_cleanly(self) -> String {
+        let (code, logs) = self.terminate();
+        assert_eq!(code, Some(0), "{logs}");
+        assert!(!logs.contains("panicked"), "{logs}");
+        assert!(
+            !logs.contains(API_KEY) && !logs.contains(WRITE_KEY),
+            "a secret was logged:\n{logs}"
+        );
+        logs
+    }
+
     /// Kills the process with SIGKILL, as a crash would.
     pub fn crash(mut self) -> String {
         self.child.kill().expect("serve is killed");
