@@ -16,18 +16,21 @@
 //! 2. latency: single `/v1/track` calls at `LOAD_RATE` requests/s for `LOAD_LATENCY_SECS`, open
 //!    loop: each request has an intended send time and its latency runs from that time, so a
 //!    slow answer cannot hide the requests that would have queued behind it (no coordinated
-//!    omission); sent by a lean HTTP/1.1 client (see `RawClient`), and reported with the
-//!    server's own handler-time histogram beside the client-side percentiles;
+//!    omission); sent by a single-thread client (`paced.rs`), and reported with the server's own
+//!    handler-time histogram beside the client-side percentiles. Then, for `LOAD_FLOOR_SECS`, the
+//!    same calls go to the mock, which answers at once: the floor this machine and the client
+//!    put under any server's latency, measured under the same hypervisor conditions;
 //! 3. overload: `OVERLOAD_CONNECTIONS` connections post batches without pause for
 //!    `OVERLOAD_SECS` (default 600) against a queue bounded to `OVERLOAD_MAX_EVENTS` events, so
 //!    it fills and intake answers 503 with `Retry-After`; the server's `VmRSS` and `VmHWM` are
 //!    sampled every second from `/proc/<pid>/status`.
 //!
 //! The load generator shares the machine's cores with the server and the mock, so it is lean
-//! (one async thread, pre-built bodies patched in place, keep-alive connections) and the CPU
-//! time of all three processes is reported, from `/proc/<pid>/stat`. On a virtual machine the
-//! hypervisor may also run other guests on the same cores; the share of CPU time it took (steal,
-//! from `/proc/stat`) is reported with every phase, since latency percentiles move with it.
+//! (pre-built bodies patched in place, keep-alive connections, one thread for the latency
+//! phase) and the CPU time of all three processes is reported, from `/proc/<pid>/stat`. On a
+//! virtual machine the hypervisor may also run other guests on the same cores; the share of CPU
+//! time it took (steal, from `/proc/stat`) is reported with every phase, since latency
+//! percentiles move with it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -38,6 +41,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+#[cfg(target_os = "linux")]
+mod paced;
 
 const BIN: &str = env!("CARGO_BIN_EXE_actionkit");
 const WRITE_KEY: &str = "wk-load-0f1e2d3c4b5a";
@@ -54,6 +60,7 @@ struct Knobs {
     connections: usize,
     latency_secs: u64,
     rate: u64,
+    floor_secs: u64,
     overload_secs: u64,
     overload_connections: usize,
     overload_max_events: u64,
@@ -80,6 +87,7 @@ impl Knobs {
             connections: env_num("LOAD_CONNECTIONS", 32usize).max(1),
             latency_secs: env_num("LOAD_LATENCY_SECS", 20),
             rate: env_num("LOAD_RATE", 1000u64).max(1),
+            floor_secs: env_num("LOAD_FLOOR_SECS", 10),
             overload_secs: env_num("OVERLOAD_SECS", 600),
             overload_connections: env_num("OVERLOAD_CONNECTIONS", 64usize).max(1),
             overload_max_events: env_num("OVERLOAD_MAX_EVENTS", 200_000u64).max(1000),
@@ -101,6 +109,7 @@ Environment:
   LOAD_CONNECTIONS       concurrent connections posting batches (32)
   LOAD_LATENCY_SECS      duration of the single-call latency phase (20)
   LOAD_RATE              single /v1/track calls per second in the latency phase (1000)
+  LOAD_FLOOR_SECS        duration of the same calls to a do-nothing server after it, 0 for none (10)
   OVERLOAD_SECS          duration of the overload phase (600)
   OVERLOAD_CONNECTIONS   concurrent connections in the overload phase (64)
   OVERLOAD_MAX_EVENTS    server.queue.max_events in the overload phase (200000)
@@ -463,93 +472,6 @@ fn client(connections: usize) -> reqwest::Client {
         .expect("the HTTP client builds")
 }
 
-/// A lean HTTP/1.1 client for the latency phase: keep-alive connections in a free list, each
-/// request written with one `write_all`, each answer read up to its `Content-Length` and parsed
-/// with `httparse`.
-///
-/// reqwest cost the generator about 200 µs of CPU per call, which on 2 cores is taken from the
-/// server being measured, and its scheduling delays counted in the server's latency; this costs
-/// a fraction of that, as a client on another machine would.
-struct RawClient {
-    /// `host:port` of the server.
-    addr: String,
-    idle: Mutex<Vec<tokio::net::TcpStream>>,
-}
-
-impl RawClient {
-    fn new(base_url: &str) -> RawClient {
-        RawClient {
-            addr: base_url.trim_start_matches("http://").to_owned(),
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Posts `body` to `path`; the answer's status, or what went wrong.
-    async fn post(&self, path: &str, body: &[u8]) -> Result<u16, &'static str> {
-        use std::io::Write as _;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-        let reused = self.idle.lock().expect("the idle lock").pop();
-        let mut conn = match reused {
-            Some(conn) => conn,
-            None => {
-                let conn = tokio::net::TcpStream::connect(&self.addr)
-                    .await
-                    .map_err(|_| "connect error")?;
-                conn.set_nodelay(true).map_err(|_| "connect error")?;
-                conn
-            }
-        };
-        let mut request = Vec::with_capacity(body.len() + 192);
-        write!(
-            request,
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nX-Write-Key: {WRITE_KEY}\r\nContent-Length: {}\r\n\r\n",
-            self.addr,
-            body.len()
-        )
-        .map_err(|_| "transport error")?;
-        request.extend_from_slice(body);
-        conn.write_all(&request)
-            .await
-            .map_err(|_| "transport error")?;
-        let mut answer = Vec::with_capacity(512);
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = conn.read(&mut chunk).await.map_err(|_| "transport error")?;
-            if n == 0 {
-                return Err("transport error");
-            }
-            answer.extend_from_slice(&chunk[..n]);
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut parsed = httparse::Response::new(&mut headers);
-            let httparse::Status::Complete(head_len) =
-                parsed.parse(&answer).map_err(|_| "malformed answer")?
-            else {
-                continue;
-            };
-            let header = |name: &str| {
-                parsed
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name))
-                    .and_then(|h| std::str::from_utf8(h.value).ok())
-            };
-            let body_len: usize = header("content-length")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if answer.len() < head_len + body_len {
-                continue;
-            }
-            let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-            let status = parsed.code.unwrap_or(0);
-            if !close {
-                self.idle.lock().expect("the idle lock").push(conn);
-            }
-            return Ok(status);
-        }
-    }
-}
-
 /// The share of `/v1/track` requests the server itself handled within 5 ms and within 10 ms,
 /// from its request duration histogram (handler time: what the server adds, without the
 /// client's and the network's share).
@@ -751,7 +673,10 @@ async fn run(knobs: Knobs) {
         throughput(&knobs, dir.path(), &mock, &mock_url, &mut report).await;
     }
     if knobs.wants("latency") {
+        #[cfg(target_os = "linux")]
         latency(&knobs, dir.path(), &mock, &mock_url, &mut report).await;
+        #[cfg(not(target_os = "linux"))]
+        println!("\n## latency: skipped, its client needs Linux (epoll and timerfd)");
     }
     if knobs.wants("overload") {
         overload(&knobs, dir.path(), &mock, &mock_url, &mut report).await;
@@ -834,6 +759,7 @@ async fn throughput(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, rep
     server.stop();
 }
 
+#[cfg(target_os = "linux")]
 async fn latency(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report: &mut Report) {
     let secs = knobs.latency_secs;
     let rate = knobs.rate;
@@ -842,119 +768,105 @@ async fn latency(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report
     let config = write_config(&dir, mock_url, 10_000_000, 20 << 30);
     let (server, base_url) = start_server(&config);
     let http = client(4);
-    let raw = Arc::new(RawClient::new(&base_url));
+    let addr = base_url.trim_start_matches("http://").to_owned();
     let template = Template::track(999);
-    let n = (secs * rate) as usize;
-    // Bodies are built before the clock starts.
-    let mut bodies: Vec<Vec<u8>> = (0..n as u64).map(|seq| template.fill(seq)).collect();
-    bodies.reverse();
-    // Open a few connections and warm the server up, outside the measurement.
-    let warm_up: Vec<_> = (0..32u64)
-        .map(|seq| {
-            let (raw, body) = (raw.clone(), template.fill(1_000_000_000 + seq));
-            tokio::spawn(async move { raw.post("/v1/track", &body).await })
-        })
+    // One second at the same rate warms the server up and opens the connections, outside the
+    // measurement.
+    let warm_up = (0..rate)
+        .map(|seq| track_request(&addr, &template.fill(1_000_000_000 + seq)))
         .collect();
-    for handle in warm_up {
-        let _ = handle.await;
-    }
-    let tally = Arc::new(Tally::default());
-    // Per answered request: (from its intended send time, from when the pacer handed it over).
-    let latencies: Arc<Mutex<Vec<(Duration, Duration)>>> =
-        Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let warmed = paced_run(&addr, rate, warm_up).await.accepted();
+    // Requests are built before the clock starts.
+    let requests = (0..secs * rate)
+        .map(|seq| track_request(&addr, &template.fill(seq)))
+        .collect();
     let start_mark = CpuMark::take(&server, mock);
-    // The pacer is an OS thread sleeping to each intended send time (tokio's timer has
-    // millisecond granularity, which would add up to a millisecond to every latency); it hands
-    // each request to the runtime, and each latency runs from the intended time.
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let handle = tokio::runtime::Handle::current();
-    let pacer = {
-        let (raw, tally, latencies) = (raw.clone(), tally.clone(), latencies.clone());
-        std::thread::spawn(move || {
-            let start = Instant::now() + Duration::from_millis(10);
-            let mut late_sends = 0u64;
-            let mut handles = Vec::with_capacity(n);
-            for idx in 0..n {
-                let intended = start + interval.mul_f64(idx as f64);
-                let now = Instant::now();
-                if intended > now {
-                    std::thread::sleep(intended - now);
-                } else if now.duration_since(intended) > Duration::from_millis(1) {
-                    late_sends += 1;
-                }
-                let body = bodies.pop().unwrap_or_default();
-                let (raw, tally, latencies) = (raw.clone(), tally.clone(), latencies.clone());
-                let handed_over = Instant::now();
-                handles.push(handle.spawn(async move {
-                    let answer = raw.post("/v1/track", &body).await;
-                    let done = Instant::now();
-                    let took = (
-                        done.duration_since(intended),
-                        done.duration_since(handed_over),
-                    );
-                    tally.requests.fetch_add(1, Ordering::Relaxed);
-                    match answer {
-                        Ok(status) => {
-                            tally.count(status.to_string());
-                            if (200..300).contains(&status) {
-                                latencies.lock().expect("the latency lock").push(took);
-                            }
-                        }
-                        Err(what) => tally.count(what.to_owned()),
-                    }
-                }));
-            }
-            (handles, late_sends)
-        })
-    };
-    let (handles, late_sends) = tokio::task::spawn_blocking(move || pacer.join())
-        .await
-        .expect("the pacer is joined")
-        .expect("the pacer thread does not panic");
-    for handle in handles {
-        let _ = handle.await;
-    }
+    let outcome = paced_run(&addr, rate, requests).await;
     let cores = start_mark.cores_since(&server, mock);
-    let both = std::mem::take(&mut *latencies.lock().expect("the latency lock"));
-    let mut lat: Vec<Duration> = both.iter().map(|l| l.0).collect();
-    let mut from_send: Vec<Duration> = both.iter().map(|l| l.1).collect();
-    lat.sort_unstable();
-    from_send.sort_unstable();
-    let pct_of = |sorted: &[Duration], p: f64| {
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-        sorted[at].as_secs_f64() * 1e3
-    };
-    let pct = |p: f64| pct_of(&lat, p);
+    let ok: Vec<&paced::Answer> = outcome
+        .answers
+        .iter()
+        .filter(|a| (200..300).contains(&a.status))
+        .collect();
     let server_side = match server_side_shares(&http, &base_url).await {
         Some((within_5, within_10)) => format!(
             "server-side handler time (its /metrics histogram, warm-up included): {within_5:.2}% within 5 ms, {within_10:.2}% within 10 ms"
         ),
         None => "server-side handler time unavailable".to_owned(),
     };
+    let from_sent = paced::Percentiles::of(ok.iter().map(|a| a.from_sent));
     let conditions = format!(
-        "{rate} req/s open loop for {secs} s, {} requests, answers {{{}}}, {late_sends} sent more than 1 ms after their intended time (counted in their latency; paced by an OS thread; p50 / p99 from the actual hand-over instead: {:.2} / {:.2} ms); {server_side}; {}; load avg {}",
-        n,
-        tally.histogram(),
-        pct_of(&from_send, 0.50),
-        pct_of(&from_send, 0.99),
+        "{rate} req/s open loop for {secs} s, {} requests, answers {{{}}}, {} written more than 1 ms after their intended time (counted in their latency; p50 / p99 from the actual write instead: {:.2} / {:.2} ms); {server_side}; {}; load avg {}",
+        secs * rate,
+        outcome.histogram(),
+        outcome.late_sends,
+        from_sent.at(0.50),
+        from_sent.at(0.99),
         cpu_note(cores),
         load_average()
     );
+    let lat = paced::Percentiles::of(ok.iter().map(|a| a.from_intended));
     report.add(
         "/v1/track latency p50 / p90 / p99 / max (ms)",
-        format!(
-            "{:.2} / {:.2} / {:.2} / {:.2}",
-            pct(0.50),
-            pct(0.90),
-            pct(0.99),
-            lat.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
-        ),
+        lat.summary(),
         conditions,
     );
+
+    // The floor: the same client at the same rate against the mock, which answers 401 at once
+    // (the write key is not its API key): what this machine, its loopback and the client add to
+    // every request. Measured right after the server's run, so the hypervisor's share is alike,
+    // once the server has delivered what it accepted and idles.
+    let floor_secs = knobs.floor_secs;
+    if floor_secs == 0 {
+        server.stop();
+        return;
+    }
+    let accepted = ok.len() as u64 + warmed;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered(&http, &base_url).await < accepted && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mock_addr = mock_url.trim_start_matches("http://").to_owned();
+    let requests = (0..floor_secs * rate)
+        .map(|seq| track_request(&mock_addr, &template.fill(2_000_000_000 + seq)))
+        .collect();
+    let start_mark = CpuMark::take(&server, mock);
+    let outcome = paced_run(&mock_addr, rate, requests).await;
+    let cores = start_mark.cores_since(&server, mock);
+    let lat = paced::Percentiles::of(outcome.answers.iter().map(|a| a.from_intended));
+    report.add(
+        "floor: the same calls to a do-nothing server, p50 / p90 / p99 / max (ms)",
+        lat.summary(),
+        format!(
+            "{rate} req/s open loop for {floor_secs} s against mock-userpilot answering 401 at once, answers {{{}}}, {} written late; {}",
+            outcome.histogram(),
+            outcome.late_sends,
+            cpu_note(cores),
+        ),
+    );
     server.stop();
+}
+
+/// A `/v1/track` request with the load's write key.
+#[cfg(target_os = "linux")]
+fn track_request(addr: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST /v1/track HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nX-Write-Key: {WRITE_KEY}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// Runs the paced client on its own thread; a run that cannot start is a broken bench.
+#[cfg(target_os = "linux")]
+async fn paced_run(addr: &str, rate: u64, requests: Vec<Vec<u8>>) -> paced::Outcome {
+    let addr = addr.to_owned();
+    tokio::task::spawn_blocking(move || paced::run(&addr, rate, requests, Duration::from_secs(30)))
+        .await
+        .expect("the paced client does not panic")
+        .expect("the paced client starts")
 }
 
 async fn overload(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report: &mut Report) {
