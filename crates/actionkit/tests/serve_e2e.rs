@@ -341,3 +341,79 @@ async fn a_configured_lease_cuts_off_a_slower_delivery_and_retries_it_later() {
     let logs = server.stop_cleanly();
     assert!(logs.contains("cut off"), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_reports_not_ready_and_recovers_when_delivered() {
+    // The destination is down, so the five events the queue may hold stay in it.
+    let mock = mock(FaultConfig {
+        error_rate: 1.0,
+        error_status: 503,
+        ..FaultConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = write_config_with(
+        dir.path(),
+        &mock.base_url(),
+        "  max_attempts: 1\n",
+        "    max_events: 5\n  retry_backoff_secs: 0.2\n  retry_backoff_max_secs: 0.5\n",
+    );
+    let server = Server::start(&config);
+    let client = reqwest::Client::new();
+    let probe = |path: &'static str| {
+        let (client, url) = (client.clone(), server.url(path));
+        async move {
+            let res = client.get(url).send().await.expect("the probe answers");
+            let status = res.status().as_u16();
+            let retry = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body: Value = res.json().await.expect("a JSON probe answer");
+            (status, retry, body)
+        }
+    };
+    assert_eq!(probe("/readyz").await.0, 200);
+
+    let (body, users) = batch("fill", 5);
+    assert_eq!(post_batch(&client, &server, &body).await.status(), 200);
+    let (body, _) = batch("over", 1);
+    let res = post_batch(&client, &server, &body).await;
+    assert_eq!(res.status(), 503);
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    assert!(retry.is_some_and(|s| s >= 1), "Retry-After: {retry:?}");
+    let answer: Value = res.json().await.expect("a JSON error");
+    assert_eq!(answer["error"]["code"], "queue_full", "{answer}");
+    // Nothing of the refused request was stored.
+    assert_eq!(queue_stats(&config)["events_stored"], 5);
+
+    // Not ready (a load balancer should send elsewhere), yet healthy (no restart needed).
+    let (status, retry, body) = probe("/readyz").await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("not_ready")));
+    assert_eq!(body["reason"], "queue_full", "{body}");
+    assert!(retry.is_some(), "no Retry-After on /readyz");
+    assert_eq!(probe("/healthz").await.0, 200);
+
+    // The destination comes back: the retries deliver, room is made, and intake takes events.
+    mock.set_faults(FaultConfig::default())
+        .expect("valid faults");
+    wait_for_all(&mock, &users).await;
+    let started = Instant::now();
+    loop {
+        let (body, _) = batch("after", 1);
+        let status = post_batch(&client, &server, &body).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(started.elapsed() < PATIENCE, "the queue never made room");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A commit that stored everything clears the refusal at once.
+    assert_eq!(probe("/readyz").await.0, 200);
+    server.stop_cleanly();
+}

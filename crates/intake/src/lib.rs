@@ -87,4 +87,6 @@ pub use metrics::{
     REQUEST_DURATION, REQUESTS_TOTAL,
 };
 pub use parse::{Accepted, PathKind, RequestMeta, parse_request};
-pub use server::{BoxFuture, DEFAULT_MAX_IN_FLIGHT, EventSink, IntakeState, SinkError, router};
+pub use server::{
+    BoxFuture, DEFAULT_MAX_IN_FLIGHT, EventSink, IntakeState, NotNow, SinkError, router,
+};

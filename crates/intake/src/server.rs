@@ -39,8 +39,14 @@ pub trait EventSink: Send + Sync {
     fn enqueue(&self, events: Vec<NormalizedEvent>) -> BoxFuture<'_, Result<(), SinkError>>;
 
     /// Whether the sink can take events now; `/readyz` reports it. Ready unless overridden.
-    fn is_ready(&self) -> bool {
-        true
+    fn readiness(&self) -> Result<(), NotNow> {
+        Ok(())
+    }
+
+    /// Whether the process is working as it should, apart from load; `/healthz` reports it, and
+    /// a failure there asks the supervisor for a restart. Healthy unless overridden.
+    fn health(&self) -> Result<(), NotNow> {
+        Ok(())
     }
 
     /// A cheap check, made before a request's body is read, that the sink is full right now:
@@ -50,6 +56,17 @@ pub trait EventSink: Send + Sync {
     fn full_hint(&self) -> Option<u32> {
         None
     }
+}
+
+/// Why `/readyz` or `/healthz` answers 503: a stable `reason` for machines, a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotNow {
+    /// A stable snake_case code, such as `queue_full` or `delivery_stopped`.
+    pub reason: &'static str,
+    /// What is wrong, in words; never a secret.
+    pub detail: String,
+    /// When to ask again, in seconds, if the sink knows (sent as `Retry-After`).
+    pub retry_after_secs: Option<u32>,
 }
 
 /// Why the sink did not store a request's events; in every case it stored none of them.
@@ -197,19 +214,33 @@ pub fn router(state: IntakeState) -> Router {
     .with_state(state)
 }
 
-async fn healthz() -> Response {
-    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+async fn healthz(State(state): State<IntakeState>) -> Response {
+    probe(state.inner.sink.health(), "ok", "unhealthy")
 }
 
 async fn readyz(State(state): State<IntakeState>) -> Response {
-    if state.inner.sink.is_ready() {
-        (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "not_ready"})),
-        )
-            .into_response()
+    probe(state.inner.sink.readiness(), "ready", "not_ready")
+}
+
+/// A probe's answer: 200 with `{"status": yes}`, or 503 with `{"status": no, "reason", "detail"}`
+/// and `Retry-After` when the sink gave one.
+fn probe(answer: Result<(), NotNow>, yes: &str, no: &str) -> Response {
+    match answer {
+        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": yes}))).into_response(),
+        Err(not_now) => {
+            let body = axum::Json(json!({
+                "status": no,
+                "reason": not_now.reason,
+                "detail": not_now.detail,
+            }));
+            let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+            if let Some(secs) = not_now.retry_after_secs {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            }
+            response
+        }
     }
 }
 

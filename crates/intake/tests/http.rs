@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actionkit_intake::{
-    BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, SinkError,
-    router,
+    BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, NotNow,
+    SinkError, router,
 };
 use base64::Engine as _;
 use flate2::{Compression, write::GzEncoder};
@@ -26,7 +26,10 @@ enum Mode {
 struct TestSink {
     stored: Mutex<Vec<NormalizedEvent>>,
     mode: Mutex<Mode>,
-    ready: Mutex<bool>,
+    /// What [`EventSink::readiness`] answers.
+    ready: Mutex<Result<(), NotNow>>,
+    /// What [`EventSink::health`] answers.
+    healthy: Mutex<Result<(), NotNow>>,
     /// When set, each enqueue waits for a notification before answering.
     gate: Option<Arc<Notify>>,
     /// How many enqueues have reached the gate.
@@ -40,7 +43,8 @@ impl TestSink {
         Arc::new(Self {
             stored: Mutex::new(Vec::new()),
             mode: Mutex::new(mode),
-            ready: Mutex::new(true),
+            ready: Mutex::new(Ok(())),
+            healthy: Mutex::new(Ok(())),
             gate: None,
             parked: AtomicUsize::new(0),
             hint: Mutex::new(None),
@@ -76,8 +80,12 @@ impl EventSink for TestSink {
         })
     }
 
-    fn is_ready(&self) -> bool {
-        *self.ready.lock().unwrap()
+    fn readiness(&self) -> Result<(), NotNow> {
+        self.ready.lock().unwrap().clone()
+    }
+
+    fn health(&self) -> Result<(), NotNow> {
+        self.healthy.lock().unwrap().clone()
     }
 
     fn full_hint(&self) -> Option<u32> {
@@ -567,7 +575,8 @@ async fn requests_past_the_in_flight_bound_get_503() {
     let sink = Arc::new(TestSink {
         stored: Mutex::new(Vec::new()),
         mode: Mutex::new(Mode::Store),
-        ready: Mutex::new(true),
+        ready: Mutex::new(Ok(())),
+        healthy: Mutex::new(Ok(())),
         gate: Some(Arc::clone(&gate)),
         parked: AtomicUsize::new(0),
         hint: Mutex::new(None),
@@ -609,9 +618,38 @@ async fn health_readiness_and_metrics() {
     let (status, _, body) = send(srv.client.get(srv.url("/healthz"))).await;
     assert_eq!((status, body), (200, json!({"status": "ok"})));
     assert_eq!(send(srv.client.get(srv.url("/readyz"))).await.0, 200);
-    *sink.ready.lock().unwrap() = false;
-    let (status, _, body) = send(srv.client.get(srv.url("/readyz"))).await;
-    assert_eq!((status, body), (503, json!({"status": "not_ready"})));
+    *sink.ready.lock().unwrap() = Err(NotNow {
+        reason: "queue_full",
+        detail: "the queue holds its maximum of 10 events".to_owned(),
+        retry_after_secs: Some(3),
+    });
+    let (status, retry, body) = send(srv.client.get(srv.url("/readyz"))).await;
+    assert_eq!(
+        (status, retry.as_deref(), body),
+        (
+            503,
+            Some("3"),
+            json!({"status": "not_ready", "reason": "queue_full",
+                   "detail": "the queue holds its maximum of 10 events"})
+        )
+    );
+    // Not ready is not unhealthy: the process needs no restart for load.
+    assert_eq!(send(srv.client.get(srv.url("/healthz"))).await.0, 200);
+    *sink.healthy.lock().unwrap() = Err(NotNow {
+        reason: "delivery_stopped",
+        detail: "the delivery worker of userpilot stopped".to_owned(),
+        retry_after_secs: None,
+    });
+    let (status, retry, body) = send(srv.client.get(srv.url("/healthz"))).await;
+    assert_eq!(
+        (status, retry, body),
+        (
+            503,
+            None,
+            json!({"status": "unhealthy", "reason": "delivery_stopped",
+                   "detail": "the delivery worker of userpilot stopped"})
+        )
+    );
 
     srv.post(
         "/v1/batch",

@@ -419,6 +419,17 @@ impl Queue {
         (age < ttl).then(|| self.inner.config.full_retry_after.as_secs().max(1))
     }
 
+    /// When the bound last turned a request away, unless a commit has stored everything it was
+    /// given since: the writer's latest word on whether the queue is full. Unlike
+    /// [`Queue::full_hint`] it does not expire, so a caller that wants "full lately" picks its
+    /// own window (`actionkit serve` reports not ready for five seconds after a refusal).
+    pub fn refused_full_at(&self) -> Option<SystemTime> {
+        match self.inner.full_at.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(types::from_ms(at)),
+        }
+    }
+
     /// How many in-flight rows opening returned to pending (work a crashed process left behind).
     pub fn recovered_on_open(&self) -> u64 {
         self.inner.recovered_on_open

@@ -433,20 +433,26 @@ fn the_full_hint_follows_the_writer_and_expires() {
     q.enqueue(events("first", 2), &dests(&["a"])).unwrap();
     // Full, but no request has been turned away yet: no hint.
     assert_eq!(q.full_hint(SystemTime::now()), None);
+    assert_eq!(q.refused_full_at(), None);
+    let before = SystemTime::now();
     assert!(matches!(
         q.enqueue(events("second", 1), &dests(&["a"])),
         Err(QueueError::Full { .. })
     ));
     let now = SystemTime::now();
     assert_eq!(q.full_hint(now), Some(3));
-    // The hint expires, so the writer is asked again.
+    // The hint expires, so the writer is asked again; the refusal time stays.
     assert_eq!(q.full_hint(now + FULL_HINT_TTL), None);
+    let refused = q.refused_full_at().expect("a refusal was recorded");
+    // Milliseconds are kept, so allow for the truncation of `before`.
+    assert!(refused + Duration::from_millis(1) >= before && refused <= now);
     // Once deliveries free room and a request is stored, the hint is gone at once.
     let leased = q.lease("a", 1, now).unwrap();
     q.ack_delivered(&leased.iter().map(|l| l.id).collect::<Vec<_>>())
         .unwrap();
     q.enqueue(events("third", 1), &dests(&["a"])).unwrap();
     assert_eq!(q.full_hint(SystemTime::now()), None);
+    assert_eq!(q.refused_full_at(), None);
 }
 
 #[test]

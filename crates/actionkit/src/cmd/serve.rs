@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use actionkit_intake::{
-    BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, SinkError,
+    BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, NotNow,
+    SinkError,
 };
 use actionkit_queue::{
     CommitInfo, CommitObserver, NewEvent, Queue, QueueConfig, QueueError, QueueStats,
@@ -67,6 +68,29 @@ struct QueueSink {
     destinations: Vec<String>,
     wake: Vec<Arc<Notify>>,
     closing: Arc<AtomicBool>,
+    /// Per destination instance, whether its delivery worker is running.
+    running: Vec<Arc<AtomicBool>>,
+}
+
+/// How long `/readyz` reports the queue full after its bound last turned a request away (unless a
+/// commit has stored everything since): long enough for a load balancer's probe to see it, short
+/// enough that an instance nobody sends to any more comes back once deliveries made room.
+const FULL_NOT_READY: Duration = Duration::from_secs(5);
+
+/// Marks a delivery worker running while it lives; dropped when the worker returns or panics.
+struct Running(Arc<AtomicBool>);
+
+impl Running {
+    fn start(flag: &Arc<AtomicBool>) -> Running {
+        flag.store(true, Ordering::Relaxed);
+        Running(Arc::clone(flag))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 impl EventSink for QueueSink {
@@ -86,8 +110,60 @@ impl EventSink for QueueSink {
         })
     }
 
-    fn is_ready(&self) -> bool {
-        !self.closing.load(Ordering::Relaxed)
+    /// Not ready while shutting down, and while the queue's bound turns requests away (so a load
+    /// balancer sends them to another instance).
+    fn readiness(&self) -> Result<(), NotNow> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(NotNow {
+                reason: "shutting_down",
+                detail: "the server is shutting down".to_owned(),
+                retry_after_secs: None,
+            });
+        }
+        let now = SystemTime::now();
+        let refused_lately = self
+            .queue
+            .refused_full_at()
+            .is_some_and(|at| now.duration_since(at).unwrap_or_default() < FULL_NOT_READY);
+        if !refused_lately {
+            return Ok(());
+        }
+        Err(NotNow {
+            reason: "queue_full",
+            detail: "the queue is at its bound (server.queue.max_events or max_bytes) and \
+                     refuses events until deliveries free room"
+                .to_owned(),
+            retry_after_secs: Some(
+                u32::try_from(self.queue.config().full_retry_after.as_secs().max(1))
+                    .unwrap_or(u32::MAX),
+            ),
+        })
+    }
+
+    /// Unhealthy when a delivery worker stopped outside a shutdown: its events would wait in the
+    /// queue until the process restarts, which is what a failing `/healthz` asks for.
+    fn health(&self) -> Result<(), NotNow> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let stopped: Vec<&str> = self
+            .destinations
+            .iter()
+            .zip(&self.running)
+            .filter(|(_, running)| !running.load(Ordering::Relaxed))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if stopped.is_empty() {
+            return Ok(());
+        }
+        Err(NotNow {
+            reason: "delivery_stopped",
+            detail: format!(
+                "the delivery worker of {} stopped; its events wait in the queue until a restart",
+                stopped.join(", ")
+            ),
+            retry_after_secs: None,
+        })
     }
 
     fn full_hint(&self) -> Option<u32> {
@@ -474,11 +550,16 @@ async fn serve(service: Service) -> anyhow::Result<()> {
     let closing = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let wakes: Vec<Arc<Notify>> = targets.iter().map(|_| Arc::new(Notify::new())).collect();
+    let running: Vec<Arc<AtomicBool>> = targets
+        .iter()
+        .map(|_| Arc::new(AtomicBool::new(false)))
+        .collect();
     let sink = QueueSink {
         queue: queue.clone(),
         destinations: targets.iter().map(|t| t.name.clone()).collect(),
         wake: wakes.clone(),
         closing: Arc::clone(&closing),
+        running: running.clone(),
     };
     let state = IntakeState::new(intake, Arc::new(sink), metrics.clone());
     let app = actionkit_intake::router(state);
@@ -496,22 +577,27 @@ async fn serve(service: Service) -> anyhow::Result<()> {
     ));
 
     let mut workers = tokio::task::JoinSet::new();
-    for (target, wake) in targets.iter().zip(&wakes) {
+    for ((target, wake), flag) in targets.iter().zip(&wakes).zip(&running) {
         let lease_batch = (target.client.config().concurrency.max(1) * 4).min(512);
+        let work = worker::run(
+            queue.clone(),
+            Arc::clone(target),
+            Arc::clone(wake),
+            shutdown_rx.clone(),
+            WorkerConfig {
+                lease_batch,
+                backoff: Backoff::new(backoff.0, backoff.1),
+                queue_calls: Some(tokio::runtime::Handle::current()),
+                ..WorkerConfig::default()
+            },
+            metrics.clone(),
+        );
+        let running = Running::start(flag);
         workers.spawn_on(
-            worker::run(
-                queue.clone(),
-                Arc::clone(target),
-                Arc::clone(wake),
-                shutdown_rx.clone(),
-                WorkerConfig {
-                    lease_batch,
-                    backoff: Backoff::new(backoff.0, backoff.1),
-                    queue_calls: Some(tokio::runtime::Handle::current()),
-                    ..WorkerConfig::default()
-                },
-                metrics.clone(),
-            ),
+            async move {
+                let _running = running;
+                work.await;
+            },
             &delivery,
         );
     }
@@ -623,6 +709,74 @@ mod tests {
                 .lines()
                 .any(|l| l == "actionkit_queue_events 0")
         );
+    }
+
+    fn event(id: &str) -> NormalizedEvent {
+        NormalizedEvent {
+            source: Arc::from("web"),
+            event_type: actionkit_intake::EventType::Track,
+            message_id: id.to_owned(),
+            json: format!(r#"{{"type":"track","messageId":"{id}","userId":"u","event":"e"}}"#),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_follows_the_bound_and_shutdown_and_health_the_workers() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = QueueConfig {
+            max_events: 2,
+            ..QueueConfig::default()
+        };
+        let queue = Queue::open(dir.path().join("q.sqlite"), config).expect("the queue opens");
+        let running: Vec<Arc<AtomicBool>> =
+            (0..2).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let closing = Arc::new(AtomicBool::new(false));
+        let sink = QueueSink {
+            queue,
+            destinations: vec!["alpha".to_owned(), "beta".to_owned()],
+            wake: Vec::new(),
+            closing: Arc::clone(&closing),
+            running: running.clone(),
+        };
+        let alpha = Running::start(&running[0]);
+        let beta = Running::start(&running[1]);
+        assert_eq!(sink.readiness(), Ok(()));
+        assert_eq!(sink.health(), Ok(()));
+
+        // A request past the bound is refused, and readiness says so until room is made.
+        sink.enqueue(vec![event("m1")]).await.expect("room for one");
+        let refused = sink.enqueue(vec![event("m2"), event("m3")]).await;
+        assert!(
+            matches!(refused, Err(SinkError::Full { .. })),
+            "{refused:?}"
+        );
+        let not_ready = sink.readiness().expect_err("full");
+        assert_eq!(not_ready.reason, "queue_full");
+        assert!(not_ready.detail.contains("server.queue.max_events"));
+        assert!(not_ready.retry_after_secs.is_some_and(|s| s >= 1));
+        // Load is no reason to restart.
+        assert_eq!(sink.health(), Ok(()));
+
+        // A worker that stops, even by panicking, makes the process unhealthy, naming it.
+        let panicked = tokio::spawn(async move {
+            let _running = beta;
+            panic!("a delivery bug");
+        })
+        .await;
+        assert!(panicked.is_err());
+        let unhealthy = sink.health().expect_err("beta stopped");
+        assert_eq!(unhealthy.reason, "delivery_stopped");
+        assert!(unhealthy.detail.contains("beta"), "{}", unhealthy.detail);
+        assert!(!unhealthy.detail.contains("alpha"), "{}", unhealthy.detail);
+
+        // During a shutdown, workers stop on purpose: not ready, but not unhealthy.
+        closing.store(true, Ordering::Relaxed);
+        assert_eq!(
+            sink.readiness().expect_err("closing").reason,
+            "shutting_down"
+        );
+        assert_eq!(sink.health(), Ok(()));
+        drop(alpha);
     }
 
     #[test]
