@@ -779,6 +779,77 @@ mod tests {
         drop(alpha);
     }
 
+    /// `examples/alerts.yaml` is Prometheus rule YAML whose rules are complete and name only
+    /// metrics the server exports, so renaming a metric cannot silently break an operator's alert.
+    #[test]
+    fn the_example_alerts_name_exported_metrics() {
+        use actionkit_intake::{
+            ACCEPTED_TOTAL, RECEIVED_TOTAL, REJECTED_TOTAL, REQUEST_DURATION, REQUESTS_TOTAL,
+        };
+        use worker::{
+            DELIVERIES_TOTAL, DELIVERY_EVENT_AGE, DELIVERY_REQUEST_DURATION,
+            DELIVERY_REQUESTS_TOTAL,
+        };
+        let counters_and_gauges = [
+            RECEIVED_TOTAL,
+            ACCEPTED_TOTAL,
+            REJECTED_TOTAL,
+            REQUESTS_TOTAL,
+            DELIVERIES_TOTAL,
+            DELIVERY_REQUESTS_TOTAL,
+            QUEUE_DELIVERIES,
+            QUEUE_OLDEST_PENDING_AGE,
+            QUEUE_EVENTS,
+            QUEUE_BYTES,
+            QUEUE_MAX_EVENTS,
+            QUEUE_MAX_BYTES,
+            QUEUE_CHECKPOINT_FAILURES,
+            QUEUE_COMMITS_TOTAL,
+            QUEUE_COMMIT_EVENTS_TOTAL,
+        ];
+        let histograms = [
+            REQUEST_DURATION,
+            DELIVERY_REQUEST_DURATION,
+            DELIVERY_EVENT_AGE,
+            QUEUE_COMMIT_DURATION,
+            QUEUE_COMMIT_WAIT,
+        ];
+        let exported = |name: &str| {
+            counters_and_gauges.contains(&name)
+                || histograms.iter().any(|h| {
+                    name.strip_prefix(h)
+                        .is_some_and(|rest| ["_bucket", "_sum", "_count"].contains(&rest))
+                })
+        };
+
+        let text = include_str!("../../../../examples/alerts.yaml");
+        let docs = yaml_rust2::YamlLoader::load_from_str(text).expect("alerts.yaml is YAML");
+        let rules: Vec<&yaml_rust2::Yaml> = docs[0]["groups"]
+            .as_vec()
+            .expect("a list of groups")
+            .iter()
+            .flat_map(|group| group["rules"].as_vec().expect("a list of rules"))
+            .collect();
+        assert!(rules.len() >= 5, "{} rules", rules.len());
+        for rule in rules {
+            let name = rule["alert"].as_str().expect("every rule names its alert");
+            for key in [&rule["labels"]["severity"], &rule["annotations"]["summary"]] {
+                assert!(key.as_str().is_some(), "{name}: a severity and a summary");
+            }
+            let expr = rule["expr"].as_str().expect("every rule has an expression");
+            let mut named = 0;
+            for (at, _) in expr.match_indices("actionkit_") {
+                let metric: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(exported(&metric), "{name}: {metric} is not exported");
+                named += 1;
+            }
+            assert!(named > 0, "{name} names no actionkit metric");
+        }
+    }
+
     #[test]
     fn the_lease_duration_is_read_and_checked_naming_the_key() {
         let file = Path::new("actionkit.yaml");
