@@ -859,14 +859,15 @@ fn track_request(addr: &str, body: &[u8]) -> Vec<u8> {
     request
 }
 
-/// Runs the paced client on its own thread; a run that cannot start is a broken bench.
+/// Runs the paced client on its own thread; a run that fails (no epoll or timer) is a broken
+/// bench.
 #[cfg(target_os = "linux")]
 async fn paced_run(addr: &str, rate: u64, requests: Vec<Vec<u8>>) -> paced::Outcome {
     let addr = addr.to_owned();
     tokio::task::spawn_blocking(move || paced::run(&addr, rate, requests, Duration::from_secs(30)))
         .await
         .expect("the paced client does not panic")
-        .expect("the paced client starts")
+        .expect("the paced client runs")
 }
 
 async fn overload(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report: &mut Report) {

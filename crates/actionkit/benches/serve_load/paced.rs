@@ -181,11 +181,15 @@ pub fn run(
             break;
         }
         events.clear();
-        epoll::wait(
+        match epoll::wait(
             &epoll,
             rustix::buffer::spare_capacity(&mut events),
             Some(&tick),
-        )?;
+        ) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(err) => return Err(err.into()),
+        }
         for event in events.iter() {
             let key = event.data.u64();
             if key == TIMER {
