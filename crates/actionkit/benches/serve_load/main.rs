@@ -929,7 +929,9 @@ async fn overload(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, repor
     let last_at = samples.last().map_or(0, |s| s.0);
     let first_peak = peak_in(0, window);
     let last_peak = peak_in(last_at.saturating_sub(window), last_at);
-    let hwm = samples.last().map_or(0, |s| s.2);
+    // The kernel updates `VmHWM` lazily (on some unmaps and at exit), so it can trail a `VmRSS`
+    // sampled later; the peak is the larger of the two over all samples.
+    let hwm = samples.iter().map(|s| s.1.max(s.2)).max().unwrap_or(0);
     let plateau = last_peak as f64 <= first_peak as f64 * 1.10;
     let shed = tally.count_of("503");
     let accepted = tally.accepted_events.load(Ordering::Relaxed);
