@@ -1,5 +1,6 @@
-//! Every configuration under `examples/` loads: the files users copy first must not rot when the
-//! configuration model changes.
+//! Every configuration in `examples/` loads: the files users copy first must not rot when the
+//! configuration model changes. Subfolders hold other files (Prometheus rules in
+//! `examples/prometheus/`), tested where they are used.
 
 use actionkit_spec::config::load_config_str;
 

@@ -779,8 +779,9 @@ mod tests {
         drop(alpha);
     }
 
-    /// `examples/alerts.yaml` is Prometheus rule YAML whose rules are complete and name only
-    /// metrics the server exports, so renaming a metric cannot silently break an operator's alert.
+    /// `examples/prometheus/alerts.yaml` is Prometheus rule YAML whose rules are complete and name
+    /// only metrics the server exports, so renaming a metric cannot silently break an operator's
+    /// alert.
     #[test]
     fn the_example_alerts_name_exported_metrics() {
         use actionkit_intake::{
@@ -822,7 +823,7 @@ mod tests {
                 })
         };
 
-        let text = include_str!("../../../../examples/alerts.yaml");
+        let text = include_str!("../../../../examples/prometheus/alerts.yaml");
         let docs = yaml_rust2::YamlLoader::load_from_str(text).expect("alerts.yaml is YAML");
         let rules: Vec<&yaml_rust2::Yaml> = docs[0]["groups"]
             .as_vec()
