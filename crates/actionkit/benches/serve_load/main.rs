@@ -434,12 +434,16 @@ struct Tally {
 
 impl Tally {
     fn count(&self, status: String) {
+        self.add(status, 1);
+    }
+
+    fn add(&self, status: String, n: u64) {
         *self
             .statuses
             .lock()
             .expect("the tally lock")
             .entry(status)
-            .or_insert(0) += 1;
+            .or_insert(0) += n;
     }
 
     fn histogram(&self) -> String {
@@ -796,9 +800,10 @@ async fn latency(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report
     };
     let from_sent = paced::Percentiles::of(ok.iter().map(|a| a.from_sent));
     let conditions = format!(
-        "{rate} req/s open loop for {secs} s, {} requests, answers {{{}}}, {} written more than 1 ms after their intended time (counted in their latency; p50 / p99 from the actual write instead: {:.2} / {:.2} ms); {server_side}; {}; load avg {}",
+        "{rate} req/s open loop for {secs} s, {} requests on {} connections, answers {{{}}}, {} written more than 1 ms after their intended time (counted in their latency; p50 / p99 from the actual write instead: {:.2} / {:.2} ms); {server_side}; {}; load avg {}",
         secs * rate,
-        outcome.histogram(),
+        outcome.connections,
+        answer_tally(&outcome).histogram(),
         outcome.late_sends,
         from_sent.at(0.50),
         from_sent.at(0.99),
@@ -839,12 +844,25 @@ async fn latency(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report
         lat.summary(),
         format!(
             "{rate} req/s open loop for {floor_secs} s against mock-userpilot answering 401 at once, answers {{{}}}, {} written late; {}",
-            outcome.histogram(),
+            answer_tally(&outcome).histogram(),
             outcome.late_sends,
             cpu_note(cores),
         ),
     );
     server.stop();
+}
+
+/// A paced run's answers by status and its failures by kind, in the other phases' [`Tally`].
+#[cfg(target_os = "linux")]
+fn answer_tally(outcome: &paced::Outcome) -> Tally {
+    let tally = Tally::default();
+    for answer in &outcome.answers {
+        tally.count(answer.status.to_string());
+    }
+    for (what, &n) in &outcome.failures {
+        tally.add((*what).to_owned(), n);
+    }
+    tally
 }
 
 /// A `/v1/track` request with the load's write key.

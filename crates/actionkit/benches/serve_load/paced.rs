@@ -56,22 +56,6 @@ impl Outcome {
             .filter(|a| (200..300).contains(&a.status))
             .count() as u64
     }
-
-    /// The answers by status and the failures by kind, as `status: count, …`.
-    pub fn histogram(&self) -> String {
-        let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
-        for answer in &self.answers {
-            *by_kind.entry(answer.status.to_string()).or_insert(0) += 1;
-        }
-        for (what, n) in &self.failures {
-            *by_kind.entry((*what).to_owned()).or_insert(0) += n;
-        }
-        by_kind
-            .iter()
-            .map(|(kind, n)| format!("{kind}: {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 /// Sorted latencies, read as percentiles in milliseconds.
@@ -203,32 +187,13 @@ pub fn run(
                     }
                     let request = requests.next().unwrap_or_default();
                     sent += 1;
-                    let slot = match idle.pop() {
-                        Some(slot) => slot,
-                        None => match connect(addr, &epoll, conns.len()) {
-                            Ok(conn) => {
-                                out.connections += 1;
-                                conns.push(Some(conn));
-                                conns.len() - 1
-                            }
-                            Err(_) => {
-                                fail(&mut out, "connect error");
-                                continue;
-                            }
-                        },
-                    };
-                    let Some(conn) = conns[slot].as_mut() else {
-                        continue;
-                    };
-                    let written_at = now_ns();
-                    if write_whole(&mut conn.stream, &request).is_err() {
-                        fail(&mut out, "write error");
-                        drop_conn(&epoll, &mut conns, slot);
-                        continue;
+                    match send(addr, &epoll, &mut conns, &mut idle, &request, due) {
+                        Ok(written_at) => {
+                            outstanding += 1;
+                            last_send = written_at;
+                        }
+                        Err(what) => fail(&mut out, what),
                     }
-                    conn.waiting = Some((due, written_at));
-                    outstanding += 1;
-                    last_send = written_at;
                 }
                 if sent < total {
                     arm(intended(sent))?;
@@ -269,7 +234,38 @@ pub fn run(
             }
         }
     }
+    out.connections = conns.len();
     Ok(out)
+}
+
+/// Writes `request`, intended at `due`, on an idle connection or a new one; when it was written,
+/// or what failed (a connection that failed to write is dropped).
+fn send(
+    addr: &str,
+    epoll: &impl std::os::fd::AsFd,
+    conns: &mut Vec<Option<Conn>>,
+    idle: &mut Vec<usize>,
+    request: &[u8],
+    due: u64,
+) -> Result<u64, &'static str> {
+    let slot = match idle.pop() {
+        Some(slot) => slot,
+        None => {
+            let conn = connect(addr, epoll, conns.len()).map_err(|_| "connect error")?;
+            conns.push(Some(conn));
+            conns.len() - 1
+        }
+    };
+    let Some(conn) = conns[slot].as_mut() else {
+        return Err("connection gone");
+    };
+    let written_at = now_ns();
+    if write_whole(&mut conn.stream, request).is_err() {
+        drop_conn(epoll, conns, slot);
+        return Err("write error");
+    }
+    conn.waiting = Some((due, written_at));
+    Ok(written_at)
 }
 
 /// Opens a keep-alive connection and adds it to the epoll set under `key`.
