@@ -410,24 +410,21 @@ impl Queue {
     /// bound by the writer, and after [`FULL_HINT_TTL`] the next request goes to the writer again,
     /// which learns whether deliveries have freed room meanwhile.
     pub fn full_hint(&self, now: SystemTime) -> Option<u64> {
+        self.refused_full_within(now, FULL_HINT_TTL)
+    }
+
+    /// `Some` with the `Retry-After` hint in seconds when the bound turned a request away less
+    /// than `window` before `now` and no commit has stored everything since: [`Queue::full_hint`]
+    /// with the caller's window (`actionkit serve` reports not ready for five seconds after a
+    /// refusal, long enough for a probe to see it).
+    pub fn refused_full_within(&self, now: SystemTime, window: Duration) -> Option<u64> {
         let at = self.inner.full_at.load(Ordering::Relaxed);
         if at == 0 {
             return None;
         }
         let age = to_ms(now).saturating_sub(at);
-        let ttl = i64::try_from(FULL_HINT_TTL.as_millis()).unwrap_or(i64::MAX);
-        (age < ttl).then(|| self.inner.config.full_retry_after.as_secs().max(1))
-    }
-
-    /// When the bound last turned a request away, unless a commit has stored everything it was
-    /// given since: the writer's latest word on whether the queue is full. Unlike
-    /// [`Queue::full_hint`] it does not expire, so a caller that wants "full lately" picks its
-    /// own window (`actionkit serve` reports not ready for five seconds after a refusal).
-    pub fn refused_full_at(&self) -> Option<SystemTime> {
-        match self.inner.full_at.load(Ordering::Relaxed) {
-            0 => None,
-            at => Some(types::from_ms(at)),
-        }
+        let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        (age < window).then(|| self.inner.config.full_retry_after.as_secs().max(1))
     }
 
     /// How many in-flight rows opening returned to pending (work a crashed process left behind).

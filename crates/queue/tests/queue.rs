@@ -433,7 +433,8 @@ fn the_full_hint_follows_the_writer_and_expires() {
     q.enqueue(events("first", 2), &dests(&["a"])).unwrap();
     // Full, but no request has been turned away yet: no hint.
     assert_eq!(q.full_hint(SystemTime::now()), None);
-    assert_eq!(q.refused_full_at(), None);
+    let window = Duration::from_secs(5);
+    assert_eq!(q.refused_full_within(SystemTime::now(), window), None);
     let before = SystemTime::now();
     assert!(matches!(
         q.enqueue(events("second", 1), &dests(&["a"])),
@@ -441,18 +442,21 @@ fn the_full_hint_follows_the_writer_and_expires() {
     ));
     let now = SystemTime::now();
     assert_eq!(q.full_hint(now), Some(3));
-    // The hint expires, so the writer is asked again; the refusal time stays.
+    // The hint expires, so the writer is asked again; a wider window still sees the refusal,
+    // up to its end (milliseconds are kept, so allow for the truncation of `before`).
     assert_eq!(q.full_hint(now + FULL_HINT_TTL), None);
-    let refused = q.refused_full_at().expect("a refusal was recorded");
-    // Milliseconds are kept, so allow for the truncation of `before`.
-    assert!(refused + Duration::from_millis(1) >= before && refused <= now);
+    assert_eq!(q.refused_full_within(now + FULL_HINT_TTL, window), Some(3));
+    let almost = before + window - Duration::from_millis(2);
+    assert_eq!(q.refused_full_within(almost, window), Some(3));
+    let past = now + window + Duration::from_millis(1);
+    assert_eq!(q.refused_full_within(past, window), None);
     // Once deliveries free room and a request is stored, the hint is gone at once.
     let leased = q.lease("a", 1, now).unwrap();
     q.ack_delivered(&leased.iter().map(|l| l.id).collect::<Vec<_>>())
         .unwrap();
     q.enqueue(events("third", 1), &dests(&["a"])).unwrap();
     assert_eq!(q.full_hint(SystemTime::now()), None);
-    assert_eq!(q.refused_full_at(), None);
+    assert_eq!(q.refused_full_within(SystemTime::now(), window), None);
 }
 
 #[test]

@@ -120,24 +120,19 @@ impl EventSink for QueueSink {
                 retry_after_secs: None,
             });
         }
-        let now = SystemTime::now();
-        let refused_lately = self
+        match self
             .queue
-            .refused_full_at()
-            .is_some_and(|at| now.duration_since(at).unwrap_or_default() < FULL_NOT_READY);
-        if !refused_lately {
-            return Ok(());
+            .refused_full_within(SystemTime::now(), FULL_NOT_READY)
+        {
+            None => Ok(()),
+            Some(secs) => Err(NotNow {
+                reason: "queue_full",
+                detail: "the queue is at its bound (server.queue.max_events or max_bytes) and \
+                         refuses events until deliveries free room"
+                    .to_owned(),
+                retry_after_secs: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
+            }),
         }
-        Err(NotNow {
-            reason: "queue_full",
-            detail: "the queue is at its bound (server.queue.max_events or max_bytes) and \
-                     refuses events until deliveries free room"
-                .to_owned(),
-            retry_after_secs: Some(
-                u32::try_from(self.queue.config().full_retry_after.as_secs().max(1))
-                    .unwrap_or(u32::MAX),
-            ),
-        })
     }
 
     /// Unhealthy when a delivery worker stopped outside a shutdown: its events would wait in the
