@@ -652,33 +652,24 @@ mod tests {
             RowOutcome::Dead { reason } => assert!(reason.contains(needle), "{reason}"),
             other => panic!("expected a dead letter, got {other:?}"),
         };
+        let metrics = MetricsRegistry::new();
         dead(
-            deliver_payload(&target, b"{not json", &MetricsRegistry::new()).await,
+            deliver_payload(&target, b"{not json", &metrics).await,
             "stored event is not valid JSON",
         );
         dead(
-            deliver_payload(&target, b"[1, 2]", &MetricsRegistry::new()).await,
+            deliver_payload(&target, b"[1, 2]", &metrics).await,
             "stored event is not a JSON object",
         );
         let alias = json!({"type": "alias", "userId": "u1", "previousId": "u0"});
         assert_eq!(
-            deliver_payload(
-                &target,
-                alias.to_string().as_bytes(),
-                &MetricsRegistry::new()
-            )
-            .await,
+            deliver_payload(&target, alias.to_string().as_bytes(), &metrics).await,
             RowOutcome::NoTrigger
         );
         // An identify with no user id fails the mapping's validation: final, with the reason.
         let nobody = json!({"type": "identify", "traits": {"plan": "pro"}});
         dead(
-            deliver_payload(
-                &target,
-                nobody.to_string().as_bytes(),
-                &MetricsRegistry::new(),
-            )
-            .await,
+            deliver_payload(&target, nobody.to_string().as_bytes(), &metrics).await,
             "identifyUser",
         );
     }
