@@ -211,33 +211,22 @@ fn cases() -> Vec<Case> {
             r#"{"batch":[{"type":"track","userId":"bad-ctx","event":"E"}],"context":[]}"#,
         )
         .expect(400, "invalid_batch", "`context` must be an object"),
-        // Content types and encodings: JSON (or text/plain, as analytics.js sends) in UTF-8.
-        Case::post("Content-Type text/html", "/v1/track", json_ok.clone())
-            .header("content-type", Some("text/html".into()))
-            .expect(415, "unsupported_content_type", "text/html"),
-        Case::post("Content-Type form", "/v1/batch", "batch=1")
+        // Content types: JSON is read as JSON whatever the header says (the valid traffic below
+        // sends it as text/plain, as a form and with none), so only a body that is not JSON is
+        // refused, and the message names the content type it came with.
+        Case::post("a form that is not JSON", "/v1/batch", "batch=1&userId=x")
             .header(
                 "content-type",
                 Some("application/x-www-form-urlencoded".into()),
             )
             .expect(
-                415,
-                "unsupported_content_type",
-                "application/x-www-form-urlencoded",
+                400,
+                "invalid_json",
+                "starts with `batch=1&userId=x` (the request's content-type was `application/x-www-form-urlencoded`",
             ),
-        Case::post("Content-Type missing", "/v1/track", json_ok.clone())
+        Case::post("HTML without a content type", "/v1/t", "<html>hi</html>")
             .header("content-type", None)
-            .expect(
-                415,
-                "unsupported_content_type",
-                "content-type header is missing",
-            ),
-        Case::post("charset latin1", "/v1/track", json_ok.clone())
-            .header(
-                "content-type",
-                Some("application/json; charset=iso-8859-1".into()),
-            )
-            .expect(415, "unsupported_content_type", "iso-8859-1"),
+            .expect(400, "invalid_json", "the request had no content-type"),
         Case::post("Content-Encoding br", "/v1/track", json_ok.clone())
             .header("content-encoding", Some("br".into()))
             .expect(415, "unsupported_content_encoding", "`br`"),
@@ -484,7 +473,9 @@ async fn send_case(client: &reqwest::Client, server: &Server, case: &Case) -> (u
 }
 
 /// Valid traffic, sent in the way `idx` picks: Basic, X-Write-Key, `writeKey` in the body, gzip,
-/// or `text/plain` (which intake accepts, as analytics.js sends it). Returns the users sent.
+/// `text/plain` (as analytics.js sends it), a gzip body sent as a form to `/v1/import` (as
+/// RudderStack's Node SDK sends it, to its own batch path), or no content type at all to `/v1/b`.
+/// Returns the users sent.
 async fn send_valid(
     client: &reqwest::Client,
     server: &Server,
@@ -492,8 +483,14 @@ async fn send_valid(
     idx: usize,
 ) -> Vec<String> {
     let (mut body, users) = batch(tag, 2);
-    let req = client.post(server.url("/v1/batch"));
-    let req = match idx % 5 {
+    let style = idx % 7;
+    let path = match style {
+        5 => "/v1/import",
+        6 => "/v1/b",
+        _ => "/v1/batch",
+    };
+    let req = client.post(server.url(path));
+    let req = match style {
         0 => req
             .basic_auth(WRITE_KEY, Some(""))
             .header("content-type", "application/json")
@@ -512,23 +509,24 @@ async fn send_valid(
             .header("content-type", "application/json")
             .header("content-encoding", "gzip")
             .body(gzip(body.to_string().as_bytes())),
-        _ => req
+        4 => req
             .basic_auth(WRITE_KEY, Some(""))
             .header("content-type", "text/plain")
             .body(body.to_string()),
+        5 => req
+            .basic_auth(WRITE_KEY, Some(""))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-encoding", "gzip")
+            .body(gzip(body.to_string().as_bytes())),
+        _ => req.basic_auth(WRITE_KEY, Some("")).body(body.to_string()),
     };
     let res = req
         .send()
         .await
-        .unwrap_or_else(|e| panic!("valid batch {tag} (style {}) got no answer: {e:?}", idx % 5));
+        .unwrap_or_else(|e| panic!("valid batch {tag} (style {style}) got no answer: {e:?}"));
     let status = res.status().as_u16();
     let answer = res.text().await.unwrap_or_default();
-    assert_eq!(
-        status,
-        200,
-        "valid batch {tag} (style {}): {answer}",
-        idx % 5
-    );
+    assert_eq!(status, 200, "valid batch {tag} (style {style}): {answer}");
     users
 }
 
@@ -637,11 +635,12 @@ async fn bad_input_gets_a_clear_4xx_and_good_traffic_is_unaffected() {
         {"type": "track", "userId": "bad-mixed-9", "event": "E", "timestamp": 17},
     ]});
     let res = post_batch(&client, &server, &mixed).await;
-    assert_eq!(res.status(), 400);
+    // 200 because two events were stored: several clients retry a 400 and would store them again.
+    assert_eq!(res.status(), 200);
     let answer: Value = res.json().await.expect("a JSON answer");
     answers.push(answer.to_string());
     assert_eq!(answer["accepted"], 2, "{answer}");
-    assert_eq!(answer["error"]["code"], "invalid_events", "{answer}");
+    assert_eq!(answer["success"], true, "{answer}");
     let rejected: Vec<(u64, &str)> = answer["rejected"]
         .as_array()
         .expect("a list of rejected events")
@@ -694,9 +693,9 @@ async fn bad_input_gets_a_clear_4xx_and_good_traffic_is_unaffected() {
         .map(|i| json!({"type": "page", "userId": format!("many-{i}"), "name": "P"}))
         .collect();
     let res = post_batch(&client, &server, &json!({ "batch": over })).await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 200);
     let answer: Value = res.json().await.expect("a JSON answer");
-    assert_eq!(answer["accepted"], 2500, "{}", answer["error"]);
+    assert_eq!(answer["accepted"], 2500, "{}", answer["message"]);
     let codes: Vec<(u64, &str)> = answer["rejected"]
         .as_array()
         .expect("a list")

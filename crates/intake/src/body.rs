@@ -19,60 +19,60 @@ pub(crate) enum Encoding {
     Gzip,
 }
 
-/// Checks the `Content-Type`: `application/json` (or `text/plain` when allowed), with an
-/// optional UTF-8 charset.
-pub(crate) fn check_content_type(
-    value: Option<&[u8]>,
-    accept_text_plain: bool,
-) -> Result<(), Rejection> {
-    let Some(raw) = value else {
-        return Err(Rejection::new(
-            ErrorCode::UnsupportedContentType,
-            "content-type header is missing; send application/json",
-        ));
-    };
-    let text = std::str::from_utf8(raw).map_err(|_| {
-        Rejection::new(
-            ErrorCode::UnsupportedContentType,
-            "content-type header is not valid UTF-8; send application/json",
-        )
-    })?;
-    let mut parts = text.split(';');
-    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-    let media_ok = media == "application/json" || (accept_text_plain && media == "text/plain");
-    if !media_ok {
-        return Err(Rejection::new(
-            ErrorCode::UnsupportedContentType,
-            format!(
-                "content-type `{}` is not supported; send application/json",
-                clip(&media, 64)
-            ),
+/// Adds the request's content type to a rejection that says the body is not JSON (bad bytes,
+/// bad gzip or bad syntax), when the type is not JSON's own: "JSON is JSON whatever the header
+/// says", but a sender who posted a form or a file by mistake learns from the message what went
+/// out.
+pub(crate) fn name_content_type(
+    mut rejection: Rejection,
+    content_type: Option<&[u8]>,
+) -> Rejection {
+    if !matches!(
+        rejection.code,
+        ErrorCode::InvalidJson | ErrorCode::InvalidUtf8 | ErrorCode::InvalidGzip
+    ) {
+        return rejection;
+    }
+    let media = content_type
+        .map(|raw| {
+            String::from_utf8_lossy(raw)
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    if media == "application/json" {
+        return rejection;
+    }
+    if media.is_empty() {
+        rejection.message.push_str(
+            " (the request had no content-type; the body is read as JSON whatever it says)",
+        );
+    } else {
+        rejection.message.push_str(&format!(
+            " (the request's content-type was `{}`; the body is read as JSON whatever it says)",
+            clip(&media, 64)
         ));
     }
-    for param in parts {
-        let Some((name, val)) = param.split_once('=') else {
-            continue;
-        };
-        if name.trim().eq_ignore_ascii_case("charset") {
-            let charset = val.trim().trim_matches('"').to_ascii_lowercase();
-            if charset != "utf-8" && charset != "utf8" {
-                return Err(Rejection::new(
-                    ErrorCode::UnsupportedContentType,
-                    format!(
-                        "charset `{}` is not supported; send UTF-8",
-                        clip(&charset, 32)
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
+    rejection
 }
 
+/// The two bytes every gzip member starts with (RFC 1952 §2.3.1).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
 /// Reads the `Content-Encoding`: absent or `identity`, or `gzip` (also spelt `x-gzip`).
-pub(crate) fn content_encoding(value: Option<&[u8]>) -> Result<Encoding, Rejection> {
+///
+/// A body without the header that starts with gzip's magic bytes is gzip all the same: no JSON
+/// text starts with byte 0x1f, and some clients compress without saying so.
+pub(crate) fn content_encoding(value: Option<&[u8]>, body: &[u8]) -> Result<Encoding, Rejection> {
     let Some(raw) = value else {
-        return Ok(Encoding::Identity);
+        return Ok(if body.starts_with(&GZIP_MAGIC) {
+            Encoding::Gzip
+        } else {
+            Encoding::Identity
+        });
     };
     let text = std::str::from_utf8(raw).unwrap_or("\u{fffd}").trim();
     if text.is_empty() || text.eq_ignore_ascii_case("identity") {
@@ -98,14 +98,16 @@ pub(crate) enum HeaderKey {
     Key(Vec<u8>),
 }
 
-/// Extracts a write key from `Authorization: Basic` (the key is the user name) or from
-/// `X-Write-Key`, in that order.
+/// Extracts a write key from `Authorization: Basic` (the key is the user name), from
+/// `X-Write-Key`, or from the query string's `writeKey` (RudderStack's browser SDK sends it there
+/// with `navigator.sendBeacon`, which cannot set headers), in that order.
 ///
 /// Another `Authorization` scheme (such as Segment's OAuth `Bearer`) is ignored, so the key is
-/// then looked for in `X-Write-Key` or the body.
+/// then looked for in `X-Write-Key`, the query or the body.
 pub(crate) fn header_key(
     authorization: Option<&[u8]>,
     x_write_key: Option<&[u8]>,
+    query_key: Option<&[u8]>,
 ) -> Result<HeaderKey, Rejection> {
     if let Some(auth) = authorization {
         let auth = trim_ascii(auth);
@@ -135,7 +137,7 @@ pub(crate) fn header_key(
             return Ok(HeaderKey::Key(user.to_vec()));
         }
     }
-    if let Some(key) = x_write_key {
+    for key in [x_write_key, query_key].into_iter().flatten() {
         let key = trim_ascii(key);
         if !key.is_empty() {
             return Ok(HeaderKey::Key(key.to_vec()));
@@ -306,30 +308,56 @@ mod tests {
     }
 
     #[test]
-    fn content_types() {
-        assert!(check_content_type(Some(b"application/json"), false).is_ok());
-        assert!(check_content_type(Some(b"Application/JSON; charset=UTF-8"), false).is_ok());
-        assert!(check_content_type(Some(b"text/plain"), true).is_ok());
-        let err = check_content_type(Some(b"text/plain"), false).unwrap_err();
-        assert_eq!(err.code, ErrorCode::UnsupportedContentType);
-        assert!(err.message.contains("text/plain"), "{}", err.message);
-        let err = check_content_type(Some(b"application/json; charset=latin1"), false).unwrap_err();
-        assert!(err.message.contains("latin1"), "{}", err.message);
-        assert!(check_content_type(None, true).is_err());
-        assert!(check_content_type(Some(b"application/x-www-form-urlencoded"), true).is_err());
-        assert!(check_content_type(Some(&[0xff, 0xfe]), true).is_err());
+    fn content_types_are_named_only_when_the_body_is_not_json() {
+        let bad = || Rejection::new(ErrorCode::InvalidJson, "body is not valid JSON");
+        assert_eq!(
+            name_content_type(bad(), Some(b"application/json; charset=utf-8")).message,
+            "body is not valid JSON"
+        );
+        let form = name_content_type(bad(), Some(b"Application/X-WWW-Form-Urlencoded"));
+        assert!(
+            form.message
+                .ends_with("(the request's content-type was `application/x-www-form-urlencoded`; the body is read as JSON whatever it says)"),
+            "{}",
+            form.message
+        );
+        let none = name_content_type(bad(), None);
+        assert!(none.message.contains("no content-type"), "{}", none.message);
+        // Other problems are about something else and keep their message.
+        let key = Rejection::new(ErrorCode::InvalidWriteKey, "write key is not valid");
+        assert_eq!(
+            name_content_type(key, Some(b"text/html")).message,
+            "write key is not valid"
+        );
+        // Bytes that are not UTF-8 in the header are shown lossily, never refused.
+        assert!(
+            name_content_type(bad(), Some(&[0xff, 0xfe]))
+                .message
+                .contains('\u{fffd}')
+        );
     }
 
     #[test]
     fn encodings() {
-        assert_eq!(content_encoding(None).unwrap(), Encoding::Identity);
-        assert_eq!(content_encoding(Some(b"GZIP")).unwrap(), Encoding::Gzip);
-        assert_eq!(content_encoding(Some(b"x-gzip")).unwrap(), Encoding::Gzip);
+        assert_eq!(content_encoding(None, b"{}").unwrap(), Encoding::Identity);
         assert_eq!(
-            content_encoding(Some(b"identity")).unwrap(),
+            content_encoding(Some(b"GZIP"), b"").unwrap(),
+            Encoding::Gzip
+        );
+        assert_eq!(
+            content_encoding(Some(b"x-gzip"), b"").unwrap(),
+            Encoding::Gzip
+        );
+        assert_eq!(
+            content_encoding(Some(b"identity"), b"{}").unwrap(),
             Encoding::Identity
         );
-        let err = content_encoding(Some(b"br")).unwrap_err();
+        // No header, but gzip's magic bytes: gzip.
+        assert_eq!(
+            content_encoding(None, &gzip(b"{}")).unwrap(),
+            Encoding::Gzip
+        );
+        let err = content_encoding(Some(b"br"), b"").unwrap_err();
         assert_eq!(err.code, ErrorCode::UnsupportedContentEncoding);
         assert_eq!(err.status(), 415);
     }
@@ -368,32 +396,44 @@ mod tests {
     fn basic_and_header_keys() {
         let b64 = base64::engine::general_purpose::STANDARD.encode("wk:");
         let auth = format!("Basic {b64}");
-        match header_key(Some(auth.as_bytes()), None).unwrap() {
+        match header_key(Some(auth.as_bytes()), None, None).unwrap() {
             HeaderKey::Key(k) => assert_eq!(k, b"wk"),
             HeaderKey::None => panic!("no key"),
         }
         // Basic wins over X-Write-Key.
-        match header_key(Some(auth.as_bytes()), Some(b"other")).unwrap() {
+        match header_key(Some(auth.as_bytes()), Some(b"other"), None).unwrap() {
             HeaderKey::Key(k) => assert_eq!(k, b"wk"),
             HeaderKey::None => panic!("no key"),
         }
         // A Bearer token is ignored and X-Write-Key is used.
-        match header_key(Some(b"Bearer abc"), Some(b" xk ")).unwrap() {
+        match header_key(Some(b"Bearer abc"), Some(b" xk "), Some(b"qk")).unwrap() {
             HeaderKey::Key(k) => assert_eq!(k, b"xk"),
             HeaderKey::None => panic!("no key"),
         }
-        assert!(matches!(header_key(None, None).unwrap(), HeaderKey::None));
+        // The query's key comes last, as for RudderStack's beacon requests.
+        match header_key(None, None, Some(b"qk")).unwrap() {
+            HeaderKey::Key(k) => assert_eq!(k, b"qk"),
+            HeaderKey::None => panic!("no key"),
+        }
         assert!(matches!(
-            header_key(None, Some(b"  ")).unwrap(),
+            header_key(None, None, None).unwrap(),
             HeaderKey::None
         ));
-        let err = header_key(Some(b"Basic !!!notbase64"), None).err().unwrap();
+        assert!(matches!(
+            header_key(None, Some(b"  "), None).unwrap(),
+            HeaderKey::None
+        ));
+        let err = header_key(Some(b"Basic !!!notbase64"), None, None)
+            .err()
+            .unwrap();
         assert_eq!(err.code, ErrorCode::InvalidWriteKey);
         let empty_user = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(":pw")
         );
-        let err = header_key(Some(empty_user.as_bytes()), None).err().unwrap();
+        let err = header_key(Some(empty_user.as_bytes()), None, None)
+            .err()
+            .unwrap();
         assert_eq!(err.code, ErrorCode::MissingWriteKey);
     }
 

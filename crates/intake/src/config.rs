@@ -101,9 +101,120 @@ pub struct IntakeConfig {
     pub max_batch_events: usize,
     /// The deepest nesting of objects and arrays within one event.
     pub max_depth: usize,
-    /// Whether a body sent as `text/plain` is read as JSON (analytics.js in browsers sends that
-    /// to avoid a CORS preflight); `application/json` is always accepted.
-    pub accept_text_plain: bool,
+    /// Which web origins browsers may send events from (CORS).
+    pub cors: Cors,
+    /// The URL clients reach this server at, such as `https://collect.example.com`, used in the
+    /// settings analytics.js loads; `None` takes it from each request's `Host` header.
+    pub public_url: Option<PublicUrl>,
+}
+
+/// Which web origins may call the tracking API from a browser.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Cors {
+    /// Any origin, as Segment's own API allows (the default).
+    #[default]
+    AnyOrigin,
+    /// Only these origins, each `scheme://host[:port]` in lower case; a browser request from
+    /// any other origin is refused with 403.
+    Origins(Vec<String>),
+}
+
+impl Cors {
+    /// Builds the policy from `server.cors.allowed_origins`: `*` alone means any origin, and
+    /// every other entry must be an origin such as `https://app.example.com`.
+    pub fn from_list<S: AsRef<str>>(list: &[S]) -> Result<Self, ConfigError> {
+        if list.iter().any(|o| o.as_ref().trim() == "*") {
+            if list.len() > 1 {
+                return Err(ConfigError::WildcardWithOrigins);
+            }
+            return Ok(Self::AnyOrigin);
+        }
+        if list.is_empty() {
+            return Err(ConfigError::NoOrigins);
+        }
+        let mut origins = Vec::with_capacity(list.len());
+        for (idx, raw) in list.iter().enumerate() {
+            let origin = parse_origin(raw.as_ref()).ok_or_else(|| ConfigError::BadOrigin {
+                index: idx,
+                found: raw.as_ref().chars().take(80).collect(),
+            })?;
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+        Ok(Self::Origins(origins))
+    }
+
+    /// Whether a browser on `origin` (the `Origin` header's value) may send events.
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        match self {
+            Self::AnyOrigin => true,
+            Self::Origins(list) => list
+                .iter()
+                .any(|allowed| allowed.as_bytes().eq_ignore_ascii_case(origin)),
+        }
+    }
+}
+
+/// Reads `scheme://host[:port]` (http or https, no path, query or user), lower-cased.
+fn parse_origin(raw: &str) -> Option<String> {
+    let text = raw.trim();
+    let (scheme, rest) = text.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if !is_authority(authority) {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+/// Whether `text` is a plain `host[:port]`: letters, digits, `.`, `-`, `_`, IPv6 brackets and
+/// colons, nothing that could start a path, a query or a user name.
+pub(crate) fn is_authority(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 255
+        && text.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+        })
+}
+
+/// The public base URL of the server, split the way analytics.js's settings want it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host[:port]` followed by any path prefix, without a trailing slash.
+    pub host_and_prefix: String,
+}
+
+impl PublicUrl {
+    /// Reads `server.public_url`: `http(s)://host[:port][/prefix]`, without a query.
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::BadPublicUrl(raw.chars().take(80).collect());
+        let text = raw.trim().trim_end_matches('/');
+        let (scheme, rest) = text.split_once("://").ok_or_else(bad)?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(bad());
+        }
+        let (authority, prefix) = match rest.find('/') {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        let prefix_ok = prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_' | b'~'));
+        if !is_authority(authority) || !prefix_ok {
+            return Err(bad());
+        }
+        Ok(Self {
+            scheme,
+            host_and_prefix: format!("{}{prefix}", authority.to_ascii_lowercase()),
+        })
+    }
 }
 
 impl IntakeConfig {
@@ -150,7 +261,8 @@ impl IntakeConfig {
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
             max_depth: DEFAULT_MAX_DEPTH,
-            accept_text_plain: true,
+            cors: Cors::AnyOrigin,
+            public_url: None,
         })
     }
 
@@ -251,6 +363,31 @@ pub enum ConfigError {
         /// The deepest nesting that may be configured.
         max: usize,
     },
+    /// `allowed_origins` is an empty list.
+    #[error(
+        "cors.allowed_origins is empty; list origins such as `https://app.example.com`, or `*` for any origin"
+    )]
+    NoOrigins,
+    /// `*` is listed beside origins.
+    #[error(
+        "cors.allowed_origins lists `*` beside other origins; use `*` alone for any origin, or only origins"
+    )]
+    WildcardWithOrigins,
+    /// An entry of `allowed_origins` is not an origin.
+    #[error(
+        "cors.allowed_origins[{index}] is `{found}`; expected an origin such as `https://app.example.com` (scheme and host, an optional port, no path)"
+    )]
+    BadOrigin {
+        /// The entry's position in the list.
+        index: usize,
+        /// The entry, cut to 80 characters.
+        found: String,
+    },
+    /// `public_url` is not an http(s) URL.
+    #[error(
+        "public_url is `{0}`; expected an http or https URL such as `https://collect.example.com`, with an optional path and no query"
+    )]
+    BadPublicUrl(String),
 }
 
 #[cfg(test)]
@@ -296,6 +433,64 @@ mod tests {
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("super-secret-key"), "{dbg}");
         assert!(dbg.contains("web"));
+    }
+
+    #[test]
+    fn cors_lists() {
+        assert_eq!(Cors::from_list(&["*"]).unwrap(), Cors::AnyOrigin);
+        let cors = Cors::from_list(&["https://App.Example.com/", "http://localhost:3000"]).unwrap();
+        assert_eq!(
+            cors,
+            Cors::Origins(vec![
+                "https://app.example.com".to_owned(),
+                "http://localhost:3000".to_owned()
+            ])
+        );
+        assert!(cors.allows(b"https://app.example.com"));
+        assert!(cors.allows(b"HTTPS://APP.EXAMPLE.COM"));
+        assert!(!cors.allows(b"https://evil.example.com"));
+        assert!(!cors.allows(b"null"));
+        assert!(Cors::AnyOrigin.allows(b"null"));
+        for bad in [
+            "app.example.com",
+            "ftp://x",
+            "https://x/path",
+            "https://u@x",
+            "https://",
+        ] {
+            let err = Cors::from_list(&[bad]).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::BadOrigin { index: 0, .. }),
+                "{bad}: {err}"
+            );
+        }
+        assert!(matches!(
+            Cors::from_list::<&str>(&[]),
+            Err(ConfigError::NoOrigins)
+        ));
+        assert!(matches!(
+            Cors::from_list(&["*", "https://a.example"]),
+            Err(ConfigError::WildcardWithOrigins)
+        ));
+    }
+
+    #[test]
+    fn public_urls() {
+        let url = PublicUrl::parse("https://Collect.example.com/").unwrap();
+        assert_eq!(
+            (url.scheme.as_str(), url.host_and_prefix.as_str()),
+            ("https", "collect.example.com")
+        );
+        let url = PublicUrl::parse("http://127.0.0.1:8088/segment").unwrap();
+        assert_eq!(url.host_and_prefix, "127.0.0.1:8088/segment");
+        for bad in [
+            "collect.example.com",
+            "https://x/?q=1",
+            "wss://x",
+            "https://a b",
+        ] {
+            assert!(PublicUrl::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

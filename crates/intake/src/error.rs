@@ -14,8 +14,6 @@ pub enum ErrorCode {
     MissingWriteKey,
     /// The write key presented matches no source, or the `Authorization` header is malformed (401).
     InvalidWriteKey,
-    /// The `Content-Type` is missing or not JSON (415).
-    UnsupportedContentType,
     /// The `Content-Encoding` is neither absent, `identity` nor `gzip` (415).
     UnsupportedContentEncoding,
     /// The body, raw or inflated, exceeds the request limit (413).
@@ -59,7 +57,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             Self::MissingWriteKey | Self::InvalidWriteKey => 401,
-            Self::UnsupportedContentType | Self::UnsupportedContentEncoding => 415,
+            Self::UnsupportedContentEncoding => 415,
             Self::PayloadTooLarge => 413,
             _ => 400,
         }
@@ -70,7 +68,6 @@ impl ErrorCode {
         match self {
             Self::MissingWriteKey => "missing_write_key",
             Self::InvalidWriteKey => "invalid_write_key",
-            Self::UnsupportedContentType => "unsupported_content_type",
             Self::UnsupportedContentEncoding => "unsupported_content_encoding",
             Self::PayloadTooLarge => "payload_too_large",
             Self::InvalidGzip => "invalid_gzip",

@@ -3,20 +3,28 @@
 //! Two layers:
 //! - a pure core, [`parse_request`], that authenticates, checks, inflates, parses and normalises
 //!   one request into [`NormalizedEvent`]s (no IO, no async; fuzzed and property-tested);
-//! - an axum [`router`] serving `POST /v1/{identify,track,page,screen,group,alias,batch}`,
-//!   `GET /healthz`, `GET /readyz` and `GET /metrics`, handing accepted events to an
+//! - an axum [`router`] serving every path Segment's and RudderStack's client libraries post to
+//!   ([`TRACKING_ROUTES`]: `/v1/{identify,track,page,screen,group,alias}`, the short forms
+//!   `/v1/{i,t,p,s,g,a}` of analytics.js, and the batch paths `/v1/batch`, `/v1/b` and
+//!   `/v1/import`), analytics.js's settings and telemetry endpoints, `GET /healthz`,
+//!   `GET /readyz` and `GET /metrics`, with CORS on every answer, handing accepted events to an
 //!   [`EventSink`] (the durable queue) and answering only after the sink has them.
 //!
 //! # Responses
 //! - all events stored: `200 {"success": true, "accepted": N}`;
-//! - a batch with rejected events: `400 {"success": false, "accepted": N, "rejected":
-//!   [{"index": i, "code": "...", "message": "..."}], "error": {"code": "invalid_events", ...}}`;
-//!   the events not listed were stored. 400 rather than 200 because something was dropped, and
-//!   rather than 207 because Segment's libraries retry non-4xx answers, which would store the
-//!   valid events twice;
+//! - a batch with some events rejected: `200 {"success": true, "accepted": N, "rejected":
+//!   [{"index": i, "code": "...", "message": "..."}], "message": "..."}`; the events not listed
+//!   were stored. 200 rather than 400 because of what the clients do with a 400: analytics-go
+//!   retries it ten times, analytics_flutter and RudderStack's Android and iOS SDKs forever, so
+//!   the valid events would be stored again on every retry; the libraries that drop on 400
+//!   (analytics.js, analytics-node, analytics-python, …) treat 200 as done as well. Nothing is
+//!   lost silently: the answer lists each rejected event and `/metrics` counts it;
+//! - a batch with every event rejected: `400` with the same `rejected` list (nothing was stored,
+//!   so a retry cannot duplicate anything);
 //! - a whole request refused: `{"success": false, "accepted": 0, "error": {"code", "message"}}`
 //!   with 401 (write key missing or wrong), 400 (malformed JSON, bad UTF-8, too deep, invalid
-//!   event), 413 (body or inflated body too large), 415 (content type or encoding), 404/405,
+//!   event), 403 (a browser origin outside `allowed_origins`), 413 (body or inflated body too
+//!   large), 415 (a content encoding other than gzip), 404/405,
 //!   503 + `Retry-After` (queue full, or too many requests in flight; nothing stored), 500
 //!   (queue failed; nothing stored).
 //!
@@ -29,11 +37,19 @@
 //!   header is checked before the body is read and wins over a key in the body. `Authorization:
 //!   Bearer` (Segment's OAuth) is not supported and is ignored. Keys are compared in constant time
 //!   against every configured source.
-//! - `Content-Type` must be `application/json` (a `charset` other than UTF-8 is refused);
-//!   `text/plain` is accepted too by default ([`IntakeConfig::accept_text_plain`]), as browsers
-//!   using analytics.js send it to avoid a CORS preflight. A missing content type is refused.
+//! - `Content-Type` is not checked: the body is read as JSON whatever the header says
+//!   (analytics.js sends `text/plain`, RudderStack's Node SDK a form type, some clients none). A
+//!   body that is not JSON is a 400 whose message names the content type it came with.
 //! - `Content-Encoding: gzip` (or `x-gzip`, multi-member) is inflated with a cap equal to the
-//!   request limit; anything past the cap is never produced.
+//!   request limit; anything past the cap is never produced. A body starting with gzip's magic
+//!   bytes is inflated even without the header.
+//! - CORS ([`Cors`]): any origin by default, as Segment's API allows, or a configured list; the
+//!   request's origin is echoed in `Access-Control-Allow-Origin` on every answer, errors
+//!   included, and a browser request from an origin outside the list is refused with 403.
+//! - analytics.js's settings (`GET /v1/projects/{writeKey}/settings`, see [`browser_settings`])
+//!   are answered for known write keys, pointing the library back at this server, and with one
+//!   and the same 404 for every unknown key; its telemetry (`POST /v1/m`) is answered 200 and
+//!   dropped.
 //! - Limits (configurable): 32 KB per event and per single call, 500 KB per batch body (after
 //!   inflating), 2,500 events per batch (later items rejected one by one), nesting depth 64 per
 //!   event.
@@ -73,12 +89,14 @@ mod event;
 mod metrics;
 mod parse;
 mod raw;
+mod routes;
 mod server;
+mod settings;
 
 pub use config::{
-    ConfigError, DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_EVENTS, DEFAULT_MAX_DEPTH,
-    DEFAULT_MAX_EVENT_BYTES, IntakeConfig, MAX_CONFIGURABLE_DEPTH, MAX_WRITE_KEY_BYTES, Source,
-    WriteKey,
+    ConfigError, Cors, DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_EVENTS, DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_EVENT_BYTES, IntakeConfig, MAX_CONFIGURABLE_DEPTH, MAX_WRITE_KEY_BYTES, PublicUrl,
+    Source, WriteKey,
 };
 pub use error::{ErrorCode, ItemRejection, Rejection};
 pub use event::{EventType, MAX_MESSAGE_ID_CHARS, NormalizedEvent, is_enabled_for};
@@ -87,6 +105,8 @@ pub use metrics::{
     REQUEST_DURATION, REQUESTS_TOTAL,
 };
 pub use parse::{Accepted, PathKind, RequestMeta, parse_request};
+pub use routes::{Route, SETTINGS_PATH, TELEMETRY_PATH, TRACKING_ROUTES};
 pub use server::{
     BoxFuture, DEFAULT_MAX_IN_FLIGHT, EventSink, IntakeState, NotNow, SinkError, router,
 };
+pub use settings::browser_settings;

@@ -4,9 +4,16 @@
 //! which is what the fuzz target and the property tests exercise.
 //!
 //! Order of checks, each failing fast with its own code:
-//! 1. `Content-Type` (415), then credentials in the headers (401 when present and wrong);
-//! 2. `Content-Encoding` (415), raw size (413), gzip inflated with a cap (413 / 400);
-//! 3. UTF-8 (400), nesting depth (400), JSON syntax (400);
+//! 1. credentials in the headers (401 when present and wrong);
+//! 2. `Content-Encoding` (415), raw size (413), gzip inflated with a cap (413 / 400); a body that
+//!    starts with gzip's magic bytes is inflated even when the header is missing;
+//! 3. UTF-8 (400), nesting depth (400), JSON syntax (400).
+//!
+//! The `Content-Type` is not checked: clients send JSON as `application/json`, `text/plain`
+//! (analytics.js, to spare browsers a preflight), `application/x-www-form-urlencoded` (axios's
+//! default, so RudderStack's Node SDK) or nothing at all, and JSON is JSON whatever the header
+//! says. A body that is not JSON is refused with 400, and the message names the content type it
+//! was sent with;
 //! 4. credentials in the body when the headers had none (401);
 //! 5. each event's own rules; in a batch an invalid event is listed and the others go on.
 
@@ -23,38 +30,31 @@ use crate::error::{ErrorCode, ItemRejection, Rejection};
 use crate::event::{self, BatchDefaults, BatchObject, EventType, NormalizedEvent, Received};
 use crate::raw::{Kind, RawObject, RawVal};
 
-/// Which tracking-API path a request came to.
+/// Which kind of tracking-API path a request came to (the paths are listed in
+/// [`crate::TRACKING_ROUTES`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PathKind {
-    /// `/v1/identify`, `/v1/track`, `/v1/page`, `/v1/screen`, `/v1/group` or `/v1/alias`.
+    /// A single call of one type: `/v1/track` or its short form `/v1/t`, and so on.
     Single(EventType),
-    /// `/v1/batch`.
+    /// A batch: `/v1/batch` or one of its aliases, `/v1/b` and `/v1/import`.
     Batch,
 }
 
 impl PathKind {
-    /// The last segment of the path (`track`, …, `batch`), used in logs and metric labels.
+    /// The canonical name of the kind (`track`, …, `batch`), whichever alias the request came
+    /// to; used in logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Single(t) => t.as_str(),
             Self::Batch => "batch",
         }
     }
-
-    /// Reads a request path such as `/v1/track`.
-    pub fn from_path(path: &str) -> Option<Self> {
-        let name = path.strip_prefix("/v1/")?;
-        if name == "batch" {
-            return Some(Self::Batch);
-        }
-        EventType::parse(name).map(Self::Single)
-    }
 }
 
 /// The request headers the parser looks at, as raw bytes (they may be any bytes on the wire).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequestMeta<'a> {
-    /// The `Content-Type` header.
+    /// The `Content-Type` header: not checked, only named when the body turns out not to be JSON.
     pub content_type: Option<&'a [u8]>,
     /// The `Content-Encoding` header.
     pub content_encoding: Option<&'a [u8]>,
@@ -62,6 +62,8 @@ pub struct RequestMeta<'a> {
     pub authorization: Option<&'a [u8]>,
     /// The `X-Write-Key` header.
     pub x_write_key: Option<&'a [u8]>,
+    /// The query string's `writeKey` parameter, percent-decoded.
+    pub query_write_key: Option<&'a [u8]>,
 }
 
 /// A request that passed authentication and parsing; some batch events may still be rejected.
@@ -103,19 +105,18 @@ pub fn parse_request(
     now: DateTime<Utc>,
     config: &IntakeConfig,
 ) -> Result<Accepted, Rejection> {
-    body::check_content_type(meta.content_type, config.accept_text_plain)?;
-
     // A credential in the headers is checked before the body is even inflated.
-    let header_source = match body::header_key(meta.authorization, meta.x_write_key)? {
-        HeaderKey::Key(key) => Some(resolve(config, &key)?),
-        HeaderKey::None => None,
-    };
+    let header_source =
+        match body::header_key(meta.authorization, meta.x_write_key, meta.query_write_key)? {
+            HeaderKey::Key(key) => Some(resolve(config, &key)?),
+            HeaderKey::None => None,
+        };
 
     let tag = |mut rejection: Rejection| {
         if rejection.source_name.is_none() {
             rejection.source_name.clone_from(&header_source);
         }
-        rejection
+        body::name_content_type(rejection, meta.content_type)
     };
     parse_body(kind, meta, body, now, config, header_source.clone()).map_err(tag)
 }
@@ -129,7 +130,7 @@ fn parse_body(
     config: &IntakeConfig,
     header_source: Option<Arc<str>>,
 ) -> Result<Accepted, Rejection> {
-    let encoding = body::content_encoding(meta.content_encoding)?;
+    let encoding = body::content_encoding(meta.content_encoding, body)?;
     let limit = config.max_body_bytes(kind == PathKind::Batch);
     if body.len() > limit {
         return Err(too_large(limit));
@@ -157,7 +158,10 @@ fn parse_body(
     if !text.trim_ascii_start().starts_with('{') {
         return Err(Rejection::new(
             ErrorCode::InvalidJson,
-            "body must be a JSON object",
+            format!(
+                "body must be a JSON object; it starts with `{}`",
+                body::clip(text.trim_ascii_start(), 24)
+            ),
         ));
     }
 
@@ -446,7 +450,7 @@ mod tests {
             PathKind::from_path("/v1/alias"),
             Some(PathKind::Single(EventType::Alias))
         );
-        assert_eq!(PathKind::from_path("/v1/import"), None);
+        assert_eq!(PathKind::from_path("/v1/import"), Some(PathKind::Batch));
         assert_eq!(PathKind::from_path("/v2/track"), None);
     }
 
@@ -546,26 +550,65 @@ mod tests {
     }
 
     #[test]
-    fn content_type_is_checked_first() {
+    fn json_is_json_whatever_the_content_type_says() {
         let body = br#"{"userId":"u","event":"e"}"#;
-        assert!(run(track(), &keyed(Some(b"text/plain;charset=UTF-8")), body).is_ok());
-        for bad in [
-            None,
-            Some(&b"application/xml"[..]),
-            Some(b"multipart/form-data"),
+        for content_type in [
+            Some(&b"application/json"[..]),
+            Some(b"text/plain;charset=UTF-8"),
+            Some(b"application/x-www-form-urlencoded"),
+            Some(b"application/xml"),
             Some(b"application/json; charset=utf-16"),
+            Some(&[0xff, 0xfe][..]),
+            None,
         ] {
-            let err = run(track(), &keyed(bad), body).unwrap_err();
-            assert_eq!(
-                (err.code, err.status()),
-                (ErrorCode::UnsupportedContentType, 415)
-            );
+            let accepted = run(track(), &keyed(content_type), body)
+                .unwrap_or_else(|e| panic!("{:?}: {e}", content_type.map(String::from_utf8_lossy)));
+            assert_eq!(accepted.events.len(), 1);
         }
-        let mut cfg = config();
-        cfg.accept_text_plain = false;
-        let err =
-            parse_request(track(), &keyed(Some(b"text/plain")), body, now(), &cfg).unwrap_err();
-        assert_eq!(err.code, ErrorCode::UnsupportedContentType);
+        // RudderStack's Node SDK: a gzip body sent as a form.
+        let gz = gzip(br#"{"batch":[{"type":"track","userId":"u","event":"e"}]}"#);
+        let meta = RequestMeta {
+            content_type: Some(b"application/x-www-form-urlencoded"),
+            content_encoding: Some(b"gzip"),
+            x_write_key: Some(b"wk-web"),
+            ..Default::default()
+        };
+        assert_eq!(run(PathKind::Batch, &meta, &gz).unwrap().events.len(), 1);
+        // The same without a `Content-Encoding` header is recognised by its magic bytes.
+        let meta = RequestMeta {
+            content_encoding: None,
+            ..meta
+        };
+        assert_eq!(run(PathKind::Batch, &meta, &gz).unwrap().events.len(), 1);
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_a_400_naming_the_content_type() {
+        let form = keyed(Some(b"application/x-www-form-urlencoded"));
+        let err = run(track(), &form, b"userId=u&event=e").unwrap_err();
+        assert_eq!((err.code, err.status()), (ErrorCode::InvalidJson, 400));
+        assert_eq!(
+            err.message,
+            "body must be a JSON object; it starts with `userId=u&event=e` (the request's content-type was `application/x-www-form-urlencoded`; the body is read as JSON whatever it says)"
+        );
+        let err = run(track(), &keyed(Some(b"text/plain")), b"{\"userId\":").unwrap_err();
+        assert!(err.message.contains("truncated"), "{}", err.message);
+        assert!(err.message.contains("`text/plain`"), "{}", err.message);
+        // Sent as JSON, the message does not mention the header.
+        let err = run(track(), &keyed(JSON), b"hello").unwrap_err();
+        assert!(!err.message.contains("content-type"), "{}", err.message);
+        // Bad gzip is named with the content type too.
+        let meta = RequestMeta {
+            content_encoding: Some(b"gzip"),
+            ..form
+        };
+        let err = run(track(), &meta, b"not gzip").unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidGzip);
+        assert!(
+            err.message.contains("x-www-form-urlencoded"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

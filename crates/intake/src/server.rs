@@ -1,9 +1,14 @@
-//! The axum router: tracking-API endpoints, health, readiness and metrics.
+//! The axum router: tracking-API endpoints, analytics.js's settings and telemetry, health,
+//! readiness and metrics, all behind one CORS layer.
 //!
 //! Each tracking request is read with a hard size cap, handed to [`parse_request`], and its
 //! accepted events to the [`EventSink`]; the answer is sent only after the sink has resolved, so
 //! a 200 always means stored. A semaphore bounds the requests in flight (and so the memory they
 //! hold); past it, and whenever the sink is full, the answer is 503 with `Retry-After`.
+//!
+//! CORS sits at the edge, around every route including the fallbacks, so that a browser sees
+//! `Access-Control-Allow-Origin` on errors too and its library can tell a 400 from a network
+//! failure. Preflights are answered by the layer without reaching a handler.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,22 +18,24 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
 
-use crate::config::IntakeConfig;
+use crate::config::{Cors, IntakeConfig};
 use crate::error::{ErrorCode, Rejection};
-use crate::event::{EventType, NormalizedEvent};
+use crate::event::NormalizedEvent;
 use crate::metrics::{
     ACCEPTED_TOTAL, MetricsRegistry, RECEIVED_TOTAL, REJECTED_TOTAL, REQUEST_DURATION,
     REQUESTS_TOTAL,
 };
 use crate::parse::{Accepted, PathKind, RequestMeta, parse_request};
+use crate::routes::{SETTINGS_PATH, TELEMETRY_PATH, TRACKING_ROUTES};
 
 /// A boxed, sendable future, as returned by [`EventSink::enqueue`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -189,29 +196,187 @@ impl IntakeState {
     }
 }
 
-/// The intake router: `POST /v1/{identify,track,page,screen,group,alias,batch}`, `GET /healthz`,
-/// `GET /readyz` and `GET /metrics`; anything else gets a JSON 404 or 405.
+/// The intake router: every path of [`TRACKING_ROUTES`] (POST), analytics.js's settings
+/// (`GET /v1/projects/{writeKey}/settings`) and telemetry (`POST /v1/m`), `GET /healthz`,
+/// `GET /readyz` and `GET /metrics`; anything else gets a JSON 404 or 405. Every answer carries
+/// the CORS headers the configuration allows.
 pub fn router(state: IntakeState) -> Router {
+    let cors = cors_layer(&state.inner.config.cors);
     let mut app = Router::new();
-    for event_type in EventType::ALL {
-        let path = format!("/v1/{}", event_type.as_str());
-        app = app.route(
-            &path,
-            post(move |State(s): State<IntakeState>, req: Request| {
-                track(s, PathKind::Single(event_type), req)
-            }),
-        );
+    for route in TRACKING_ROUTES {
+        let kind = route.kind;
+        let handler = post(move |State(s): State<IntakeState>, req: Request| track(s, kind, req));
+        // analytics-java posts to `/v1/import/`, so every path is also answered with a slash.
+        app = app
+            .route(route.path, handler.clone())
+            .route(&format!("{}/", route.path), handler);
     }
-    app.route(
-        "/v1/batch",
-        post(|State(s): State<IntakeState>, req: Request| track(s, PathKind::Batch, req)),
-    )
-    .route("/healthz", get(healthz))
-    .route("/readyz", get(readyz))
-    .route("/metrics", get(metrics_text))
-    .fallback(not_found)
-    .method_not_allowed_fallback(method_not_allowed)
-    .with_state(state)
+    app.route(TELEMETRY_PATH, post(telemetry))
+        .route(SETTINGS_PATH, get(settings))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors)
+        .with_state(state)
+}
+
+/// The CORS layer: the origin echoed back when allowed (so that requests with credentials work
+/// too), any request header the browser asks for (the libraries send `Authorization`,
+/// `Content-Type`, `X-Retry-Count` and their own), `Retry-After` readable by scripts, and
+/// preflights cached for a day (browsers cap it lower).
+fn cors_layer(cors: &Cors) -> CorsLayer {
+    let origins = match cors {
+        Cors::AnyOrigin => AllowOrigin::mirror_request(),
+        Cors::Origins(list) => AllowOrigin::list(
+            list.iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        ),
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods(AllowMethods::list([
+            Method::GET,
+            Method::POST,
+            Method::OPTIONS,
+        ]))
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers(ExposeHeaders::list([header::RETRY_AFTER]))
+        .allow_private_network(true)
+        .max_age(Duration::from_secs(86_400))
+}
+
+/// Refuses a browser request from an origin the configuration does not allow (403); `None` when
+/// the request may go on. Requests without an `Origin` header (servers, mobile apps) always may.
+fn refuse_origin(state: &IntakeState, path: &str, headers: &HeaderMap) -> Option<Response> {
+    let origin = headers.get(header::ORIGIN)?;
+    if state.inner.config.cors.allows(origin.as_bytes()) {
+        return None;
+    }
+    state
+        .inner
+        .metrics
+        .counter(
+            REJECTED_TOTAL,
+            &[
+                ("source", "unknown"),
+                ("path", path),
+                ("reason", "origin_not_allowed"),
+                ("unit", "request"),
+            ],
+        )
+        .increment(1);
+    let shown = crate::body::clip(&String::from_utf8_lossy(origin.as_bytes()), 100);
+    Some(error_response(
+        StatusCode::FORBIDDEN,
+        "origin_not_allowed",
+        &format!("origin `{shown}` is not in server.cors.allowed_origins; nothing was stored"),
+        None,
+    ))
+}
+
+/// `GET /v1/projects/{writeKey}/settings`: the settings analytics.js loads at start from its
+/// `cdnURL`, pointing its Segment.io destination back at this server.
+///
+/// An unknown key gets the same 404 whatever it is, and keys are compared in constant time, so
+/// the answer tells nothing about which keys exist.
+async fn settings(
+    State(state): State<IntakeState>,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let config = &state.inner.config;
+    let known = key
+        .ok()
+        .filter(|Path(key)| config.source_for_key(key.as_bytes()).is_some());
+    let Some(Path(write_key)) = known else {
+        count_request(&state, "settings", StatusCode::NOT_FOUND);
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no settings for this write key",
+            None,
+        );
+    };
+    let (scheme, host, cache) = match &config.public_url {
+        Some(url) => (
+            url.scheme.clone(),
+            url.host_and_prefix.clone(),
+            "public, max-age=300",
+        ),
+        None => match host_from_request(&headers) {
+            Some((scheme, host)) => (scheme, host, "private, max-age=300"),
+            None => {
+                count_request(&state, "settings", StatusCode::BAD_REQUEST);
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "no_host",
+                    "the request has no usable Host header to point the library back at; set server.public_url",
+                    None,
+                );
+            }
+        },
+    };
+    let body = crate::settings::browser_settings(&write_key, &scheme, &host);
+    count_request(&state, "settings", StatusCode::OK);
+    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}
+
+/// The scheme and `host[:port]` a client used to reach this server: `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` when a proxy set them, else `http` and the `Host` header.
+fn host_from_request(headers: &HeaderMap) -> Option<(String, String)> {
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = match first("x-forwarded-proto").as_deref() {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let host = first("x-forwarded-host").or_else(|| first(header::HOST.as_str()))?;
+    crate::config::is_authority(&host).then(|| (scheme.to_owned(), host))
+}
+
+/// `POST /v1/m`: analytics.js's own telemetry, answered 200 and dropped (the settings this server
+/// hands out switch it off; a library configured elsewhere may still send it).
+async fn telemetry(State(state): State<IntakeState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let limit = state.inner.config.max_event_bytes;
+    let status = match read_capped(body, &parts.headers, limit).await {
+        Ok(_) => StatusCode::OK,
+        Err(rejection) => {
+            count_request(&state, "telemetry", StatusCode::PAYLOAD_TOO_LARGE);
+            let response = error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                rejection.code.as_str(),
+                &rejection.message,
+                None,
+            );
+            return close_if_body_unread(response, &parts.headers);
+        }
+    };
+    count_request(&state, "telemetry", status);
+    (status, axum::Json(json!({"success": true}))).into_response()
+}
+
+fn count_request(state: &IntakeState, path: &'static str, status: StatusCode) {
+    state
+        .inner
+        .metrics
+        .counter(
+            REQUESTS_TOTAL,
+            &[("path", path), ("status", status.as_str())],
+        )
+        .increment(1);
 }
 
 async fn healthz(State(state): State<IntakeState>) -> Response {
@@ -261,7 +426,7 @@ async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
         StatusCode::NOT_FOUND,
         "not_found",
         &format!(
-            "no route for {method} {}; the tracking API is POST /v1/identify, /v1/track, /v1/page, /v1/screen, /v1/group, /v1/alias and /v1/batch",
+            "no route for {method} {}; the tracking API is POST /v1/identify, /v1/track, /v1/page, /v1/screen, /v1/group, /v1/alias, their short forms /v1/i, /v1/t, /v1/p, /v1/s, /v1/g, /v1/a, and /v1/batch, /v1/b or /v1/import",
             crate::body::clip(uri.path(), 100)
         ),
         None,
@@ -306,7 +471,10 @@ fn close_if_body_unread(mut response: Response, headers: &HeaderMap) -> Response
 /// Handles one tracking request and records its metrics.
 async fn track(state: IntakeState, kind: PathKind, req: Request) -> Response {
     let started = Instant::now();
-    let response = track_inner(&state, kind, req).await;
+    let response = match refuse_origin(&state, kind.as_str(), req.headers()) {
+        Some(refusal) => close_if_body_unread(refusal, req.headers()),
+        None => track_inner(&state, kind, req).await,
+    };
     let m = &state.inner.metrics;
     let status = response.status();
     m.counter(
@@ -395,11 +563,13 @@ async fn track_inner(state: &IntakeState, kind: PathKind, req: Request) -> Respo
         }
     };
     let headers = &parts.headers;
+    let query_key = parts.uri.query().and_then(query_write_key);
     let meta = RequestMeta {
         content_type: header_bytes(headers, header::CONTENT_TYPE.as_str()),
         content_encoding: header_bytes(headers, header::CONTENT_ENCODING.as_str()),
         authorization: header_bytes(headers, header::AUTHORIZATION.as_str()),
         x_write_key: header_bytes(headers, "x-write-key"),
+        query_write_key: query_key.as_deref().map(str::as_bytes),
     };
     let accepted = match parse_request(kind, &meta, &bytes, Utc::now(), &inner.config) {
         Ok(accepted) => accepted,
@@ -514,14 +684,25 @@ async fn store(state: &IntakeState, accepted: Accepted) -> Response {
         .into_iter()
         .map(|r| json!({"index": r.index, "code": r.code.as_str(), "message": r.message}))
         .collect();
-    let message = format!(
-        "{n_rejected} of {} events were rejected and not stored; the other {n_accepted} were stored",
-        n_accepted + n_rejected
-    );
+    if n_accepted > 0 {
+        // Some events are stored: 200, or a client that retries 400 would store them again.
+        let message = format!(
+            "{n_accepted} of {} events were stored; {n_rejected} were rejected and not stored (listed in `rejected`)",
+            n_accepted + n_rejected
+        );
+        let body = json!({
+            "success": true,
+            "accepted": n_accepted,
+            "rejected": list,
+            "message": message,
+        });
+        return (StatusCode::OK, axum::Json(body)).into_response();
+    }
+    let message = format!("all {n_rejected} events were rejected; nothing was stored");
     // `code` and `message` also sit at the top level, where Segment's client libraries read them.
     let body = json!({
         "success": false,
-        "accepted": n_accepted,
+        "accepted": 0,
         "rejected": list,
         "code": "invalid_events",
         "message": message,
@@ -581,6 +762,13 @@ fn error_response(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
+}
+
+/// The first `writeKey` parameter of a query string, percent-decoded.
+fn query_write_key(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "writeKey")
+        .map(|(_, value)| value.into_owned())
 }
 
 fn header_bytes<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {

@@ -107,7 +107,17 @@ impl Server {
     }
 
     async fn start_with(sink: Arc<TestSink>, max_in_flight: usize) -> Self {
-        let config = IntakeConfig::new([("web", WEB_KEY), ("server", SERVER_KEY)]).unwrap();
+        Self::start_configured(sink, max_in_flight, |_| {}).await
+    }
+
+    /// Starts a server whose configuration `adjust` may change first (CORS, public URL).
+    async fn start_configured(
+        sink: Arc<TestSink>,
+        max_in_flight: usize,
+        adjust: impl FnOnce(&mut IntakeConfig),
+    ) -> Self {
+        let mut config = IntakeConfig::new([("web", WEB_KEY), ("server", SERVER_KEY)]).unwrap();
+        adjust(&mut config);
         let state =
             IntakeState::with_max_in_flight(config, sink, MetricsRegistry::new(), max_in_flight);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -248,7 +258,9 @@ async fn batch_with_invalid_events_stores_the_valid_ones_and_lists_the_rest() {
         42
     ]}"#;
     let (status, _, res) = srv.post("/v1/batch", body).await;
-    assert_eq!(status, 400);
+    // 200, as something was stored: clients that retry a 400 would store it twice.
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["success"], true);
     assert_eq!(res["accepted"], 2);
     let rejected: Vec<(u64, &str)> = res["rejected"]
         .as_array()
@@ -264,7 +276,21 @@ async fn batch_with_invalid_events_stores_the_valid_ones_and_lists_the_rest() {
             (4, "invalid_event")
         ]
     );
+    assert!(
+        res["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 of 5 events were stored; 3 were rejected"),
+        "{res}"
+    );
+    // When nothing at all could be stored, the answer is a 400.
+    let (status, _, res) = srv
+        .post("/v1/b", r#"{"batch":[{"type":"track","userId":"u"},7]}"#)
+        .await;
+    assert_eq!(status, 400, "{res}");
+    assert_eq!(res["accepted"], 0);
     assert_eq!(res["error"]["code"], "invalid_events");
+    assert_eq!(res["rejected"].as_array().map(Vec::len), Some(2));
     let names: Vec<Value> = stored_json(&sink)
         .iter()
         .map(|e| e["event"].clone())
@@ -395,23 +421,23 @@ async fn bad_input_gets_a_clear_4xx() {
             )
         },
         Case {
-            content_type: Some("application/xml"),
+            content_type: Some("application/x-www-form-urlencoded"),
             ..case(
-                "xml",
+                "a form that is not JSON",
                 "/v1/track",
-                good.into(),
-                415,
-                "unsupported_content_type",
+                b"userId=u&event=e".to_vec(),
+                400,
+                "invalid_json",
             )
         },
         Case {
             content_type: None,
             ..case(
-                "no content type",
-                "/v1/track",
-                good.into(),
-                415,
-                "unsupported_content_type",
+                "no content type and not JSON",
+                "/v1/t",
+                b"<html></html>".to_vec(),
+                400,
+                "invalid_json",
             )
         },
         Case {
@@ -488,7 +514,7 @@ async fn bad_input_gets_a_clear_4xx() {
             400,
             "invalid_batch",
         ),
-        case("unknown path", "/v1/import", good.into(), 404, "not_found"),
+        case("unknown path", "/v1/tracks", good.into(), 404, "not_found"),
     ];
     for c in cases {
         let mut req = srv.client.post(srv.url(c.path)).body(c.body);
@@ -678,7 +704,7 @@ async fn health_readiness_and_metrics() {
         r#"actionkit_intake_events_accepted_total{source="web",path="batch"} 1"#,
         r#"actionkit_intake_events_rejected_total{source="web",path="batch",reason="missing_event",unit="event"} 1"#,
         r#"actionkit_intake_events_rejected_total{source="unknown",path="track",reason="invalid_write_key",unit="request"} 1"#,
-        r#"actionkit_intake_requests_total{path="batch",status="400"} 1"#,
+        r#"actionkit_intake_requests_total{path="batch",status="200"} 1"#,
         "actionkit_intake_request_duration_seconds_bucket",
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
@@ -686,4 +712,296 @@ async fn health_readiness_and_metrics() {
     for secret in [WEB_KEY, SERVER_KEY, "guess-123"] {
         assert!(!text.contains(secret));
     }
+}
+
+/// Sends a browser's CORS preflight for a POST to `path` from `origin`.
+async fn preflight(srv: &Server, path: &str, origin: &str) -> reqwest::Response {
+    srv.client
+        .request(reqwest::Method::OPTIONS, srv.url(path))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,x-retry-count",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header_text(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+}
+
+#[tokio::test]
+async fn browsers_get_cors_headers_on_preflights_successes_and_errors() {
+    let sink = TestSink::new(Mode::Store);
+    let srv = Server::start(sink.clone()).await;
+    let origin = "http://shop.example:3000";
+
+    let res = preflight(&srv, "/v1/t", origin).await;
+    assert!(res.status().is_success(), "preflight: {}", res.status());
+    assert_eq!(
+        header_text(&res, "access-control-allow-origin").as_deref(),
+        Some(origin)
+    );
+    let methods = header_text(&res, "access-control-allow-methods").unwrap_or_default();
+    assert!(methods.contains("post"), "{methods}");
+    let headers = header_text(&res, "access-control-allow-headers").unwrap_or_default();
+    for wanted in ["authorization", "content-type", "x-retry-count"] {
+        assert!(headers.contains(wanted), "{wanted} not allowed: {headers}");
+    }
+    assert!(header_text(&res, "access-control-max-age").is_some());
+
+    // analytics.js in its default mode: text/plain, Basic auth, the key in the body too.
+    let post = |path: &str, key: &str, body: &str| {
+        srv.client
+            .post(srv.url(path))
+            .header("origin", origin)
+            .header("content-type", "text/plain")
+            .header("authorization", basic(key))
+            .body(body.to_owned())
+    };
+    let body = r#"{"type":"track","userId":"u1","event":"Clicked","writeKey":"x"}"#;
+    let answers = [
+        (post("/v1/t", WEB_KEY, body), 200),
+        (post("/v1/t", "wrong-key", body), 401),
+        (post("/v1/t", WEB_KEY, "not json"), 400),
+        (post("/v1/nowhere", WEB_KEY, body), 404),
+    ];
+    for (req, status) in answers {
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status);
+        assert_eq!(
+            header_text(&res, "access-control-allow-origin").as_deref(),
+            Some(origin),
+            "a {status} answer has no CORS header"
+        );
+        let exposed = header_text(&res, "access-control-expose-headers").unwrap_or_default();
+        assert!(exposed.contains("retry-after"), "{exposed}");
+        assert!(
+            header_text(&res, "vary")
+                .unwrap_or_default()
+                .contains("origin")
+        );
+    }
+    // Only the valid call stored anything.
+    assert_eq!(sink.stored().len(), 1);
+}
+
+#[tokio::test]
+async fn a_list_of_origins_restricts_browsers_but_not_servers() {
+    let sink = TestSink::new(Mode::Store);
+    let allowed = "https://app.example.com";
+    let srv = Server::start_configured(sink.clone(), 128, |c| {
+        c.cors = actionkit_intake::Cors::from_list(&[allowed]).unwrap();
+    })
+    .await;
+
+    let res = preflight(&srv, "/v1/batch", allowed).await;
+    assert_eq!(
+        header_text(&res, "access-control-allow-origin").as_deref(),
+        Some(allowed)
+    );
+    let res = preflight(&srv, "/v1/batch", "https://evil.example.com").await;
+    assert_eq!(header_text(&res, "access-control-allow-origin"), None);
+
+    let body = r#"{"userId":"u1","event":"Clicked"}"#;
+    let from = |origin: Option<&str>| {
+        let mut req = srv
+            .client
+            .post(srv.url("/v1/track"))
+            .header("content-type", "application/json")
+            .header("authorization", basic(WEB_KEY))
+            .body(body);
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        req
+    };
+    let (status, _, answer) = send(from(Some("https://evil.example.com"))).await;
+    assert_eq!(status, 403);
+    assert_eq!(answer["code"], "origin_not_allowed");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("`https://evil.example.com` is not in server.cors.allowed_origins"),
+        "{answer}"
+    );
+    assert!(sink.stored().is_empty(), "a refused origin stored events");
+    assert_eq!(send(from(Some(allowed))).await.0, 200);
+    // A server or mobile client sends no Origin header.
+    assert_eq!(send(from(None)).await.0, 200);
+    assert_eq!(sink.stored().len(), 2);
+}
+
+#[tokio::test]
+async fn short_paths_and_batch_aliases_store_their_events() {
+    let sink = TestSink::new(Mode::Store);
+    let srv = Server::start(sink.clone()).await;
+    let singles = [
+        (
+            "/v1/i",
+            r#"{"userId":"u1","traits":{"plan":"pro"}}"#,
+            "identify",
+        ),
+        ("/v1/t", r#"{"userId":"u1","event":"E"}"#, "track"),
+        ("/v1/p", r#"{"userId":"u1","name":"Home"}"#, "page"),
+        ("/v1/s", r#"{"userId":"u1","name":"Home"}"#, "screen"),
+        ("/v1/g", r#"{"userId":"u1","groupId":"g1"}"#, "group"),
+        ("/v1/a", r#"{"userId":"u1","previousId":"a1"}"#, "alias"),
+    ];
+    for (path, body, _) in singles {
+        let (status, _, answer) = srv.post(path, body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+    for path in ["/v1/b", "/v1/import"] {
+        let body = format!(
+            r#"{{"batch":[{{"type":"track","userId":"u2","event":"{path}"}}],"sentAt":"2024-05-01T12:00:00Z"}}"#
+        );
+        let (status, _, answer) = srv.post(path, body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+    let stored = stored_json(&sink);
+    let types: Vec<&str> = stored.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let mut expected: Vec<&str> = singles.iter().map(|(_, _, t)| *t).collect();
+    expected.extend(["track", "track"]);
+    assert_eq!(types, expected);
+    assert_eq!(stored[6]["event"], "/v1/b");
+    assert_eq!(stored[7]["event"], "/v1/import");
+}
+
+/// Fetches analytics.js's settings for `key` with extra headers; the status and the raw body.
+async fn settings(
+    srv: &Server,
+    key: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, Option<String>) {
+    let mut req = srv
+        .client
+        .get(srv.url(&format!("/v1/projects/{key}/settings")))
+        .header("origin", "http://shop.example");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(
+        header_text(&res, "access-control-allow-origin").as_deref(),
+        Some("http://shop.example")
+    );
+    let cache = header_text(&res, "cache-control");
+    (res.status().as_u16(), res.text().await.unwrap(), cache)
+}
+
+#[tokio::test]
+async fn settings_point_analytics_js_back_here_for_known_keys_only() {
+    let sink = TestSink::new(Mode::Store);
+    let srv = Server::start(sink.clone()).await;
+
+    let (status, text, cache) = settings(&srv, WEB_KEY, &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(cache.as_deref(), Some("private, max-age=300"));
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let segment = &body["integrations"]["Segment.io"];
+    assert_eq!(segment["apiKey"], WEB_KEY);
+    assert_eq!(segment["apiHost"], format!("{}/v1", srv.addr));
+    assert_eq!(segment["protocol"], "http");
+    assert_eq!(body["metrics"]["sampleRate"], 0);
+
+    // Behind a TLS proxy.
+    let (_, text, _) = settings(
+        &srv,
+        SERVER_KEY,
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "collect.example.com"),
+        ],
+    )
+    .await;
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body["integrations"]["Segment.io"]["apiHost"],
+        "collect.example.com/v1"
+    );
+    assert_eq!(body["integrations"]["Segment.io"]["protocol"], "https");
+    assert_eq!(body["integrations"]["Segment.io"]["apiKey"], SERVER_KEY);
+
+    // Unknown keys, near misses included, all get the same answer.
+    let mut answers = Vec::new();
+    for key in [
+        "nope",
+        &WEB_KEY[..WEB_KEY.len() - 1],
+        &format!("{WEB_KEY}x"),
+        "%00",
+    ] {
+        let (status, text, _) = settings(&srv, key, &[]).await;
+        assert_eq!(status, 404, "{key}");
+        answers.push(text);
+    }
+    answers.dedup();
+    assert_eq!(answers.len(), 1, "unknown keys are told apart: {answers:?}");
+    assert!(
+        answers[0].contains("no settings for this write key"),
+        "{}",
+        answers[0]
+    );
+    // A host that is not a host is not echoed into the settings.
+    let (status, text, _) =
+        settings(&srv, WEB_KEY, &[("x-forwarded-host", "evil.example/x?")]).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("server.public_url"), "{text}");
+}
+
+#[tokio::test]
+async fn a_configured_public_url_wins_over_the_request_host() {
+    let sink = TestSink::new(Mode::Store);
+    let srv = Server::start_configured(sink, 128, |c| {
+        c.public_url =
+            Some(actionkit_intake::PublicUrl::parse("https://collect.example.com/seg/").unwrap());
+    })
+    .await;
+    let (status, text, cache) =
+        settings(&srv, WEB_KEY, &[("x-forwarded-host", "other.example")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(cache.as_deref(), Some("public, max-age=300"));
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body["integrations"]["Segment.io"]["apiHost"],
+        "collect.example.com/seg/v1"
+    );
+    assert_eq!(body["integrations"]["Segment.io"]["protocol"], "https");
+}
+
+#[tokio::test]
+async fn analytics_js_telemetry_is_answered_and_dropped() {
+    let sink = TestSink::new(Mode::Store);
+    let srv = Server::start(sink.clone()).await;
+    let res = srv
+        .client
+        .post(srv.url("/v1/m"))
+        .header("content-type", "text/plain")
+        .header("origin", "http://shop.example")
+        .body(r#"{"series":[{"type":"Counter","metric":"analytics_js.invoke.error","value":1,"tags":{"library":"analytics.js"}}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(header_text(&res, "access-control-allow-origin").is_some());
+    assert!(sink.stored().is_empty());
+    let metrics = srv
+        .client
+        .get(srv.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"actionkit_intake_requests_total{path="telemetry",status="200"} 1"#),
+        "{metrics}"
+    );
 }

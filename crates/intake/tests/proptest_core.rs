@@ -77,6 +77,7 @@ proptest! {
             content_encoding: content_encoding.as_deref(),
             authorization: authorization.as_deref(),
             x_write_key: x_write_key.as_deref(),
+            query_write_key: None,
         };
         let now = Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap();
         match parse_request(kind, &meta, &body, now, &config()) {

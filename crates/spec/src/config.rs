@@ -65,6 +65,45 @@ pub struct ServerConfig {
     /// The largest `/v1/batch` body in bytes, after inflating (default 512000, Segment's limit).
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
+    /// Which web pages may send events from a browser (CORS).
+    #[serde(default)]
+    pub cors: CorsSettings,
+    /// The URL apps reach this server at, such as `https://collect.example.com` (with a path
+    /// prefix when a proxy adds one). analytics.js loads its settings from this server and is
+    /// told to send its events here. Without it the scheme and host are taken from each
+    /// settings request (`X-Forwarded-Proto`, `X-Forwarded-Host`, else `Host`), which is right
+    /// unless a proxy rewrites the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[A-Za-z0-9.\-_:\[\]]+(/[A-Za-z0-9/._~\-]*)?$"))]
+    #[schemars(extend("x-expected" = "an http or https URL such as `https://collect.example.com`, with an optional path and no query"))]
+    pub public_url: Option<String>,
+}
+
+/// Cross-origin rules for browsers sending events.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    /// The origins whose pages may send events, such as `https://app.example.com` (scheme,
+    /// host and an optional port, no path), or `*` alone for any origin (default `["*"]`, as
+    /// Segment's API allows). A browser request from another origin gets no CORS headers and
+    /// is refused with 403; requests without an `Origin` header (servers, mobile apps) are not
+    /// affected.
+    #[serde(default = "default_allowed_origins")]
+    #[schemars(inner(regex(pattern = r"^(\*|https?://[A-Za-z0-9.\-_:\[\]]+/?)$")))]
+    #[schemars(extend("x-expected" = "`*`, or an origin such as `https://app.example.com` (scheme, host, optional port, no path)"))]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for CorsSettings {
+    fn default() -> Self {
+        CorsSettings {
+            allowed_origins: default_allowed_origins(),
+        }
+    }
+}
+
+fn default_allowed_origins() -> Vec<String> {
+    vec!["*".to_owned()]
 }
 
 impl Default for ServerConfig {
@@ -78,6 +117,8 @@ impl Default for ServerConfig {
             retry_backoff_max_secs: default_retry_backoff_max_secs(),
             max_event_bytes: default_max_event_bytes(),
             max_batch_bytes: default_max_batch_bytes(),
+            cors: CorsSettings::default(),
+            public_url: None,
         }
     }
 }
@@ -579,6 +620,30 @@ mod tests {
             text.contains("NOPE") && text.contains("write_keys"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn cors_origins_and_the_public_url_are_checked_where_they_are_written() {
+        let text = "destinations: []\nserver:\n  write_keys: []\n";
+        let Ok(loaded) = load_config_str("actionkit.yaml", text, env) else {
+            panic!("expected the config to load");
+        };
+        let server = loaded.config.server.unwrap_or_default();
+        assert_eq!(server.cors.allowed_origins, vec!["*".to_owned()]);
+        assert_eq!(server.public_url, None);
+
+        let good = "destinations: []\nserver:\n  public_url: https://collect.example.com/seg\n  cors:\n    allowed_origins: [\"https://app.example.com\", \"http://localhost:3000/\"]\n";
+        assert!(load_config_str("actionkit.yaml", good, env).is_ok());
+
+        let bad = "destinations: []\nserver:\n  public_url: collect.example.com\n  cors:\n    allowed_origins:\n      - https://app.example.com\n      - app.example.com/path\n";
+        let Err(diags) = load_config_str("actionkit.yaml", bad, env) else {
+            panic!("expected errors");
+        };
+        let text = diags.to_string();
+        assert!(text.contains("actionkit.yaml:7:"), "{text}");
+        assert!(text.contains("/server/cors/allowed_origins/1"), "{text}");
+        assert!(text.contains("actionkit.yaml:3:"), "{text}");
+        assert!(text.contains("/server/public_url"), "{text}");
     }
 
     #[test]

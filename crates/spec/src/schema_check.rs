@@ -166,11 +166,43 @@ impl Ctx<'_> {
                         .found(describe(instance)),
                 );
             }
+            ValidationErrorKind::Pattern { pattern } => {
+                let expected = self
+                    .pattern_words(error.schema_path().as_str())
+                    .unwrap_or_else(|| format!("a string matching `{pattern}`"));
+                out.push(
+                    self.at_value(
+                        &pointer,
+                        format!("{} has the wrong form", subject(&pointer)),
+                    )
+                    .expected(expected)
+                    .found(describe(instance)),
+                );
+            }
             _ => {
                 let text = error.to_string();
                 out.push(self.at_value(&pointer, lower_first(&text)));
             }
         }
+    }
+
+    /// The words a schema gives for its `pattern` (an `x-expected` beside it, or on the array
+    /// whose `items` have the pattern), so that an error says "an origin such as
+    /// `https://app.example.com`" rather than a regular expression.
+    fn pattern_words(&self, schema_path: &str) -> Option<String> {
+        let mut path = schema_path.rsplit_once('/').map(|(parent, _)| parent)?;
+        for _ in 0..2 {
+            let schema = resolve_schema_path(self.root, path)?;
+            let schema = follow_ref(self.root, schema).unwrap_or(schema);
+            if let Some(words) = schema.get("x-expected").and_then(Value::as_str) {
+                return Some(words.to_owned());
+            }
+            match path.rsplit_once('/') {
+                Some((parent, "items")) => path = parent,
+                _ => return None,
+            }
+        }
+        None
     }
 
     fn at_value(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use actionkit_intake::{
-    BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, NotNow,
-    SinkError,
+    BoxFuture, Cors, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent,
+    NotNow, PublicUrl, SinkError,
 };
 use actionkit_queue::{
     CommitInfo, CommitObserver, NewEvent, Queue, QueueConfig, QueueError, QueueStats,
@@ -377,6 +377,14 @@ fn intake_config(file: &Path, server: &ServerConfig) -> anyhow::Result<IntakeCon
     .with_context(|| format!("{}: invalid server.write_keys", file.display()))?;
     config.max_event_bytes = server.max_event_bytes;
     config.max_batch_bytes = server.max_batch_bytes;
+    config.cors = Cors::from_list(&server.cors.allowed_origins)
+        .with_context(|| format!("{}: invalid server.cors", file.display()))?;
+    config.public_url = server
+        .public_url
+        .as_deref()
+        .map(PublicUrl::parse)
+        .transpose()
+        .with_context(|| format!("{}: invalid server.public_url", file.display()))?;
     config
         .validate()
         .with_context(|| format!("{}: invalid server limits", file.display()))?;

@@ -34,6 +34,7 @@ fuzz_target!(|input: &[u8]| {
         content_encoding: take(&mut data),
         authorization: take(&mut data),
         x_write_key: take(&mut data),
+        query_write_key: take(&mut data),
     };
     let Ok(mut config) = IntakeConfig::new([("web", "wk-web"), ("server", "wk-server")]) else {
         return;
@@ -43,7 +44,6 @@ fuzz_target!(|input: &[u8]| {
     config.max_batch_bytes = 16384;
     config.max_batch_events = 16;
     config.max_depth = 8;
-    config.accept_text_plain = selector & 0x80 != 0;
     let now = Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).single();
     let Some(now) = now else { return };
     match parse_request(kind, &meta, data, now, &config) {
