@@ -1,15 +1,17 @@
-//! Development tasks for actionkit: code generation, validation and scaffolding.
+//! Development tasks for actionkit: code generation, validation, scaffolding and the test run.
 //!
 //! This crate is the only code that writes into the repository. Each task is a module:
 //! [`codegen`] turns `actions/<dest>/` into Rust handlers, docs pages, catalog entries and JSON
 //! Schemas; [`validate`] loads every destination and prints all diagnostics; [`new_action`]
-//! scaffolds an action. [`fs`] writes generated files or checks that the committed ones are fresh.
+//! scaffolds an action; [`test`] installs what the end-to-end tests need and runs every test.
+//! [`fs`] writes generated files or checks that the committed ones are fresh.
 
 use std::path::{Path, PathBuf};
 
 pub mod codegen;
 pub mod fs;
 pub mod new_action;
+pub mod test;
 pub mod validate;
 
 /// The repository root: the parent of this crate's directory.

@@ -1,6 +1,7 @@
 //! The `cargo xtask` command line: parses arguments and runs one task.
 //!
-//! Tasks: `codegen [--check]` (alias `cargo codegen`), `validate`, and `new-action <dest> <key>`.
+//! Tasks: `codegen [--check]` (alias `cargo codegen`), `validate`, `new-action <dest> <key>`, and
+//! `test [--deps-only] [-- <cargo test args>]`.
 //! Each runs over the repository that holds this xtask, or over `--root <dir>` when given.
 
 use std::path::PathBuf;
@@ -13,7 +14,11 @@ tasks:
   codegen [--check]          regenerate handlers, docs, catalog and schemas (alias: cargo codegen);
                              --check changes nothing and fails when a generated file is stale
   validate                   load every destination and print all diagnostics
-  new-action <dest> <key>    scaffold actions/<dest>/<key>.yaml and a test case for it";
+  new-action <dest> <key>    scaffold actions/<dest>/<key>.yaml and a test case for it
+  test [--deps-only] [-- <cargo test args>]
+                             install what the end-to-end tests need when missing (Chromium,
+                             Node.js and the npm clients, the Python client), then run
+                             cargo test --workspace --locked; --deps-only stops after installing";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,6 +65,23 @@ fn main() -> ExitCode {
             [dest, key] => xtask::new_action::run(&root, dest, key),
             _ => return usage_error("new-action takes exactly two arguments: <dest> <key>"),
         },
+        "test" => {
+            let (ours, cargo_args) = match rest.iter().position(|a| a == "--") {
+                Some(at) => (&rest[..at], &rest[at + 1..]),
+                None => (rest, &[][..]),
+            };
+            let deps_only = match ours {
+                [] => false,
+                [flag] if flag == "--deps-only" => true,
+                _ => {
+                    return usage_error(&format!(
+                        "unexpected arguments for test: {} (cargo test's own go after `--`)",
+                        ours.join(" ")
+                    ));
+                }
+            };
+            xtask::test::run(&root, deps_only, cargo_args)
+        }
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

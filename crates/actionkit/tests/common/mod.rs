@@ -14,6 +14,14 @@ use serde_json::{Value, json};
 /// The path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_actionkit");
 
+/// Whether a missing client library (Python, Node.js packages, Chromium) fails a test rather than
+/// skipping it: in CI, and under `cargo xtask test`, which installs them all first.
+pub fn clients_required() -> bool {
+    ["CI", "ACTIONKIT_REQUIRE_CLIENTS"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+}
+
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
