@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+pub mod clients;
 pub mod serve;
 
 use serde_json::{Value, json};
