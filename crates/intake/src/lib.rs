@@ -105,7 +105,7 @@ pub use metrics::{
     REQUEST_DURATION, REQUESTS_TOTAL,
 };
 pub use parse::{Accepted, PathKind, RequestMeta, parse_request};
-pub use routes::{Route, SETTINGS_PATH, TELEMETRY_PATH, TRACKING_ROUTES};
+pub use routes::{Route, SETTINGS_PATH, SETTINGS_PATH_SHORT, TELEMETRY_PATH, TRACKING_ROUTES};
 pub use server::{
     BoxFuture, DEFAULT_MAX_IN_FLIGHT, EventSink, IntakeState, NotNow, SinkError, router,
 };

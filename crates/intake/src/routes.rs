@@ -80,8 +80,13 @@ pub const TRACKING_ROUTES: &[Route] = &[
 /// Where analytics.js sends its own telemetry (`{"series": [...]}`), answered and discarded.
 pub const TELEMETRY_PATH: &str = "/v1/m";
 
-/// Where analytics.js loads its settings from, under its `cdnURL`.
+/// Where analytics.js loads its settings from, under its `cdnURL`; the mobile libraries load it
+/// from their `cdnHost`, which is `<host>/v1` when set as their docs say.
 pub const SETTINGS_PATH: &str = "/v1/projects/{write_key}/settings";
+
+/// The same without `/v1`, for a mobile `cdnHost` set without it (analytics-kotlin would fall
+/// back to Segment's own API host on a 404 at first launch).
+pub const SETTINGS_PATH_SHORT: &str = "/projects/{write_key}/settings";
 
 impl PathKind {
     /// Reads a request path such as `/v1/track`, `/v1/t` or `/v1/import/`.

@@ -35,7 +35,7 @@ use crate::metrics::{
     REQUESTS_TOTAL,
 };
 use crate::parse::{Accepted, PathKind, RequestMeta, parse_request};
-use crate::routes::{SETTINGS_PATH, TELEMETRY_PATH, TRACKING_ROUTES};
+use crate::routes::{SETTINGS_PATH, SETTINGS_PATH_SHORT, TELEMETRY_PATH, TRACKING_ROUTES};
 
 /// A boxed, sendable future, as returned by [`EventSink::enqueue`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -213,6 +213,7 @@ pub fn router(state: IntakeState) -> Router {
     }
     app.route(TELEMETRY_PATH, post(telemetry))
         .route(SETTINGS_PATH, get(settings))
+        .route(SETTINGS_PATH_SHORT, get(settings))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

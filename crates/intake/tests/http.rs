@@ -910,6 +910,16 @@ async fn settings_point_analytics_js_back_here_for_known_keys_only() {
     assert_eq!(segment["apiHost"], format!("{}/v1", srv.addr));
     assert_eq!(segment["protocol"], "http");
     assert_eq!(body["metrics"]["sampleRate"], 0);
+    // The same without `/v1`, for a mobile `cdnHost` set without it.
+    let res = srv
+        .client
+        .get(srv.url(&format!("/projects/{WEB_KEY}/settings")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let short: Value = res.json().await.unwrap();
+    assert_eq!(short, body);
 
     // Behind a TLS proxy.
     let (_, text, _) = settings(
