@@ -135,6 +135,17 @@ impl Server {
     }
 }
 
+/// A server a test did not stop (it failed or panicked first) is killed, so that no `serve`
+/// outlives the test run.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A batch of `n` events alternating identify and track, user ids `{tag}-{i}`.
 pub fn batch(tag: &str, n: usize) -> (Value, Vec<String>) {
     let mut items = Vec::new();
