@@ -24,8 +24,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use actionkit_mock_userpilot::{FaultConfig, MockHandle};
+use common::clients::expected_userpilot_requests;
 use common::serve::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The Python interpreter to run the client with.
 fn python() -> String {
@@ -107,53 +108,6 @@ async fn run_client_async(
     })
     .await
     .expect("the client task finishes")
-}
-
-/// The requests the `userpilot` instance must send for the events of run `tag`, by path.
-fn expected_userpilot_requests(tag: &str) -> Vec<(String, Value)> {
-    let user = format!("py-{tag}-user");
-    vec![
-        (
-            "/v1/identify".to_owned(),
-            json!({
-                "user_id": user,
-                "metadata": {
-                    "name": "Zoë Ångström",
-                    "email": format!("{user}@example.com"),
-                    "plan": "growth",
-                    "logins": 7,
-                    "created_at": "2021-03-04T05:06:07Z",
-                    "address": {"city": "Köln", "country": "DE"},
-                },
-            }),
-        ),
-        (
-            "/v1/track".to_owned(),
-            json!({
-                "user_id": user,
-                "event_name": "Order Completed",
-                "metadata": {
-                    "revenue": 42.5,
-                    "currency": "EUR",
-                    "products": [{"sku": "A-1", "quantity": 2}, {"sku": "B-2", "quantity": 1}],
-                    "coupon": null,
-                    "gift": false,
-                },
-            }),
-        ),
-        (
-            "/v1/companies/identify".to_owned(),
-            json!({
-                "company_id": format!("py-{tag}-company"),
-                "metadata": {
-                    "name": "Acme GmbH",
-                    "plan": "enterprise",
-                    "employees": 250,
-                    "created_at": "2019-01-01",
-                },
-            }),
-        ),
-    ]
 }
 
 /// The second instance: every event, whole, as the `metadata` of a Track Event request whose
@@ -391,7 +345,7 @@ async fn segment_python_client_events_arrive_as_the_expected_requests() {
     let mut got = accepted(&userpilot);
     let mut want: Vec<(String, Value)> = sent
         .iter()
-        .flat_map(|(tag, _)| expected_userpilot_requests(tag))
+        .flat_map(|(tag, _)| expected_userpilot_requests(&format!("py-{tag}")))
         .collect();
     let key = |r: &(String, Value)| format!("{} {}", r.0, r.1);
     got.sort_by_key(key);

@@ -86,3 +86,33 @@ export function eventMatchesCall(event, call) {
       return false;
   }
 }
+
+/**
+ * Makes `call` on a server library whose methods take one object and a callback, as Segment's
+ * analytics-node and RudderStack's Node SDK both do; `done(error, ctx)` is that callback.
+ */
+export function sendCall(client, call, done) {
+  switch (call.type) {
+    case "identify":
+      return client.identify({ userId: call.userId, traits: call.traits }, done);
+    case "track":
+      return client.track(
+        { userId: call.userId, event: call.event, properties: call.properties },
+        done,
+      );
+    case "group":
+      return client.group({ userId: call.userId, groupId: call.groupId, traits: call.traits }, done);
+    case "page":
+      return client.page(
+        {
+          userId: call.userId,
+          category: call.category,
+          name: call.name,
+          properties: call.properties,
+        },
+        done,
+      );
+    default:
+      throw new Error(`no such call type: ${call.type}`);
+  }
+}

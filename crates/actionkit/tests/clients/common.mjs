@@ -157,3 +157,18 @@ export function describeError(error) {
   }
   return String(error);
 }
+
+/**
+ * Adds a problem for every call whose message was not accepted (a 2xx answer) in exactly one of
+ * `requests`, each of which lists the messageIds it carried in `events`.
+ */
+export function checkAcceptedOnce(outcomes, requests, problems) {
+  for (const outcome of outcomes) {
+    const accepted = requests.filter(
+      (r) => r.status >= 200 && r.status < 300 && r.events?.includes(outcome.messageId),
+    ).length;
+    if (accepted !== 1) {
+      problems.push(`${outcome.key} (${outcome.messageId}) was accepted ${accepted} times, not once`);
+    }
+  }
+}

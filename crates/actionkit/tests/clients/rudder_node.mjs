@@ -15,6 +15,7 @@
 import { gunzipSync } from "node:zlib";
 
 import {
+  checkAcceptedOnce,
   describeError,
   finish,
   importInstalled,
@@ -22,7 +23,7 @@ import {
   readArguments,
   settleWithin,
 } from "./common.mjs";
-import { callsFor, eventMatchesCall } from "./calls.mjs";
+import { callsFor, eventMatchesCall, sendCall } from "./calls.mjs";
 
 const USAGE = `Usage: ACTIONKIT_WRITE_KEY=... node rudder_node.mjs --serve URL --tag TAG [--mode gzip|plain]
 
@@ -151,31 +152,7 @@ const pending = calls.map(
         }
         resolve(outcome);
       };
-      switch (call.type) {
-        case "identify":
-          client.identify({ userId: call.userId, traits: call.traits }, done);
-          break;
-        case "track":
-          client.track(
-            { userId: call.userId, event: call.event, properties: call.properties },
-            done,
-          );
-          break;
-        case "group":
-          client.group({ userId: call.userId, groupId: call.groupId, traits: call.traits }, done);
-          break;
-        case "page":
-          client.page(
-            {
-              userId: call.userId,
-              category: call.category,
-              name: call.name,
-              properties: call.properties,
-            },
-            done,
-          );
-          break;
-      }
+      sendCall(client, call, done);
     }),
 );
 // As the documentation says to do before a process exits: send what is queued.
@@ -193,15 +170,8 @@ const outcomes = await settleWithin(pending, 2_000, (index) => {
 for (const outcome of outcomes) {
   const call = calls.find((c) => c.key === outcome.key);
   outcome.messageId = enqueued.find((event) => eventMatchesCall(event, call))?.messageId;
-  const accepted = requests.filter(
-    (r) => r.status >= 200 && r.status < 300 && r.events.includes(outcome.messageId),
-  ).length;
-  if (accepted !== 1) {
-    problems.push(
-      `${outcome.key} (${outcome.messageId}) was accepted ${accepted} times, not once`,
-    );
-  }
 }
+checkAcceptedOnce(outcomes, requests, problems);
 
 finish(
   {

@@ -12,6 +12,7 @@
 // error, an answer >= 400, a failed request, a message not accepted exactly once).
 
 import {
+  checkAcceptedOnce,
   describeError,
   finish,
   importInstalled,
@@ -19,7 +20,7 @@ import {
   readArguments,
   settleWithin,
 } from "./common.mjs";
-import { callsFor } from "./calls.mjs";
+import { callsFor, sendCall } from "./calls.mjs";
 
 const USAGE = `Usage: ACTIONKIT_WRITE_KEY=... node segment_node.mjs --serve URL --tag TAG [--mode batch|single]
 
@@ -108,31 +109,7 @@ const pending = calls.map(
         }
         resolve(outcome);
       };
-      switch (call.type) {
-        case "identify":
-          analytics.identify({ userId: call.userId, traits: call.traits }, done);
-          break;
-        case "track":
-          analytics.track(
-            { userId: call.userId, event: call.event, properties: call.properties },
-            done,
-          );
-          break;
-        case "group":
-          analytics.group({ userId: call.userId, groupId: call.groupId, traits: call.traits }, done);
-          break;
-        case "page":
-          analytics.page(
-            {
-              userId: call.userId,
-              category: call.category,
-              name: call.name,
-              properties: call.properties,
-            },
-            done,
-          );
-          break;
-      }
+      sendCall(analytics, call, done);
     }),
 );
 // As the documentation says to do before a process exits: send what is queued and stop.
@@ -147,16 +124,7 @@ const outcomes = await settleWithin(pending, 2_000, (index) => {
 });
 
 // Every call's message must have been accepted (a 2xx answer) in exactly one request.
-for (const outcome of outcomes) {
-  const accepted = requests.filter(
-    (r) => r.status >= 200 && r.status < 300 && r.events?.includes(outcome.messageId),
-  ).length;
-  if (accepted !== 1) {
-    problems.push(
-      `${outcome.key} (${outcome.messageId}) was accepted ${accepted} times, not once`,
-    );
-  }
-}
+checkAcceptedOnce(outcomes, requests, problems);
 
 finish(
   {

@@ -189,7 +189,9 @@ pub async fn run_script(
     }
 }
 
-/// The requests the `userpilot` instance must send for the calls of run `tag`, as (path, body).
+/// The requests the `userpilot` instance must send for the calls of run `tag`, as (path, body):
+/// the same calls in every client test (`calls.mjs`, and the Python script, whose tags start
+/// with `py-`).
 pub fn expected_userpilot_requests(tag: &str) -> Vec<(String, Value)> {
     let user = format!("{tag}-user");
     vec![
