@@ -297,15 +297,9 @@ async fn classify(
         return items.iter().map(|_| Fate::Refused).collect();
     }
     match status {
-        200..=299 => {
-            assert!(
-                items.iter().all(|(_, k, _)| *k != Kind::Invalid),
-                "a batch with an invalid item was answered {status}"
-            );
-            items.iter().map(|(_, k, _)| acked(*k)).collect()
-        }
-        400 => {
-            // The rejected items are listed by index; the others were stored.
+        200..=299 | 400 => {
+            // The rejected items are listed by index; the others were stored. A batch with some
+            // valid items is answered 200, one with none 400.
             let Ok(answer) = res.json::<Value>().await else {
                 return items.iter().map(|(_, k, _)| unknown(*k)).collect();
             };
@@ -325,6 +319,14 @@ async fn classify(
                 .map(|(i, _)| i)
                 .collect();
             assert_eq!(rejected, invalid, "unexpected rejections: {answer}");
+            let all_invalid = invalid.len() == items.len();
+            assert_eq!(
+                status == 400,
+                all_invalid,
+                "a batch with {} of {} items invalid was answered {status}: {answer}",
+                invalid.len(),
+                items.len()
+            );
             items.iter().map(|(_, k, _)| acked(*k)).collect()
         }
         // Queue full or too busy: nothing was stored.
