@@ -6,6 +6,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use crate::rate::LimitGroup;
+use crate::world::MAX_BULK_RECORDS;
 
 /// The endpoints the mock serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,16 @@ pub(crate) enum Endpoint {
     DeleteCompanies,
     /// `GET /v1/validate`.
     Validate,
+    /// `POST /v1/users/bulk_identify`.
+    UsersBulkIdentify,
+    /// `POST /v1/companies/bulk_identify`.
+    CompaniesBulkIdentify,
+    /// `GET /v1/background_jobs`.
+    BackgroundJobs,
+    /// `GET /v1/background_jobs/{job_id}`.
+    BackgroundJob,
+    /// `GET /_mock/state`: the mock's own, not Userpilot's.
+    MockState,
 }
 
 impl Endpoint {
@@ -34,16 +45,39 @@ impl Endpoint {
             "/v1/users" => Self::DeleteUsers,
             "/v1/companies" => Self::DeleteCompanies,
             "/v1/validate" => Self::Validate,
-            _ => return None,
+            "/v1/users/bulk_identify" => Self::UsersBulkIdentify,
+            "/v1/companies/bulk_identify" => Self::CompaniesBulkIdentify,
+            "/v1/background_jobs" => Self::BackgroundJobs,
+            "/_mock/state" => Self::MockState,
+            _ => match path.strip_prefix("/v1/background_jobs/") {
+                Some(id) if !id.is_empty() && !id.contains('/') => Self::BackgroundJob,
+                _ => return None,
+            },
         })
+    }
+
+    /// Whether the endpoint is one of the two bulk identifies, whose bodies may be larger.
+    pub(crate) fn is_bulk(self) -> bool {
+        matches!(self, Self::UsersBulkIdentify | Self::CompaniesBulkIdentify)
+    }
+
+    /// Whether the endpoint is the mock's own, answered without Userpilot's header checks.
+    pub(crate) fn is_mock_own(self) -> bool {
+        self == Self::MockState
     }
 
     /// The one method the endpoint accepts.
     pub(crate) fn method(self) -> Method {
         match self {
-            Self::Identify | Self::CompaniesIdentify | Self::Track => Method::POST,
+            Self::Identify
+            | Self::CompaniesIdentify
+            | Self::Track
+            | Self::UsersBulkIdentify
+            | Self::CompaniesBulkIdentify => Method::POST,
             Self::DeleteUsers | Self::DeleteCompanies => Method::DELETE,
-            Self::Validate => Method::GET,
+            Self::Validate | Self::BackgroundJobs | Self::BackgroundJob | Self::MockState => {
+                Method::GET
+            }
         }
     }
 
@@ -54,13 +88,19 @@ impl Endpoint {
             Self::CompaniesIdentify => Some(LimitGroup::CompaniesIdentify),
             Self::Track => Some(LimitGroup::Track),
             Self::DeleteUsers | Self::DeleteCompanies => Some(LimitGroup::Delete),
-            Self::Validate => None,
+            // Bulk identifies are limited by the one-job-at-a-time rule instead.
+            Self::Validate
+            | Self::UsersBulkIdentify
+            | Self::CompaniesBulkIdentify
+            | Self::BackgroundJobs
+            | Self::BackgroundJob
+            | Self::MockState => None,
         }
     }
 
     /// Whether the endpoint takes a JSON body (and so checks `Content-Type`).
     pub(crate) fn has_body(self) -> bool {
-        self != Self::Validate
+        self.method() != Method::GET
     }
 
     /// Checks the body and returns the success answer.
@@ -68,7 +108,11 @@ impl Endpoint {
         match self.check_body(body) {
             Ok(answer) => answer,
             Err(err) => Answer::error(
-                StatusCode::BAD_REQUEST,
+                if err.code == "too_many_records" {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
                 err.code,
                 &err.message,
                 json!({ "field": err.field }),
@@ -77,7 +121,7 @@ impl Endpoint {
     }
 
     fn check_body(self, body: &Value) -> Result<Answer, FieldError> {
-        if self == Self::Validate {
+        if !self.has_body() {
             return Ok(Answer::json(StatusCode::OK, json!({})));
         }
         let Value::Object(obj) = body else {
@@ -104,7 +148,9 @@ impl Endpoint {
             }
             Self::DeleteUsers => return id_list(obj, "users", "user"),
             Self::DeleteCompanies => return id_list(obj, "companies", "company"),
-            Self::Validate => {}
+            Self::UsersBulkIdentify => bulk_rows(obj, "users", "user_id")?,
+            Self::CompaniesBulkIdentify => bulk_rows(obj, "companies", "company_id")?,
+            Self::Validate | Self::BackgroundJobs | Self::BackgroundJob | Self::MockState => {}
         }
         Ok(Answer::json(StatusCode::ACCEPTED, json!({})))
     }
@@ -217,6 +263,73 @@ fn id_list(obj: &Map<String, Value>, field: &str, noun: &str) -> Result<Answer, 
             "scheduled": n_ids,
         }),
     ))
+}
+
+/// Checks a bulk body: `field` a non-empty array of at most [`MAX_BULK_RECORDS`] objects, each
+/// with a non-empty string `id_field`, a `metadata` object if present and (for users) a string
+/// `company_id` if present. Too many records is 413, as Userpilot answers.
+fn bulk_rows(obj: &Map<String, Value>, field: &str, id_field: &str) -> Result<(), FieldError> {
+    let rows = match obj.get(field) {
+        None | Some(Value::Null) => return Err(missing(field)),
+        Some(Value::Array(rows)) => rows,
+        Some(other) => {
+            return Err(invalid(
+                field,
+                format!("{field} must be an array of records, got {}", kind(other)),
+            ));
+        }
+    };
+    if rows.is_empty() {
+        return Err(invalid(
+            field,
+            format!("{field} must contain at least one record"),
+        ));
+    }
+    if rows.len() > MAX_BULK_RECORDS {
+        return Err(FieldError {
+            field: field.to_owned(),
+            code: "too_many_records",
+            message: format!(
+                "{field} holds {} records; a bulk request takes at most {MAX_BULK_RECORDS}",
+                rows.len()
+            ),
+        });
+    }
+    for (idx, row) in rows.iter().enumerate() {
+        let at = |name: &str| format!("{field}[{idx}].{name}");
+        let Value::Object(row) = row else {
+            let at = format!("{field}[{idx}]");
+            let message = format!("{at} must be an object, got {}", kind(row));
+            return Err(invalid(&at, message));
+        };
+        match row.get(id_field) {
+            Some(Value::String(id)) if !id.is_empty() => {}
+            None | Some(Value::Null) => return Err(missing(&at(id_field))),
+            Some(other) => {
+                let message = format!(
+                    "{} must be a non-empty string, got {}",
+                    at(id_field),
+                    kind(other)
+                );
+                return Err(invalid(&at(id_field), message));
+            }
+        }
+        if let Some(value) = row
+            .get("metadata")
+            .filter(|v| !v.is_null() && !v.is_object())
+        {
+            let message = format!("{} must be an object, got {}", at("metadata"), kind(value));
+            return Err(invalid(&at("metadata"), message));
+        }
+        if let Some(value) = row
+            .get("company_id")
+            .filter(|v| !v.is_null() && !v.is_string())
+        {
+            let message = format!("{} must be a string, got {}", at("company_id"), kind(value));
+            return Err(invalid(&at("company_id"), message));
+        }
+    }
+    Ok(())
 }
 
 /// A complete answer: status, JSON body and extra headers.

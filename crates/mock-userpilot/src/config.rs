@@ -36,8 +36,15 @@ pub struct MockConfig {
     pub faults: FaultConfig,
     /// When set, one JSON line per request is appended to this file.
     pub record: Option<PathBuf>,
-    /// Request bodies larger than this many bytes are answered with 413.
+    /// Request bodies larger than this many bytes are answered with 413 (the bulk endpoints take
+    /// up to Userpilot's 50 MB whatever this says).
     pub max_body_bytes: usize,
+    /// How many rows a minute a bulk-identify job applies (Userpilot documents about 1,200); scale
+    /// it with the rate limits to shorten a test.
+    pub bulk_rows_per_minute: u32,
+    /// When set, the state Userpilot would hold (`GET /_mock/state`) is written to this file as
+    /// JSON when the server stops.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for MockConfig {
@@ -50,6 +57,8 @@ impl Default for MockConfig {
             faults: FaultConfig::default(),
             record: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            bulk_rows_per_minute: crate::world::DEFAULT_BULK_ROWS_PER_MINUTE,
+            state_file: None,
         }
     }
 }
@@ -64,6 +73,8 @@ impl fmt::Debug for MockConfig {
             .field("faults", &self.faults)
             .field("record", &self.record)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("bulk_rows_per_minute", &self.bulk_rows_per_minute)
+            .field("state_file", &self.state_file)
             .finish()
     }
 }
@@ -82,6 +93,9 @@ impl MockConfig {
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::ZeroBodyLimit);
+        }
+        if self.bulk_rows_per_minute == 0 {
+            return Err(ConfigError::ZeroBulkRate);
         }
         self.rate_limits.validate()?;
         self.faults.validate()
@@ -377,6 +391,9 @@ pub enum ConfigError {
     /// A body cap of zero bytes.
     #[error("max_body_bytes must be greater than zero")]
     ZeroBodyLimit,
+    /// A bulk processing rate of zero rows a minute.
+    #[error("bulk_rows_per_minute must be greater than zero")]
+    ZeroBulkRate,
 }
 
 #[cfg(test)]

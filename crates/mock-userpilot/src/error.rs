@@ -29,6 +29,15 @@ pub enum MockError {
         #[source]
         source: std::io::Error,
     },
+    /// The state file could not be written when the server stopped.
+    #[error("cannot write the state file {}: {source}", path.display())]
+    StateFile {
+        /// The file asked for.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The server task ended abnormally (it panicked or was cancelled).
     #[error("the mock server task failed: {0}")]
     Task(String),

@@ -12,6 +12,19 @@
 //! | `DELETE /v1/users` | `users`: non-empty array of strings (`""` allowed) | 202 `{"message":"N users were scheduled for deletion","scheduled":N}` |
 //! | `DELETE /v1/companies` | `companies`: same | 202 likewise |
 //! | `GET /v1/validate` | none | 200 `{}` |
+//! | `POST /v1/users/bulk_identify` | `users`: 1 to 10,000 objects with `user_id`; `company_id`, `metadata` if present | 202 job object; 409 while a job runs; 413 over 10,000 |
+//! | `POST /v1/companies/bulk_identify` | `companies`: likewise with `company_id` | likewise |
+//! | `GET /v1/background_jobs`, `GET /v1/background_jobs/{id}` | none | 200 job objects (`job_id`, `status`, `total_rows`, `completed_rows`, …) |
+//! | `GET /_mock/state` | none, no credentials (the mock's own) | 200 the state below |
+//!
+//! **State.** The mock keeps what Userpilot would hold after the requests it accepted (2xx, no
+//! injected fault): each user's metadata, company and tracked events, each company's metadata,
+//! and the bulk jobs ([`MockHandle::state`], `GET /_mock/state`, and [`MockConfig::state_file`]
+//! written on stop). The rules it assumes where Userpilot documents little: an identify sets the
+//! metadata keys it is sent and keeps the others; a user belongs to at most one company, linked by
+//! identify's `company` object (whose other keys are company properties) or a bulk user's
+//! `company_id`; deletes apply at once (Userpilot runs them daily); bulk rows apply in order at
+//! [`MockConfig::bulk_rows_per_minute`], one job at a time. The `world` module has the details.
 //!
 //! Errors use Userpilot's documented body shape
 //! `{"errors":[{"error","error_code","message","details"}]}`; the values are the mock's own
@@ -57,6 +70,7 @@ mod faults;
 mod rate;
 mod record;
 mod server;
+mod world;
 
 pub use config::{
     API_VERSION, ConfigError, DEFAULT_MAX_BODY_BYTES, FaultConfig, Latency, MockConfig, RateLimit,
@@ -65,3 +79,4 @@ pub use config::{
 pub use error::MockError;
 pub use record::RecordedRequest;
 pub use server::{MockHandle, MockServer, serve, spawn};
+pub use world::{DEFAULT_BULK_ROWS_PER_MINUTE, MAX_BULK_RECORDS};

@@ -26,10 +26,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
@@ -39,7 +40,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -51,6 +52,10 @@ use crate::error::MockError;
 use crate::faults::{FaultInjector, FaultPlan};
 use crate::rate::{RateLimiter, retry_after_secs};
 use crate::record::{RecordedRequest, Recorder, recorded_headers};
+use crate::world::{BulkRefusal, JobKind, World};
+
+/// Userpilot's cap on a bulk-identify upload: 50 MB.
+const BULK_MAX_BODY_BYTES: usize = 50 * 1000 * 1000;
 
 /// How long in-flight requests may take to finish after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -131,6 +136,8 @@ impl MockServer {
             faults: FaultInjector::new(&config.faults),
             recorder,
             abandoned: AtomicU64::new(0),
+            world: Mutex::new(World::new(config.bulk_rows_per_minute)),
+            state_file: config.state_file,
         };
         Ok(Self {
             listener,
@@ -180,6 +187,18 @@ impl MockServer {
             tracing::warn!("In-flight requests did not finish in time and were aborted.");
             conns.abort_all();
         }
+        if let Some(path) = &self.state.state_file {
+            let snapshot = self.state.world().snapshot(SystemTime::now());
+            let mut text = serde_json::to_string_pretty(&snapshot).unwrap_or_default();
+            text.push('\n');
+            tokio::fs::write(path, text)
+                .await
+                .map_err(|source| MockError::StateFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            tracing::info!(path = %path.display(), "State written.");
+        }
         tracing::info!(addr = %self.addr, "Mock Userpilot API stopped.");
         Ok(())
     }
@@ -221,6 +240,17 @@ impl MockHandle {
     /// Every request recorded so far, in the order they were answered.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.recorder.requests()
+    }
+
+    /// The state Userpilot would hold now, as `GET /_mock/state` answers it: `users` (each with
+    /// `metadata`, `company` and `events`), `companies` (each with `metadata`) and `jobs`.
+    pub fn state(&self) -> Value {
+        self.state.world().snapshot(SystemTime::now())
+    }
+
+    /// Whether every bulk-identify job has applied all its rows.
+    pub fn bulk_jobs_done(&self) -> bool {
+        self.state.world().jobs_done(SystemTime::now())
     }
 
     /// How many requests got each status; dropped connections count under 0.
@@ -290,6 +320,21 @@ struct State {
     recorder: Recorder,
     /// Requests whose client went away before they were answered (see [`AbandonGuard`]).
     abandoned: AtomicU64,
+    /// What Userpilot would hold after the accepted requests.
+    world: Mutex<World>,
+    /// Where the state is written when the server stops.
+    state_file: Option<PathBuf>,
+}
+
+impl State {
+    /// The world, even if a panic elsewhere poisoned its lock (its data stays consistent: every
+    /// change is a single map operation).
+    fn world(&self) -> MutexGuard<'_, World> {
+        match self.world.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
 }
 
 /// The error a request's service future fails with to make hyper close the connection without an
@@ -373,7 +418,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         finished: false,
     };
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, state.max_body_bytes).await {
+    let body_limit = body_limit(&state, parts.uri.path());
+    let body = match read_body(body, body_limit).await {
         Ok(body) => body,
         Err(err) => {
             // The client went away mid-body; nobody is left to answer.
@@ -387,10 +433,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         }
         BodyRead::Complete(bytes) => serde_json::from_slice::<Value>(bytes)
             .map_err(|err| format!("the request body is not valid JSON: {err}")),
-        BodyRead::TooLarge => Err(format!(
-            "the request body exceeds {} bytes",
-            state.max_body_bytes
-        )),
+        BodyRead::TooLarge => Err(format!("the request body exceeds {body_limit} bytes")),
     };
 
     let plan = state.faults.plan();
@@ -435,6 +478,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     Ok(to_response(answer))
 }
 
+/// The body cap for a path: the configured one, or Userpilot's 50 MB for the bulk endpoints.
+fn body_limit(state: &State, path: &str) -> usize {
+    match Endpoint::from_path(path) {
+        Some(endpoint) if endpoint.is_bulk() => state.max_body_bytes.max(BULK_MAX_BODY_BYTES),
+        _ => state.max_body_bytes,
+    }
+}
+
 /// The answer of an injected error, with `Retry-After` for 429 and 503 when configured.
 fn injected_error(plan: &FaultPlan) -> Answer {
     let status = StatusCode::from_u16(plan.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -476,6 +527,9 @@ impl State {
             )
             .with_header("allow", endpoint.method().to_string());
         }
+        if endpoint.is_mock_own() {
+            return Answer::json(StatusCode::OK, self.world().snapshot(SystemTime::now()));
+        }
         if let Err(answer) = self.check_auth(&parts.headers) {
             return answer;
         }
@@ -500,6 +554,24 @@ impl State {
             )
             .with_header("retry-after", secs.to_string());
         }
+        match endpoint {
+            Endpoint::BackgroundJobs => {
+                return Answer::json(StatusCode::OK, self.world().jobs(SystemTime::now()));
+            }
+            Endpoint::BackgroundJob => {
+                let id = path.trim_start_matches("/v1/background_jobs/");
+                return match self.world().job(id, SystemTime::now()) {
+                    Some(job) => Answer::json(StatusCode::OK, job),
+                    None => Answer::error(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        &format!("no background job {id}"),
+                        Value::Null,
+                    ),
+                };
+            }
+            _ => {}
+        }
         if !endpoint.has_body() {
             return endpoint.accept(&Value::Null);
         }
@@ -510,17 +582,74 @@ impl State {
             return Answer::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                &format!("the request body exceeds {} bytes", self.max_body_bytes),
+                &format!("the request body exceeds {} bytes", body_limit(self, path)),
                 Value::Null,
             );
         }
         match parsed {
-            Ok(json) => endpoint.accept(json),
+            Ok(json) => {
+                let answer = endpoint.accept(json);
+                if answer.status.is_success() {
+                    self.apply(endpoint, json, answer)
+                } else {
+                    answer
+                }
+            }
             Err(message) => Answer::error(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
                 message,
                 Value::Null,
+            ),
+        }
+    }
+
+    /// Changes the world as an accepted request does; a bulk identify becomes a job, or a 409
+    /// while another job runs.
+    fn apply(&self, endpoint: Endpoint, json: &Value, answer: Answer) -> Answer {
+        let Some(body) = json.as_object() else {
+            return answer;
+        };
+        let mut world = self.world();
+        let ids = |field: &str| body.get(field).and_then(Value::as_array).cloned();
+        let bulk = |field: &str| -> Vec<Map<String, Value>> {
+            body.get(field)
+                .and_then(Value::as_array)
+                .map(|rows| rows.iter().filter_map(|r| r.as_object().cloned()).collect())
+                .unwrap_or_default()
+        };
+        let (kind, rows) = match endpoint {
+            Endpoint::Identify => {
+                world.identify(body);
+                return answer;
+            }
+            Endpoint::CompaniesIdentify => {
+                world.identify_company(body);
+                return answer;
+            }
+            Endpoint::Track => {
+                world.track(body);
+                return answer;
+            }
+            Endpoint::DeleteUsers => {
+                world.delete_users(&ids("users").unwrap_or_default());
+                return answer;
+            }
+            Endpoint::DeleteCompanies => {
+                world.delete_companies(&ids("companies").unwrap_or_default());
+                return answer;
+            }
+            Endpoint::UsersBulkIdentify => (JobKind::Users, bulk("users")),
+            Endpoint::CompaniesBulkIdentify => (JobKind::Companies, bulk("companies")),
+            _ => return answer,
+        };
+        match world.submit_bulk(kind, rows, SystemTime::now()) {
+            Ok(job) => Answer::json(StatusCode::ACCEPTED, job),
+            Err(BulkRefusal::Busy(running)) => Answer::error(
+                StatusCode::CONFLICT,
+                "job_in_progress",
+                &format!("bulk job {running} is still running; one bulk job runs at a time"),
+                json!({ "job_id": running }),
             ),
         }
     }

@@ -331,7 +331,7 @@ async fn bad_json_bad_content_type_and_missing_version_are_refused() {
 async fn unknown_paths_get_404_and_wrong_methods_405() {
     let mock = start(config()).await;
     let client = Client::new();
-    let res = request(&client, &mock, Method::POST, "/v1/users/bulk_identify")
+    let res = request(&client, &mock, Method::POST, "/v1/imports")
         .body("{}")
         .send()
         .await
@@ -340,7 +340,7 @@ async fn unknown_paths_get_404_and_wrong_methods_405() {
     let body: Value = res.json().await.expect("json");
     assert_eq!(
         first_error(&body)["message"],
-        "no endpoint at POST /v1/users/bulk_identify"
+        "no endpoint at POST /v1/imports"
     );
 
     // Paths match exactly: a trailing slash is a different path.
@@ -817,4 +817,235 @@ async fn http2_clients_are_served_too() {
     assert_eq!(res.version(), reqwest::Version::HTTP_2);
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     assert_eq!(mock.requests()[0].method, "POST");
+}
+
+#[tokio::test]
+async fn the_state_follows_accepted_requests_only() {
+    let mock = start(config()).await;
+    let client = Client::new();
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/v1/identify",
+            json!({"user_id": "u1", "metadata": {"plan": "free", "name": "Ada"}, "company": {"id": "c1"}}),
+        ),
+        (
+            Method::POST,
+            "/v1/identify",
+            json!({"user_id": "u1", "metadata": {"plan": "pro"}}),
+        ),
+        (
+            Method::POST,
+            "/v1/companies/identify",
+            json!({"company_id": "c1", "metadata": {"name": "Acme"}}),
+        ),
+        (
+            Method::POST,
+            "/v1/track",
+            json!({"user_id": "u1", "event_name": "Signed Up", "metadata": {"via": "web"}}),
+        ),
+        (Method::POST, "/v1/identify", json!({"user_id": "gone"})),
+        (Method::DELETE, "/v1/users", json!({"users": ["gone"]})),
+    ] {
+        let (status, answer) = send_json(&client, &mock, method, path, &body).await;
+        assert!(status.is_success(), "{path}: {status} {answer}");
+    }
+    // Refused requests change nothing: a bad body, and a wrong key.
+    let (status, _) = send_json(&client, &mock, Method::POST, "/v1/identify", &json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let res = client
+        .post(mock.url("/v1/identify"))
+        .header("authorization", "Token wrong")
+        .header("x-api-version", "2020-09-22")
+        .header("content-type", "application/json")
+        .body(json!({"user_id": "intruder"}).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let expected = json!({
+        "users": {
+            "u1": {
+                "metadata": {"plan": "pro", "name": "Ada"},
+                "company": "c1",
+                "events": [{"event_name": "Signed Up", "metadata": {"via": "web"}}],
+            },
+        },
+        "companies": {"c1": {"metadata": {"name": "Acme"}}},
+        "jobs": [],
+    });
+    assert_eq!(mock.state(), expected);
+    // The same over HTTP, without credentials: it is the mock's own endpoint.
+    let over_http: Value = client
+        .get(mock.url("/_mock/state"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(over_http, expected);
+}
+
+#[tokio::test]
+async fn an_injected_error_changes_no_state() {
+    let mock = start(MockConfig {
+        faults: FaultConfig {
+            error_rate: 1.0,
+            error_status: 503,
+            ..FaultConfig::default()
+        },
+        ..config()
+    })
+    .await;
+    let (status, _) = send_json(
+        &Client::new(),
+        &mock,
+        Method::POST,
+        "/v1/identify",
+        &json!({"user_id": "u1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(mock.state()["users"], json!({}));
+}
+
+#[tokio::test]
+async fn bulk_identify_runs_one_job_at_a_time_at_its_row_rate() {
+    // 6,000 rows a minute: a row every 10 ms.
+    let mock = start(MockConfig {
+        bulk_rows_per_minute: 6000,
+        ..config()
+    })
+    .await;
+    let client = Client::new();
+    let users: Vec<Value> = (0..20)
+        .map(|i| json!({"user_id": format!("u{i}"), "company_id": "c1", "metadata": {"i": i}}))
+        .collect();
+    let (status, job) = send_json(
+        &client,
+        &mock,
+        Method::POST,
+        "/v1/users/bulk_identify",
+        &json!({ "users": users }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["total_rows"], 20);
+    assert_eq!(job["type"], "users_bulk_identify");
+    let job_id = job["job_id"].as_str().expect("a job id").to_owned();
+
+    // A second job, of either kind, waits for the first: 409.
+    let (status, body) = send_json(
+        &client,
+        &mock,
+        Method::POST,
+        "/v1/companies/bulk_identify",
+        &json!({"companies": [{"company_id": "c1", "metadata": {"name": "Acme"}}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(first_error(&body)["details"]["job_id"], job_id.as_str());
+
+    let started = Instant::now();
+    while !mock.bulk_jobs_done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the job never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, done) = send_json(
+        &client,
+        &mock,
+        Method::GET,
+        &format!("/v1/background_jobs/{job_id}"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["completed_rows"], 20);
+    let state = mock.state();
+    assert_eq!(state["users"].as_object().map(|u| u.len()), Some(20));
+    assert_eq!(state["users"]["u7"]["metadata"], json!({"i": 7}));
+    assert_eq!(state["users"]["u7"]["company"], "c1");
+
+    // Now the company job is accepted.
+    let (status, _) = send_json(
+        &client,
+        &mock,
+        Method::POST,
+        "/v1/companies/bulk_identify",
+        &json!({"companies": [{"company_id": "c1", "metadata": {"name": "Acme"}}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = send_json(
+        &client,
+        &mock,
+        Method::GET,
+        "/v1/background_jobs/job_999999",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bulk_bodies_are_checked_and_over_10000_records_is_413() {
+    let mock = start(config()).await;
+    let client = Client::new();
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|i| json!({"user_id": format!("u{i}")}))
+        .collect();
+    let (status, body) = send_json(
+        &client,
+        &mock,
+        Method::POST,
+        "/v1/users/bulk_identify",
+        &json!({ "users": too_many }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(first_error(&body)["error_code"], "too_many_records");
+    let (status, body) = send_json(
+        &client,
+        &mock,
+        Method::POST,
+        "/v1/users/bulk_identify",
+        &json!({"users": [{"user_id": "u1"}, {"metadata": {}}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        first_error(&body)["message"],
+        "users[1].user_id is required"
+    );
+    assert_eq!(mock.state()["jobs"], json!([]));
+}
+
+#[tokio::test]
+async fn the_state_is_written_to_a_file_when_the_server_stops() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("state.json");
+    let mock = start(MockConfig {
+        state_file: Some(path.clone()),
+        ..config()
+    })
+    .await;
+    let (status, _) = send_json(
+        &Client::new(),
+        &mock,
+        Method::POST,
+        "/v1/identify",
+        &json!({"user_id": "u1", "metadata": {"a": 1}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    mock.shutdown().await.expect("the mock stops");
+    let text = std::fs::read_to_string(&path).expect("the state file exists");
+    let state: Value = serde_json::from_str(&text).expect("the state file is JSON");
+    assert_eq!(state["users"]["u1"]["metadata"], json!({"a": 1}));
 }

@@ -13,7 +13,8 @@ use clap::Args;
 #[command(after_help = "Examples:
   actionkit mock-userpilot --listen 127.0.0.1:8089 --record requests.ndjson
   actionkit mock-userpilot --api-key test --error-rate 0.3 --retry-after 2 --seed 7
-  actionkit mock-userpilot --latency 50ms..250ms --drop-rate 0.05 --no-rate-limits")]
+  actionkit mock-userpilot --latency 50ms..250ms --drop-rate 0.05 --no-rate-limits
+  actionkit mock-userpilot --state-file state.json   # then: curl http://127.0.0.1:8089/_mock/state")]
 pub struct MockArgs {
     /// The address to listen on (port 0 picks a free port and prints it).
     #[arg(long, default_value = "127.0.0.1:8089")]
@@ -50,6 +51,13 @@ pub struct MockArgs {
     /// Seed for fault injection, for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
+    /// Rows a minute a bulk-identify job applies (Userpilot documents about 1,200).
+    #[arg(long, default_value_t = actionkit_mock_userpilot::DEFAULT_BULK_ROWS_PER_MINUTE)]
+    bulk_rows_per_minute: u32,
+    /// Write the state Userpilot would hold (users, companies, links, events, bulk jobs) to FILE
+    /// as JSON when the mock stops; `GET /_mock/state` answers the same while it runs.
+    #[arg(long, value_name = "FILE")]
+    state_file: Option<PathBuf>,
 }
 
 /// Runs the mock until Ctrl-C or SIGTERM.
@@ -71,6 +79,8 @@ pub fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
             seed: args.seed,
         },
         record: args.record,
+        bulk_rows_per_minute: args.bulk_rows_per_minute,
+        state_file: args.state_file,
         ..MockConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
