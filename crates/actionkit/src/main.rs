@@ -27,8 +27,10 @@ enum Command {
     Map(cmd::map::MapArgs),
     /// Check the destination's credentials (its test-authentication request).
     TestAuth(cmd::auth::TestAuthArgs),
-    /// Delete one user in the destination (its on-delete request).
+    /// Delete users in the destination (its on-delete request, or its bulk deletion for several).
     DeleteUser(cmd::auth::DeleteUserArgs),
+    /// Delete companies in the destination (its bulk company deletion).
+    DeleteCompany(cmd::auth::DeleteCompanyArgs),
     /// Serve a local stand-in for Userpilot's API.
     MockUserpilot(cmd::mock::MockArgs),
     /// Serve the Segment-compatible HTTP intake and deliver what it accepts.
@@ -46,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Map(args) => cmd::map::run(args),
         Command::TestAuth(args) => cmd::auth::test_auth(args),
         Command::DeleteUser(args) => cmd::auth::delete_user(args),
+        Command::DeleteCompany(args) => cmd::auth::delete_company(args),
         Command::MockUserpilot(args) => cmd::mock::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Dlq(args) => cmd::dlq::run_dlq(args),

@@ -386,3 +386,114 @@ async fn delete_user_sends_the_documented_request() {
     );
     assert_eq!(requests[0].status, 202);
 }
+
+fn credential_args(command: &str, handle: &MockHandle, rest: &[&str]) -> Vec<String> {
+    let mut args = vec![command.to_owned()];
+    args.extend(rest.iter().map(|s| (*s).to_owned()));
+    args.extend([
+        "--setting".to_owned(),
+        format!("apiKey={KEY}"),
+        "--setting".to_owned(),
+        format!("endpoint={}", handle.base_url()),
+    ]);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_user_sends_many_ids_in_as_few_requests_as_the_yaml_allows() {
+    let handle = mock(FaultConfig::default(), RateLimits::userpilot()).await;
+    // 1,001 users (the destination's max_ids is 1,000): two requests, spaced by the delete limit.
+    let mut ids = String::new();
+    for i in 0..1001 {
+        ids.push_str(&format!("u-{i}\n\n"));
+    }
+    let out = run_async(
+        credential_args("delete-user", &handle, &["--from", "-"]),
+        ids.into_bytes(),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("[1/2] Deletion of 1000 users (u-0 … u-999) accepted (HTTP 202)."),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("[2/2] Deletion of user 'u-1000' accepted (HTTP 202)."),
+        "{}",
+        out.stdout
+    );
+    let requests = handle.requests();
+    assert_eq!(requests.len(), 2, "no 429 and no retry");
+    let first = requests[0].json.as_ref().expect("a body");
+    assert_eq!(first["users"].as_array().map(Vec::len), Some(1000));
+    assert_eq!(first["users"][999], "u-999");
+    assert_eq!(
+        requests[1].json,
+        Some(serde_json::json!({"users": ["u-1000"]}))
+    );
+
+    // --anonymous-id belongs to a single user.
+    let out = run_async(
+        credential_args("delete-user", &handle, &["a", "b", "--anonymous-id", "x"]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("--anonymous-id goes with one user id, not 2")
+    );
+    let out = run_async(credential_args("delete-user", &handle, &[]), Vec::new()).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("no id given"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_company_removes_the_companies_and_their_links() {
+    let handle = mock(FaultConfig::default(), RateLimits::userpilot()).await;
+    let client = reqwest::Client::new();
+    for body in [
+        serde_json::json!({"user_id": "u1", "company": {"id": "acme"}}),
+        serde_json::json!({"user_id": "u2", "company": {"id": "globex"}}),
+    ] {
+        let res = client
+            .post(handle.url("/v1/identify"))
+            .header("authorization", format!("Token {KEY}"))
+            .header("x-api-version", "2020-09-22")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("the mock answers");
+        assert_eq!(res.status().as_u16(), 202);
+    }
+    let out = run_async(
+        credential_args("delete-company", &handle, &["acme"]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout.trim(),
+        "Deletion of company 'acme' accepted (HTTP 202)."
+    );
+    assert!(!out.all().contains(KEY));
+    let state = handle.state();
+    assert_eq!(
+        state["companies"]
+            .as_object()
+            .map(|c| c.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["globex".to_owned()])
+    );
+    assert_eq!(state["users"]["u1"]["company"], Value::Null);
+    assert_eq!(state["users"]["u2"]["company"], "globex");
+    let last = handle.requests().pop().expect("the delete was recorded");
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str()),
+        ("DELETE", "/v1/companies")
+    );
+    assert_eq!(last.json, Some(serde_json::json!({"companies": ["acme"]})));
+}

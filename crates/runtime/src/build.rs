@@ -17,7 +17,7 @@
 //!   Segment silently falls back to a default host.
 //! - No `user-agent` header is added here; the delivery engine owns transport headers.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::destination::{CompiledAction, CompiledDestination, CompiledRequest, HookInput};
 use crate::redact;
@@ -435,6 +435,31 @@ pub fn on_delete_request(
         "on_delete".to_owned()
     })
     .map(Some)
+}
+
+/// Builds the bulk deletion of `ids`, if the destination declares one for `kind`: one request per
+/// `max_ids` ids, in order (context `{"payload": {"ids": [...]}, "settings"}`). No ids, no
+/// request.
+pub fn deletion_requests(
+    dest: &CompiledDestination,
+    defaults: &RequestDefaults,
+    settings: &Value,
+    kind: crate::destination::DeletionKind,
+    ids: &[String],
+) -> Result<Option<Vec<Request>>, BuildError> {
+    let Some((max_ids, request)) = dest.deletion(kind) else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(ids.len().div_ceil((*max_ids).max(1)));
+    for chunk in ids.chunks((*max_ids).max(1)) {
+        let mut context = Map::with_capacity(2);
+        context.insert("payload".to_owned(), json!({ "ids": chunk }));
+        context.insert("settings".to_owned(), settings.clone());
+        out.push(finish(request, defaults, &Value::Object(context), || {
+            format!("deletions.{}", kind.as_str())
+        })?);
+    }
+    Ok(Some(out))
 }
 
 #[cfg(test)]

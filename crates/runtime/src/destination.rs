@@ -167,6 +167,53 @@ pub struct DestinationDef {
     pub test_authentication: Option<RequestDef>,
     /// The request that deletes a user (context `{"payload": {userId, anonymousId}, "settings"}`).
     pub on_delete: Option<RequestDef>,
+    /// Beyond Segment: requests that delete many users or companies at once.
+    pub deletions: DeletionsDef,
+}
+
+/// The bulk deletions of a destination, by kind of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletionsDef {
+    /// Deletes users.
+    pub users: Option<DeletionDef>,
+    /// Deletes companies.
+    pub companies: Option<DeletionDef>,
+}
+
+impl DeletionsDef {
+    /// No bulk deletion.
+    pub const NONE: Self = Self {
+        users: None,
+        companies: None,
+    };
+}
+
+/// One bulk deletion (context `{"payload": {"ids": [...]}, "settings"}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletionDef {
+    /// The most ids one request carries.
+    pub max_ids: usize,
+    /// The request.
+    pub request: RequestDef,
+}
+
+/// Which kind of record a bulk deletion removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletionKind {
+    /// Users.
+    Users,
+    /// Companies.
+    Companies,
+}
+
+impl DeletionKind {
+    /// `users` or `companies`, as in the YAML's `deletions`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Companies => "companies",
+        }
+    }
 }
 
 /// A destination definition that does not compile, with every problem found.
@@ -239,6 +286,20 @@ pub struct CompiledDestination {
     pub test_authentication: Option<CompiledRequest>,
     /// The user deletion, if any.
     pub on_delete: Option<CompiledRequest>,
+    /// The bulk deletion of users, with its most ids per request, if any.
+    pub delete_users: Option<(usize, CompiledRequest)>,
+    /// The bulk deletion of companies, with its most ids per request, if any.
+    pub delete_companies: Option<(usize, CompiledRequest)>,
+}
+
+impl CompiledDestination {
+    /// The bulk deletion of `kind`, with its most ids per request, if the destination has one.
+    pub fn deletion(&self, kind: DeletionKind) -> Option<&(usize, CompiledRequest)> {
+        match kind {
+            DeletionKind::Users => self.delete_users.as_ref(),
+            DeletionKind::Companies => self.delete_companies.as_ref(),
+        }
+    }
 }
 
 /// Collects problems while compiling one destination.
@@ -384,6 +445,27 @@ impl CompiledDestination {
             .on_delete
             .as_ref()
             .and_then(|r| problems.request("on_delete", r, def));
+        let mut deletion = |what: &str, d: &'static DeletionDef| {
+            if d.max_ids == 0 {
+                problems
+                    .0
+                    .push(format!("{what}: max_ids must be at least 1"));
+                return None;
+            }
+            problems
+                .request(what, &d.request, def)
+                .map(|request| (d.max_ids, request))
+        };
+        let delete_users = def
+            .deletions
+            .users
+            .as_ref()
+            .and_then(|d| deletion("deletions.users", d));
+        let delete_companies = def
+            .deletions
+            .companies
+            .as_ref()
+            .and_then(|d| deletion("deletions.companies", d));
         match base_url {
             Some(base_url) if problems.0.is_empty() => Ok(CompiledDestination {
                 def,
@@ -394,6 +476,8 @@ impl CompiledDestination {
                 presets,
                 test_authentication,
                 on_delete,
+                delete_users,
+                delete_companies,
             }),
             _ => Err(DefinitionError {
                 slug: def.slug.to_owned(),

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use actionkit_runtime::destination::{
-    ActionDef, CompiledDestination, DestinationDef, HookError, HookInput, PresetDef, PresetMapping,
-    Registry, RequestDef, RequestDefaultsDef,
+    ActionDef, CompiledDestination, DeletionKind, DeletionsDef, DestinationDef, HookError,
+    HookInput, PresetDef, PresetMapping, Registry, RequestDef, RequestDefaultsDef,
 };
 use actionkit_runtime::dispatch::{
     Instance, InstanceError, MappingConfig, MappingOutcome, Outcome,
@@ -438,6 +438,42 @@ fn test_authentication_request() {
 }
 
 #[test]
+fn bulk_deletions_send_max_ids_per_request_in_order() {
+    let instance = presets();
+    let ids: Vec<String> = ["u1", "u2", "u3"].iter().map(|s| (*s).to_owned()).collect();
+    let requests = instance
+        .deletion_requests(DeletionKind::Users, &ids)
+        .expect("builds")
+        .expect("the fixture declares a user deletion");
+    let bodies: Vec<Value> = requests
+        .iter()
+        .map(|r| {
+            assert_eq!(r.method, Method::Delete);
+            assert!(r.url.ends_with("/v1/users"), "{}", r.url);
+            assert_eq!(r.rate_limit_key.as_deref(), Some("delete"));
+            r.json.clone().expect("a body")
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        [json!({"users": ["u1", "u2"]}), json!({"users": ["u3"]})]
+    );
+    assert_eq!(
+        instance
+            .deletion_requests(DeletionKind::Users, &[])
+            .expect("builds")
+            .map(|r| r.len()),
+        Some(0)
+    );
+    assert!(
+        instance
+            .deletion_requests(DeletionKind::Companies, &ids)
+            .expect("builds")
+            .is_none()
+    );
+}
+
+#[test]
 fn on_delete_request() {
     let instance = presets();
     assert_eq!(
@@ -559,6 +595,7 @@ static BROKEN: DestinationDef = DestinationDef {
     }],
     test_authentication: None,
     on_delete: None,
+    deletions: DeletionsDef::NONE,
 };
 
 #[test]
@@ -659,6 +696,7 @@ static HOOKED: DestinationDef = DestinationDef {
     ],
     test_authentication: None,
     on_delete: None,
+    deletions: DeletionsDef::NONE,
 };
 
 #[test]
@@ -709,6 +747,7 @@ static SECRET_IN_BASE_URL: DestinationDef = DestinationDef {
     actions: &[],
     test_authentication: None,
     on_delete: None,
+    deletions: DeletionsDef::NONE,
 };
 
 #[test]

@@ -51,6 +51,41 @@ pub struct DestinationSpec {
     /// `{"payload": {"userId", "anonymousId"}, "settings"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_delete: Option<RequestSpec>,
+    /// Beyond Segment: requests that delete many users or companies at once, for
+    /// `actionkit delete-user` and `actionkit delete-company`; their mappings see
+    /// `{"payload": {"ids": [...]}, "settings"}`.
+    #[serde(default, skip_serializing_if = "DeletionsSpec::is_empty")]
+    pub deletions: DeletionsSpec,
+}
+
+/// Requests that delete records in bulk, by kind of record.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct DeletionsSpec {
+    /// Deletes users (`actionkit delete-user ID…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<DeletionSpec>,
+    /// Deletes companies or accounts (`actionkit delete-company ID…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub companies: Option<DeletionSpec>,
+}
+
+impl DeletionsSpec {
+    /// Whether no deletion is declared.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_none() && self.companies.is_none()
+    }
+}
+
+/// One bulk deletion: how many ids a request may carry, and the request.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct DeletionSpec {
+    /// The most ids one request carries; more are sent in several requests, in order.
+    #[schemars(range(min = 1))]
+    pub max_ids: u32,
+    /// The request; its mappings see `{"payload": {"ids": [...]}, "settings"}`.
+    pub request: RequestSpec,
 }
 
 /// Where a destination runs.

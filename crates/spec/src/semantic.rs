@@ -22,6 +22,9 @@ use crate::yaml::SourceMap;
 /// The payload keys an `on_delete` request can read.
 const DELETE_PAYLOAD_KEYS: &[&str] = &["userId", "anonymousId"];
 
+/// The payload keys a `deletions` request can read.
+const DELETIONS_PAYLOAD_KEYS: &[&str] = &["ids"];
+
 /// A file being checked: its name and positions.
 #[derive(Clone, Copy)]
 pub(crate) struct FileCtx<'a> {
@@ -232,6 +235,28 @@ pub(crate) fn check_destination(
         check_request(ctx, "/on_delete", request, &scope, out);
         check_rate_limit(ctx, "/on_delete", request, &rate_limit_keys, out);
     }
+    for (base, deletion) in deletion_requests(spec) {
+        let scope = Scope {
+            what: "deletions",
+            payload: Some(DELETIONS_PAYLOAD_KEYS.to_vec()),
+            settings: true,
+            computed: deletion.request.hook.is_some(),
+        };
+        let pointer = format!("{base}/request");
+        check_request(ctx, &pointer, &deletion.request, &scope, out);
+        check_rate_limit(ctx, &pointer, &deletion.request, &rate_limit_keys, out);
+    }
+}
+
+/// The declared bulk deletions with the JSON pointer of each.
+fn deletion_requests(spec: &DestinationSpec) -> Vec<(&'static str, &crate::model::DeletionSpec)> {
+    [
+        ("/deletions/users", spec.deletions.users.as_ref()),
+        ("/deletions/companies", spec.deletions.companies.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(base, deletion)| deletion.map(|d| (base, d)))
+    .collect()
 }
 
 fn setting_type_word(ty: SettingType) -> &'static str {
@@ -944,6 +969,12 @@ pub(crate) fn check_cross(
     ] {
         if let Some(json) = request.as_ref().and_then(|r| r.json.as_ref()) {
             check_settings_paths(dctx, &pointer_join(base, "json"), json, &settings, out);
+        }
+    }
+    for (base, deletion) in deletion_requests(dspec) {
+        if let Some(json) = &deletion.request.json {
+            let pointer = format!("{base}/request/json");
+            check_settings_paths(dctx, &pointer, json, &settings, out);
         }
     }
 

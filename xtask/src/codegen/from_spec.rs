@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 use actionkit_spec::model as spec;
 
 use super::model::{
-    Action, Choice, Condition, Conditions, Destination, Field, FieldType, Preset, RateLimit,
-    Request, RequestDefaults, Required, Setting, SettingType,
+    Action, Choice, Condition, Conditions, Deletion, Destination, Field, FieldType, Preset,
+    RateLimit, Request, RequestDefaults, Required, Setting, SettingType,
 };
 
 /// The error of [`load_all`] when any destination has problems: every rendered diagnostic.
@@ -208,6 +208,8 @@ pub fn convert(
         presets,
         test_authentication: dest.test_authentication.as_ref().map(request),
         on_delete: dest.on_delete.as_ref().map(request),
+        delete_users: dest.deletions.users.as_ref().map(deletion),
+        delete_companies: dest.deletions.companies.as_ref().map(deletion),
         actions,
         docs_prose,
     })
@@ -281,6 +283,13 @@ fn format_name(format: spec::StringFormat) -> String {
     match serde_json::to_value(format) {
         Ok(Value::String(name)) => name,
         _ => format!("{format:?}").to_lowercase(),
+    }
+}
+
+fn deletion(spec: &spec::DeletionSpec) -> Deletion {
+    Deletion {
+        max_ids: spec.max_ids,
+        request: request(&spec.request),
     }
 }
 

@@ -37,10 +37,23 @@ pub struct Destination {
     pub test_authentication: Option<Request>,
     /// The request that deletes a user, if any.
     pub on_delete: Option<Request>,
+    /// Beyond Segment: the bulk deletion of users, if any.
+    pub delete_users: Option<Deletion>,
+    /// Beyond Segment: the bulk deletion of companies, if any.
+    pub delete_companies: Option<Deletion>,
     /// The actions in file-name order.
     pub actions: Vec<Action>,
     /// The hand-written prose of the docs page (`docs.md`), empty when absent.
     pub docs_prose: String,
+}
+
+/// A bulk deletion: the most ids per request and the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deletion {
+    /// The most ids one request carries.
+    pub max_ids: u32,
+    /// The request, over `{"payload": {"ids"}, "settings"}`.
+    pub request: Request,
 }
 
 /// The type of a destination setting (Segment's `GlobalSetting` types).

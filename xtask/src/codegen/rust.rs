@@ -19,8 +19,8 @@ use quote::{format_ident, quote};
 use serde_json::Value;
 
 use super::model::{
-    Action, Choice, Conditions, Destination, Field, FieldType, Request, Required, Setting,
-    SettingType,
+    Action, Choice, Conditions, Deletion, Destination, Field, FieldType, Request, Required,
+    Setting, SettingType,
 };
 use super::names::{UniqueNames, ident, pascal_case, snake_case};
 
@@ -643,6 +643,23 @@ pub fn destination_module(dest: &Destination) -> Result<String> {
     };
     let test_authentication = optional_request(dest.test_authentication.as_ref())?;
     let on_delete = optional_request(dest.on_delete.as_ref())?;
+    let optional_deletion = |deletion: Option<&Deletion>| -> Result<TokenStream> {
+        Ok(match deletion {
+            Some(deletion) => {
+                let max_ids = usize::try_from(deletion.max_ids).unwrap_or(usize::MAX);
+                let request = request_def(&deletion.request)?;
+                quote! {
+                    ::core::option::Option::Some(::actionkit_runtime::destination::DeletionDef {
+                        max_ids: #max_ids,
+                        request: #request,
+                    })
+                }
+            }
+            None => quote! { ::core::option::Option::None },
+        })
+    };
+    let delete_users = optional_deletion(dest.delete_users.as_ref())?;
+    let delete_companies = optional_deletion(dest.delete_companies.as_ref())?;
     let (id, name, slug) = (&dest.id, &dest.name, &dest.slug);
     let static_doc = doc_attrs(&format!("The static definition of {}.", dest.display_name));
 
@@ -669,6 +686,10 @@ pub fn destination_module(dest: &Destination) -> Result<String> {
                 actions: &[ #( #action_defs ),* ],
                 test_authentication: #test_authentication,
                 on_delete: #on_delete,
+                deletions: ::actionkit_runtime::destination::DeletionsDef {
+                    users: #delete_users,
+                    companies: #delete_companies,
+                },
             };
     };
     render(tokens)

@@ -1,10 +1,16 @@
-//! `actionkit test-auth` and `actionkit delete-user`: the destination's credential check and
-//! user deletion (Segment's `testAuthentication` and `onDelete`).
+//! `actionkit test-auth`, `actionkit delete-user` and `actionkit delete-company`: the
+//! destination's credential check (Segment's `testAuthentication`), user deletion (Segment's
+//! `onDelete` for one user, the destination's bulk `deletions.users` for several) and company
+//! deletion (`deletions.companies`, beyond Segment).
 
 use std::process::ExitCode;
 
+use std::path::{Path, PathBuf};
+
 use actionkit_runtime::delivery::Outcome;
-use anyhow::Context;
+use actionkit_runtime::destination::DeletionKind;
+use actionkit_runtime::request::Request;
+use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
 
@@ -20,17 +26,40 @@ pub struct TestAuthArgs {
     target: TargetArgs,
 }
 
-/// Delete a user in the destination (GDPR), with its on-delete request.
+/// Delete users in the destination (GDPR): one with its on-delete request, as Segment does,
+/// several with its bulk deletion, as few requests as its limits allow.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   USERPILOT_API_KEY=… actionkit delete-user user-1001
-  actionkit delete-user --anonymous-id anon-42 user-1001")]
+  actionkit delete-user --anonymous-id anon-42 user-1001
+  actionkit delete-user user-1001 user-1002 user-1003
+  actionkit delete-user --from gdpr-requests.txt      # one id per line; - reads stdin")]
 pub struct DeleteUserArgs {
-    /// The user's id.
-    user_id: String,
-    /// The user's anonymous id, passed to the request as `anonymousId`.
+    /// The users' ids.
+    #[arg(value_name = "USER_ID")]
+    user_ids: Vec<String>,
+    /// Also read ids from FILE, one per line (blank lines are skipped; `-` is stdin).
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// The user's anonymous id, passed to the on-delete request as `anonymousId` (one user only).
     #[arg(long)]
     anonymous_id: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+/// Delete companies in the destination, with its bulk company deletion (beyond Segment).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  USERPILOT_API_KEY=… actionkit delete-company acme-gmbh
+  actionkit delete-company --from closed-accounts.txt")]
+pub struct DeleteCompanyArgs {
+    /// The companies' ids.
+    #[arg(value_name = "COMPANY_ID")]
+    company_ids: Vec<String>,
+    /// Also read ids from FILE, one per line (blank lines are skipped; `-` is stdin).
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
     #[command(flatten)]
     target: TargetArgs,
 }
@@ -55,31 +84,128 @@ pub fn test_auth(args: TestAuthArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs `delete-user`; exit code 1 when the destination refused or could not be reached.
+/// Runs `delete-user`; exit code 1 when the destination refused any request or could not be
+/// reached.
 pub fn delete_user(args: DeleteUserArgs) -> anyhow::Result<ExitCode> {
+    let ids = collect_ids(args.user_ids, args.from.as_deref())?;
     let target = setup::embedded_default(&args.target, None)?;
-    let event = json!({ "userId": args.user_id, "anonymousId": args.anonymous_id });
-    let request = target
-        .instance
-        .on_delete_request(&event)
-        .map_err(|err| anyhow::anyhow!("{err}"))?
-        .context("this destination has no on-delete request")?;
-    let outcome = runtime()?.block_on(target.client.send(&request));
-    if outcome.is_delivered() {
-        println!(
-            "Deletion of user '{}' accepted ({}).",
-            args.user_id,
-            status_text(outcome.status)
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        let reason = outcome.reason.as_deref().unwrap_or("unknown reason");
-        println!(
-            "Deletion of user '{}' failed after {} attempt(s): {reason}",
-            args.user_id, outcome.attempts
-        );
-        Ok(ExitCode::from(1))
+    if let [user_id] = ids.as_slice() {
+        // One user: Segment's own on-delete request, byte for byte.
+        let event = json!({ "userId": user_id, "anonymousId": args.anonymous_id });
+        let request = target
+            .instance
+            .on_delete_request(&event)
+            .map_err(|err| anyhow::anyhow!("{err}"))?
+            .context("this destination has no on-delete request")?;
+        return send_deletions(&target, "user", &ids, 1, vec![request]);
     }
+    if args.anonymous_id.is_some() {
+        bail!("--anonymous-id goes with one user id, not {}", ids.len());
+    }
+    let requests = target
+        .instance
+        .deletion_requests(DeletionKind::Users, &ids)
+        .map_err(|err| anyhow::anyhow!("{err}"))?
+        .context("this destination declares no bulk user deletion (`deletions.users`); delete one user at a time")?;
+    let per_request = target
+        .instance
+        .deletion_max_ids(DeletionKind::Users)
+        .unwrap_or(1);
+    send_deletions(&target, "user", &ids, per_request, requests)
+}
+
+/// Runs `delete-company`; exit code 1 when the destination refused any request or could not be
+/// reached.
+pub fn delete_company(args: DeleteCompanyArgs) -> anyhow::Result<ExitCode> {
+    let ids = collect_ids(args.company_ids, args.from.as_deref())?;
+    let target = setup::embedded_default(&args.target, None)?;
+    let requests = target
+        .instance
+        .deletion_requests(DeletionKind::Companies, &ids)
+        .map_err(|err| anyhow::anyhow!("{err}"))?
+        .context("this destination declares no company deletion (`deletions.companies`)")?;
+    let per_request = target
+        .instance
+        .deletion_max_ids(DeletionKind::Companies)
+        .unwrap_or(1);
+    send_deletions(&target, "company", &ids, per_request, requests)
+}
+
+/// The ids given as arguments, then those of `from` (one per line, trimmed, blank lines
+/// skipped); at least one.
+fn collect_ids(mut ids: Vec<String>, from: Option<&Path>) -> anyhow::Result<Vec<String>> {
+    if let Some(path) = from {
+        let text = if path == Path::new("-") {
+            std::io::read_to_string(std::io::stdin()).context("cannot read ids from stdin")?
+        } else {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read ids from {}", path.display()))?
+        };
+        ids.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    if ids.is_empty() {
+        bail!("no id given: name at least one, or a file of ids with --from");
+    }
+    Ok(ids)
+}
+
+/// Sends the deletion requests one after the other (the destination's rate limit spaces them)
+/// and reports each, request `i` carrying the `i`-th run of `per_request` ids; exit code 1 when
+/// any failed.
+fn send_deletions(
+    target: &setup::Target,
+    noun: &str,
+    ids: &[String],
+    per_request: usize,
+    requests: Vec<Request>,
+) -> anyhow::Result<ExitCode> {
+    let runtime = runtime()?;
+    let n_requests = requests.len();
+    let mut failed = 0usize;
+    for (idx, (request, chunk)) in requests
+        .iter()
+        .zip(ids.chunks(per_request.max(1)))
+        .enumerate()
+    {
+        let outcome = runtime.block_on(target.client.send(request));
+        let what = match chunk {
+            [one] => format!("{noun} '{one}'"),
+            many => format!(
+                "{} {noun}s ({} … {})",
+                many.len(),
+                many[0],
+                many[many.len() - 1]
+            ),
+        };
+        let step = if n_requests > 1 {
+            format!("[{}/{n_requests}] ", idx + 1)
+        } else {
+            String::new()
+        };
+        if outcome.is_delivered() {
+            println!(
+                "{step}Deletion of {what} accepted ({}).",
+                status_text(outcome.status)
+            );
+        } else {
+            failed += 1;
+            let reason = outcome.reason.as_deref().unwrap_or("unknown reason");
+            println!(
+                "{step}Deletion of {what} failed after {} attempt(s): {reason}",
+                outcome.attempts
+            );
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn status_text(status: Option<u16>) -> String {

@@ -404,4 +404,28 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
             "{\"users\":[{\"@template\":\"{{payload.userId}}\"}]}",
         ),
     }),
+    deletions: ::actionkit_runtime::destination::DeletionsDef {
+        users: ::core::option::Option::Some(::actionkit_runtime::destination::DeletionDef {
+            max_ids: 1000usize,
+            request: ::actionkit_runtime::destination::RequestDef {
+                method: ::actionkit_runtime::request::Method::Delete,
+                path: "v1/users",
+                rate_limit: ::core::option::Option::Some("delete"),
+                json: ::core::option::Option::Some(
+                    "{\"users\":{\"@path\":\"$.payload.ids\"}}",
+                ),
+            },
+        }),
+        companies: ::core::option::Option::Some(::actionkit_runtime::destination::DeletionDef {
+            max_ids: 1000usize,
+            request: ::actionkit_runtime::destination::RequestDef {
+                method: ::actionkit_runtime::request::Method::Delete,
+                path: "v1/companies",
+                rate_limit: ::core::option::Option::Some("delete"),
+                json: ::core::option::Option::Some(
+                    "{\"companies\":{\"@path\":\"$.payload.ids\"}}",
+                ),
+            },
+        }),
+    },
 };
