@@ -18,6 +18,14 @@ async fn every_accepted_event_arrives_as_the_expected_request() {
     let mock = mock(FaultConfig::default()).await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let config = write_config(dir.path(), &mock.base_url());
+    // Userpilot's rate limits on, as in production (the shared configuration turns them off for
+    // the load tests).
+    let text = std::fs::read_to_string(&config).expect("the config is readable");
+    std::fs::write(
+        &config,
+        text.replace("rate_limits: false", "rate_limits: true"),
+    )
+    .expect("the config is written");
     let server = Server::start(&config);
     let client = reqwest::Client::new();
 
@@ -109,6 +117,19 @@ async fn every_accepted_event_arrives_as_the_expected_request() {
     }
     assert_eq!(metric_sum(&metrics, "actionkit_queue_events", &[]), 0.0);
     assert!(metric_sum(&metrics, "actionkit_queue_max_events", &[]) > 0.0);
+    // Each of Userpilot's declared limits has its waiting gauges; nothing waits once all is
+    // delivered.
+    for limit in ["delete", "identify", "track"] {
+        let series = format!(
+            "actionkit_delivery_rate_limit_waited_seconds{{destination=\"userpilot\",limit=\"{limit}\"}}"
+        );
+        assert!(metrics.contains(&series), "no {series}:\n{metrics}");
+    }
+    assert_eq!(
+        metric_sum(&metrics, "actionkit_delivery_rate_limit_waiting", &[]),
+        0.0,
+        "{metrics}"
+    );
     // The writer's group commits: the 20 accepted events, each commit timed.
     assert_eq!(
         metric_sum(&metrics, "actionkit_queue_committed_events_total", &[]),

@@ -284,6 +284,42 @@ async fn one_per_two_seconds_spaces_deletes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn stats_report_who_waits_and_for_how_long_in_wall_clock_time() {
+    let limiter = Arc::new(
+        RateLimiter::new(&[RateLimit::new("delete", 1, Duration::from_secs(2))]).expect("valid"),
+    );
+    limiter.acquire("delete").await;
+    // Two more requests wait together: 2 s for the first, 4 s for the second.
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move { limiter.acquire("delete").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stats = limiter.stats();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].key, "delete");
+    assert_eq!(stats[0].limit, Some((1, Duration::from_secs(2))));
+    assert_eq!(stats[0].waiting, 2);
+    assert_eq!(stats[0].waited, Duration::from_secs(1));
+    for waiter in waiters {
+        waiter.await.expect("the waiter finishes");
+    }
+    let stats = limiter.stats();
+    assert_eq!(stats[0].waiting, 0);
+    // Wall-clock time with someone waiting: 4 s, not 2 s + 4 s.
+    assert_eq!(stats[0].waited, Duration::from_secs(4));
+    // A request that passes at once adds nothing; a paused key appears without a limit.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    limiter.acquire("delete").await;
+    limiter.pause("identify", Duration::from_secs(3));
+    let stats = limiter.stats();
+    assert_eq!(stats[0].waited, Duration::from_secs(4));
+    assert_eq!((stats[1].key.as_str(), stats[1].limit), ("identify", None));
+}
+
+#[tokio::test(start_paused = true)]
 async fn no_window_ever_holds_more_than_the_limit() {
     // Three per second, with requests arriving at uneven times.
     let limiter =

@@ -4,5 +4,6 @@ pub mod auth;
 pub mod dlq;
 pub mod map;
 pub mod mock;
+pub mod progress;
 pub mod send;
 pub mod serve;

@@ -19,6 +19,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
+use super::progress::{Progress, limit_stats, rate_limit_report};
 use crate::events::{self, Item};
 use crate::setup::{self, Target, TargetArgs};
 
@@ -75,12 +76,21 @@ pub fn run(mut args: SendArgs) -> anyhow::Result<ExitCode> {
     } else {
         OutputFormat::None
     });
+    let mut input_len = None;
     let reader: Box<dyn std::io::Read + Send> = match args.input.as_deref() {
         None => Box::new(std::io::stdin()),
         Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin()),
-        Some(p) => Box::new(
-            std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
-        ),
+        Some(p) => {
+            let file =
+                std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+            // The share done and the time left are shown when the size is known.
+            input_len = file
+                .metadata()
+                .ok()
+                .filter(|meta| meta.is_file())
+                .map(|meta| meta.len());
+            Box::new(file)
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -126,6 +136,7 @@ pub fn run(mut args: SendArgs) -> anyhow::Result<ExitCode> {
         };
         let mut summary = pump(
             reader,
+            input_len,
             args.max_event_bytes,
             &targets,
             args.dry_run,
@@ -201,6 +212,7 @@ impl Report {
 /// reports come back in input order. Delivery runs on the async runtime.
 async fn pump(
     reader: Box<dyn std::io::Read + Send>,
+    input_len: Option<u64>,
     max_event_bytes: usize,
     targets: &Arc<Vec<Target>>,
     dry_run: bool,
@@ -208,7 +220,8 @@ async fn pump(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let mut summary = Summary::default();
-    let progress = progress_bar();
+    let progress = Progress::new(input_len, Arc::clone(targets));
+    let ticker = progress.spawn_ticker();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     let dispatch_targets = Arc::clone(targets);
     // In a dry run that prints nothing, the built requests are only counted; dropping their
@@ -280,22 +293,13 @@ async fn pump(
             &progress,
         )?;
     }
-    progress.finish_and_clear();
+    ticker.abort();
+    progress.finish();
     summary.elapsed = started.elapsed();
-    Ok(summary)
-}
-
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(
-        None,
-        indicatif::ProgressDrawTarget::stderr_with_hz(4),
-    );
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{spinner} {pos} events ({per_sec}) {elapsed}")
-    {
-        bar.set_style(style);
+    if !dry_run {
+        summary.rate_limits = rate_limit_report(&limit_stats(targets));
     }
-    bar
+    Ok(summary)
 }
 
 /// Runs every enabled mapping of every target on one item.
@@ -359,9 +363,9 @@ fn finish(
     report: Report,
     summary: &mut Summary,
     printer: &mut Printer<'_>,
-    progress: &indicatif::ProgressBar,
+    progress: &Progress,
 ) -> anyhow::Result<()> {
-    progress.inc(1);
+    progress.add(report.bytes);
     summary.add(&report);
     printer.print(&report)
 }
@@ -519,6 +523,8 @@ struct Summary {
     input_errors: usize,
     per_action: BTreeMap<&'static str, ActionCounts>,
     elapsed: std::time::Duration,
+    /// The time delivery waited for each rate limit, as summary lines.
+    rate_limits: String,
 }
 
 #[derive(Debug, Default)]
@@ -616,6 +622,7 @@ impl Summary {
             self.skipped
         ));
         out.push_str(&format!("  input errors: {}\n", self.input_errors));
+        out.push_str(&self.rate_limits);
         let failures: Vec<(&str, &String, &usize)> = self
             .per_action
             .iter()

@@ -184,6 +184,12 @@ pub const QUEUE_MAX_EVENTS: &str = "actionkit_queue_max_events";
 pub const QUEUE_MAX_BYTES: &str = "actionkit_queue_max_bytes";
 /// WAL checkpoints that failed since the queue was opened.
 pub const QUEUE_CHECKPOINT_FAILURES: &str = "actionkit_queue_checkpoint_failures";
+/// Delivery requests waiting for a rate limit right now, by `destination` and `limit`.
+pub const RATE_LIMIT_WAITING: &str = "actionkit_delivery_rate_limit_waiting";
+/// Seconds, since the server started, during which at least one delivery request of
+/// `destination` waited for rate limit `limit` (wall clock; it only grows).
+pub const RATE_LIMIT_WAITED: &str = "actionkit_delivery_rate_limit_waited_seconds";
+
 /// How often the queue gauges are refreshed: counting rows scans the deliveries table, so they
 /// are read on a timer rather than on every scrape.
 pub const QUEUE_GAUGES_EVERY: Duration = Duration::from_secs(5);
@@ -246,13 +252,34 @@ fn record_queue_stats(metrics: &MetricsRegistry, stats: &QueueStats) {
     }
 }
 
-/// Refreshes the queue gauges now and every [`QUEUE_GAUGES_EVERY`] until `shutdown`.
+/// Sets the rate-limit gauges from each destination instance's limiter.
+fn record_rate_limit_stats(metrics: &MetricsRegistry, targets: &[Arc<Target>]) {
+    for target in targets {
+        for stats in target.client.rate_limiter().stats() {
+            let labels = [
+                ("destination", target.name.as_str()),
+                ("limit", stats.key.as_str()),
+            ];
+            metrics
+                .gauge(RATE_LIMIT_WAITING, &labels)
+                .set(stats.waiting as f64);
+            metrics
+                .gauge(RATE_LIMIT_WAITED, &labels)
+                .set(stats.waited.as_secs_f64());
+        }
+    }
+}
+
+/// Refreshes the queue and rate-limit gauges now and every [`QUEUE_GAUGES_EVERY`] until
+/// `shutdown`.
 async fn refresh_queue_gauges(
     queue: Queue,
+    targets: Vec<Arc<Target>>,
     metrics: MetricsRegistry,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        record_rate_limit_stats(&metrics, &targets);
         let snapshot = {
             let queue = queue.clone();
             tokio::task::spawn_blocking(move || queue.stats(SystemTime::now()))
@@ -575,6 +602,7 @@ async fn serve(service: Service) -> anyhow::Result<()> {
     let upkeep = metrics.spawn_upkeep(Duration::from_secs(5));
     let gauges = tokio::spawn(refresh_queue_gauges(
         queue.clone(),
+        targets.clone(),
         metrics.clone(),
         shutdown_rx.clone(),
     ));
@@ -810,6 +838,8 @@ mod tests {
             QUEUE_CHECKPOINT_FAILURES,
             QUEUE_COMMITS_TOTAL,
             QUEUE_COMMIT_EVENTS_TOTAL,
+            RATE_LIMIT_WAITING,
+            RATE_LIMIT_WAITED,
         ];
         let histograms = [
             REQUEST_DURATION,

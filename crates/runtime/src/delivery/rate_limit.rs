@@ -73,11 +73,36 @@ pub enum RateLimitError {
     },
 }
 
+/// How long requests of one key have waited for it, as [`RateLimiter::stats`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitStats {
+    /// The rate-limit key.
+    pub key: String,
+    /// `(max_requests, per)` when the key has a configured limit, `None` for a key that was only
+    /// paused by a `Retry-After`.
+    pub limit: Option<(u32, Duration)>,
+    /// How many requests are waiting for the key right now.
+    pub waiting: usize,
+    /// The time during which at least one request was waiting for the key (wall clock, not the
+    /// sum over requests), the current wait included.
+    pub waited: Duration,
+}
+
+/// Who waits for a key, and for how long some request has waited in all.
+#[derive(Debug, Default)]
+struct WaitClock {
+    waiting: usize,
+    since: Option<Instant>,
+    total: Duration,
+}
+
 /// The state of one key.
 #[derive(Debug)]
 struct Bucket {
     /// `(max_requests, per)`, or `None` for a key that is only ever paused.
     limit: Option<(usize, Duration)>,
+    /// Who is waiting, and the time spent waiting.
+    waits: Mutex<WaitClock>,
     /// Start times of the most recent grants, oldest first (at most `max_requests` of them).
     /// Holding this lock is what makes a waiter first in line.
     grants: tokio::sync::Mutex<VecDeque<Instant>>,
@@ -89,9 +114,26 @@ impl Bucket {
     fn new(limit: Option<(usize, Duration)>) -> Self {
         Bucket {
             limit,
+            waits: Mutex::new(WaitClock::default()),
             grants: tokio::sync::Mutex::new(VecDeque::new()),
             paused_until: Mutex::new(None),
         }
+    }
+
+    fn waits(&self) -> std::sync::MutexGuard<'_, WaitClock> {
+        self.waits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a request as waiting from now; the wait ends when the guard drops.
+    fn start_waiting(&self) -> WaitGuard<'_> {
+        let mut waits = self.waits();
+        if waits.waiting == 0 {
+            waits.since = Some(Instant::now());
+        }
+        waits.waiting += 1;
+        WaitGuard { bucket: self }
     }
 
     fn paused_until(&self) -> Option<Instant> {
@@ -115,6 +157,23 @@ impl Bucket {
             ready = ready.max(paused_until);
         }
         ready
+    }
+}
+
+/// Ends one request's wait for its key (also when the waiting future is cancelled).
+struct WaitGuard<'a> {
+    bucket: &'a Bucket,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        let mut waits = self.bucket.waits();
+        waits.waiting = waits.waiting.saturating_sub(1);
+        if waits.waiting == 0 {
+            if let Some(since) = waits.since.take() {
+                waits.total += Instant::now().saturating_duration_since(since);
+            }
+        }
     }
 }
 
@@ -200,6 +259,7 @@ impl RateLimiter {
         let Some(bucket) = self.bucket(key) else {
             return gate.await;
         };
+        let waiting = bucket.start_waiting();
         let mut grants = bucket.grants.lock().await;
         loop {
             let now = Instant::now();
@@ -210,6 +270,7 @@ impl RateLimiter {
             // A pause set while sleeping is seen on the next turn of the loop.
             sleep_until(ready).await;
         }
+        drop(waiting);
         let output = gate.await;
         if let Some((max_requests, _)) = bucket.limit {
             while grants.len() >= max_requests {
@@ -218,6 +279,38 @@ impl RateLimiter {
             grants.push_back(Instant::now());
         }
         output
+    }
+
+    /// For every key, limited or paused: its limit, how many requests wait for it now, and the
+    /// time during which some request waited for it, sorted by key.
+    pub fn stats(&self) -> Vec<LimitStats> {
+        let buckets: Vec<(String, Arc<Bucket>)> = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(key, bucket)| (key.clone(), Arc::clone(bucket)))
+            .collect();
+        let now = Instant::now();
+        let mut out: Vec<LimitStats> = buckets
+            .into_iter()
+            .map(|(key, bucket)| {
+                let waits = bucket.waits();
+                let ongoing = waits
+                    .since
+                    .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+                LimitStats {
+                    key,
+                    limit: bucket
+                        .limit
+                        .map(|(max, per)| (u32::try_from(max).unwrap_or(u32::MAX), per)),
+                    waiting: waits.waiting,
+                    waited: waits.total + ongoing,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
     }
 
     /// Holds back every grant for `key` for `delay` from now (pauses only ever get longer).
