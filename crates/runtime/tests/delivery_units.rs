@@ -263,10 +263,10 @@ async fn six_hundred_per_minute_lets_600_through_and_holds_the_601st() {
     let limiter = RateLimiter::new(&[RateLimit::per_minute("identify", 600)]).expect("valid");
     let start = Instant::now();
     for _ in 0..600 {
-        limiter.acquire("identify").await;
+        drop(limiter.acquire("identify").await);
     }
     assert_eq!(start.elapsed(), Duration::ZERO);
-    limiter.acquire("identify").await;
+    drop(limiter.acquire("identify").await);
     assert_eq!(start.elapsed(), Duration::from_secs(60));
 }
 
@@ -277,7 +277,7 @@ async fn one_per_two_seconds_spaces_deletes() {
     let start = Instant::now();
     let mut grants = Vec::new();
     for _ in 0..4 {
-        limiter.acquire("delete").await;
+        drop(limiter.acquire("delete").await);
         grants.push(start.elapsed().as_secs());
     }
     assert_eq!(grants, vec![0, 2, 4, 6]);
@@ -288,7 +288,7 @@ async fn stats_report_who_waits_and_for_how_long_in_wall_clock_time() {
     let limiter = Arc::new(
         RateLimiter::new(&[RateLimit::new("delete", 1, Duration::from_secs(2))]).expect("valid"),
     );
-    limiter.acquire("delete").await;
+    drop(limiter.acquire("delete").await);
     // Two more requests wait together: 2 s for the first, 4 s for the second.
     let waiters: Vec<_> = (0..2)
         .map(|_| {
@@ -304,7 +304,7 @@ async fn stats_report_who_waits_and_for_how_long_in_wall_clock_time() {
     assert_eq!(stats[0].waiting, 2);
     assert_eq!(stats[0].waited, Duration::from_secs(1));
     for waiter in waiters {
-        waiter.await.expect("the waiter finishes");
+        drop(waiter.await.expect("the waiter finishes"));
     }
     let stats = limiter.stats();
     assert_eq!(stats[0].waiting, 0);
@@ -312,7 +312,7 @@ async fn stats_report_who_waits_and_for_how_long_in_wall_clock_time() {
     assert_eq!(stats[0].waited, Duration::from_secs(4));
     // A request that passes at once adds nothing; a paused key appears without a limit.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    limiter.acquire("delete").await;
+    drop(limiter.acquire("delete").await);
     limiter.pause("identify", Duration::from_secs(3));
     let stats = limiter.stats();
     assert_eq!(stats[0].waited, Duration::from_secs(4));
@@ -328,7 +328,7 @@ async fn no_window_ever_holds_more_than_the_limit() {
     let mut grants: Vec<Duration> = Vec::new();
     for idx in 0u64..30 {
         tokio::time::sleep(Duration::from_millis((idx * 37) % 450)).await;
-        limiter.acquire("track").await;
+        drop(limiter.acquire("track").await);
         grants.push(start.elapsed());
     }
     for (idx, grant) in grants.iter().enumerate() {
@@ -356,7 +356,7 @@ async fn concurrent_waiters_are_spaced_too() {
     for _ in 0..5 {
         let limiter = Arc::clone(&limiter);
         tasks.spawn(async move {
-            limiter.acquire("delete").await;
+            drop(limiter.acquire("delete").await);
             start.elapsed().as_secs()
         });
     }
@@ -371,7 +371,7 @@ async fn keys_without_a_limit_are_unlimited() {
         RateLimiter::new(&[RateLimit::new("delete", 1, Duration::from_secs(2))]).expect("valid");
     let start = Instant::now();
     for _ in 0..10_000 {
-        limiter.acquire("track").await;
+        drop(limiter.acquire("track").await);
     }
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert!(!limiter.is_limited("track"));
@@ -379,7 +379,7 @@ async fn keys_without_a_limit_are_unlimited() {
 
     let unlimited = RateLimiter::unlimited();
     for _ in 0..1_000 {
-        unlimited.acquire("identify").await;
+        drop(unlimited.acquire("identify").await);
     }
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
@@ -390,17 +390,17 @@ async fn a_pause_holds_back_its_key_only_and_only_grows() {
     let start = Instant::now();
     limiter.pause("identify", Duration::from_secs(5));
     limiter.pause("identify", Duration::from_secs(1));
-    limiter.acquire("track").await;
+    drop(limiter.acquire("track").await);
     assert_eq!(start.elapsed(), Duration::ZERO);
-    limiter.acquire("identify").await;
+    drop(limiter.acquire("identify").await);
     assert_eq!(start.elapsed(), Duration::from_secs(5));
 
     // An unlimited key can be paused, and is unlimited again afterwards.
     limiter.pause("track", Duration::from_secs(3));
-    limiter.acquire("track").await;
+    drop(limiter.acquire("track").await);
     assert_eq!(start.elapsed(), Duration::from_secs(8));
     for _ in 0..100 {
-        limiter.acquire("track").await;
+        drop(limiter.acquire("track").await);
     }
     assert_eq!(start.elapsed(), Duration::from_secs(8));
     assert!(!limiter.is_limited("track"));
@@ -412,11 +412,11 @@ async fn a_pause_reaches_waiters_that_are_already_asleep() {
         RateLimiter::new(&[RateLimit::new("delete", 1, Duration::from_secs(10))]).expect("valid"),
     );
     let start = Instant::now();
-    limiter.acquire("delete").await;
+    drop(limiter.acquire("delete").await);
     let waiter = {
         let limiter = Arc::clone(&limiter);
         tokio::spawn(async move {
-            limiter.acquire("delete").await;
+            drop(limiter.acquire("delete").await);
             start.elapsed()
         })
     };
@@ -430,15 +430,47 @@ async fn a_grant_counts_from_when_its_gate_opens() {
     let limiter =
         RateLimiter::new(&[RateLimit::new("delete", 1, Duration::from_secs(10))]).expect("valid");
     let start = Instant::now();
-    let value = limiter
+    let (value, grant) = limiter
         .acquire_with("delete", async {
             tokio::time::sleep(Duration::from_secs(3)).await;
             7
         })
         .await;
     assert_eq!(value, 7);
-    limiter.acquire("delete").await;
+    drop(grant);
+    let _grant = limiter.acquire("delete").await;
     assert_eq!(start.elapsed(), Duration::from_secs(13));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_comes_back_one_window_after_its_request_ended() {
+    // The destination counts a request when it arrives, which may be long after it started (a
+    // cold connection, a slow network); counting the window from the answer keeps every window
+    // of the destination's clock within the limit.
+    let limiter =
+        RateLimiter::new(&[RateLimit::new("delete", 1, Duration::from_secs(10))]).expect("valid");
+    let limiter = Arc::new(limiter);
+    let start = Instant::now();
+    let grant = limiter.acquire("delete").await;
+    // The next caller waits while the request is in flight, however long that takes ...
+    let next = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move {
+            let _grant = limiter.acquire("delete").await;
+            start.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert!(
+        !next.is_finished(),
+        "a token was reused while its request was in flight"
+    );
+    // ... and is woken one window after the answer came.
+    drop(grant);
+    assert_eq!(
+        next.await.expect("the waiter finishes"),
+        Duration::from_secs(35)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -446,10 +478,10 @@ async fn a_cancelled_acquire_uses_no_token() {
     let limiter =
         RateLimiter::new(&[RateLimit::new("delete", 1, Duration::from_secs(10))]).expect("valid");
     let start = Instant::now();
-    limiter.acquire("delete").await;
+    drop(limiter.acquire("delete").await);
     let cancelled = tokio::time::timeout(Duration::from_secs(1), limiter.acquire("delete")).await;
     assert!(cancelled.is_err());
-    limiter.acquire("delete").await;
+    drop(limiter.acquire("delete").await);
     assert_eq!(start.elapsed(), Duration::from_secs(10));
 }
 
@@ -675,7 +707,7 @@ async fn attempt_durations_are_recorded() {
 #[tokio::test(start_paused = true)]
 async fn absurd_durations_do_not_panic() {
     let limiter = RateLimiter::new(&[RateLimit::new("delete", 1, Duration::MAX)]).expect("valid");
-    limiter.acquire("delete").await;
+    drop(limiter.acquire("delete").await);
     let day = Duration::from_secs(86_400);
     assert!(
         tokio::time::timeout(day, limiter.acquire("delete"))

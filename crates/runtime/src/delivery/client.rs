@@ -242,13 +242,16 @@ impl DeliveryClient {
 
     /// One attempt behind the rate limit and the concurrency bound.
     async fn layered_attempt(&self, key: Option<&str>, prepared: &Prepared) -> Outcome {
-        let permit = match key {
+        // The grant holds the rate-limit token until the answer is in (or the attempt failed).
+        let (permit, grant) = match key {
             Some(key) => {
-                self.limiter
+                let (permit, grant) = self
+                    .limiter
                     .acquire_with(key, self.in_flight.acquire())
-                    .await
+                    .await;
+                (permit, Some(grant))
             }
-            None => self.in_flight.acquire().await,
+            None => (self.in_flight.acquire().await, None),
         };
         let Ok(permit) = permit else {
             // The semaphore is never closed; this only guards against a future change.
@@ -258,6 +261,7 @@ impl DeliveryClient {
             };
         };
         let outcome = self.attempt(prepared).await;
+        drop(grant);
         drop(permit);
         if let (
             Some(key),

@@ -25,5 +25,5 @@ pub use classify::{
     classify_transport_error, parse_retry_after, retry_after,
 };
 pub use client::{DEFAULT_USER_AGENT, DeliveryClient, DeliveryConfig, DeliveryError};
-pub use rate_limit::{LimitStats, RateLimit, RateLimitError, RateLimiter};
+pub use rate_limit::{Grant, LimitStats, RateLimit, RateLimitError, RateLimiter};
 pub use retry::{AttemptRecord, FinalOutcome, RetryPolicy, Verdict};

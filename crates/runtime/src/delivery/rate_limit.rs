@@ -1,20 +1,27 @@
 //! Per-endpoint rate limits: at most `max_requests` grants in any window of length `per`.
 //!
 //! Each limited key owns a bucket of `max_requests` tokens. A token is spent when a request is
-//! granted and comes back exactly `per` later. Unlike a bucket that refills continuously, this
-//! never lets more than `max_requests` requests start within any window of length `per`, so a
-//! destination that counts requests per fixed or sliding minute never sees more than its documented
-//! limit, and a correct client never provokes a 429.
+//! granted, is held while the request is in flight, and comes back exactly `per` after the
+//! request ended (its answer arrived, or it failed or was cancelled): the [`Grant`] returned by
+//! [`RateLimiter::acquire_with`] marks that end when it drops. The destination counts a request
+//! when it arrives, which is after it started and before its answer left, so any `per` window of
+//! the destination's clock holds at most `max_requests` arrivals, whatever the network delays:
+//! counting from the start instead let a request on a cold connection arrive late enough to make
+//! a later one the 601st of Userpilot's minute. Unlike a bucket that refills continuously, this
+//! never lets a destination that counts per fixed or sliding window see more than its documented
+//! limit, so a correct client never provokes a 429.
 //!
 //! Waiters of one key are served first come, first served. Keys without a configured limit are
 //! unlimited, except while paused: a 429 response with `Retry-After` pauses its key's bucket.
 //! All waiting uses tokio's clock, so it works with paused time in tests.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
 /// A rate limit declared for one endpoint key, such as `identify` at 600 requests per minute.
@@ -103,9 +110,15 @@ struct Bucket {
     limit: Option<(usize, Duration)>,
     /// Who is waiting, and the time spent waiting.
     waits: Mutex<WaitClock>,
-    /// Start times of the most recent grants, oldest first (at most `max_requests` of them).
-    /// Holding this lock is what makes a waiter first in line.
-    grants: tokio::sync::Mutex<VecDeque<Instant>>,
+    /// The line of waiters: holding this lock is what makes a waiter first in line.
+    line: tokio::sync::Mutex<()>,
+    /// The tokens in use: by grant number, `None` while the request is in flight, else when it
+    /// ended (at most `max_requests` of them).
+    tokens: Mutex<HashMap<u64, Option<Instant>>>,
+    /// Numbers the grants.
+    next_grant: AtomicU64,
+    /// Wakes the first waiter when a request ends.
+    ended: Notify,
     /// No grant before this instant (set by [`RateLimiter::pause`]).
     paused_until: Mutex<Option<Instant>>,
 }
@@ -115,7 +128,10 @@ impl Bucket {
         Bucket {
             limit,
             waits: Mutex::new(WaitClock::default()),
-            grants: tokio::sync::Mutex::new(VecDeque::new()),
+            line: tokio::sync::Mutex::new(()),
+            tokens: Mutex::new(HashMap::new()),
+            next_grant: AtomicU64::new(0),
+            ended: Notify::new(),
             paused_until: Mutex::new(None),
         }
     }
@@ -143,20 +159,72 @@ impl Bucket {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The earliest instant the next grant may start.
-    fn ready_at(&self, grants: &VecDeque<Instant>, now: Instant) -> Instant {
+    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Option<Instant>>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The earliest instant the next grant may start, `None` while every token is held by a
+    /// request in flight (the next one to end says when). Tokens back for good are dropped.
+    fn ready_at(&self, now: Instant) -> Option<Instant> {
         let mut ready = now;
         if let Some((max_requests, per)) = self.limit {
-            if grants.len() >= max_requests {
-                if let Some(oldest) = grants.front() {
-                    ready = ready.max(later(*oldest, per));
-                }
+            let mut tokens = self.tokens();
+            tokens.retain(|_, ended| ended.is_none_or(|at| later(at, per) > now));
+            if tokens.len() >= max_requests {
+                let first_back = tokens.values().filter_map(|ended| *ended).min()?;
+                ready = ready.max(later(first_back, per));
             }
         }
         if let Some(paused_until) = self.paused_until() {
             ready = ready.max(paused_until);
         }
-        ready
+        Some(ready)
+    }
+
+    /// Takes a token for a request starting now.
+    fn take_token(self: &Arc<Self>) -> Grant {
+        let number = self.next_grant.fetch_add(1, Ordering::Relaxed);
+        if self.limit.is_some() {
+            self.tokens().insert(number, None);
+        }
+        Grant {
+            bucket: Some((Arc::clone(self), number)),
+        }
+    }
+}
+
+/// A token held by a request in flight; dropping it marks the request's end, from which the token
+/// comes back after the limit's window.
+#[must_use = "the token comes back when the grant drops: keep it until the request has ended"]
+pub struct Grant {
+    bucket: Option<(Arc<Bucket>, u64)>,
+}
+
+impl Grant {
+    /// A grant of no bucket (an unlimited key).
+    fn none() -> Self {
+        Grant { bucket: None }
+    }
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("number", &self.bucket.as_ref().map(|(_, n)| *n))
+            .finish()
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        if let Some((bucket, number)) = self.bucket.take() {
+            if let Some(ended) = bucket.tokens().get_mut(&number) {
+                *ended = Some(Instant::now());
+            }
+            bucket.ended.notify_waiters();
+        }
     }
 }
 
@@ -244,41 +312,46 @@ impl RateLimiter {
             .cloned()
     }
 
-    /// Waits until a request for `key` may start, and counts it.
-    pub async fn acquire(&self, key: &str) {
-        self.acquire_with(key, async {}).await;
+    /// Waits until a request for `key` may start and takes its token, which comes back one window
+    /// after the returned grant drops.
+    pub async fn acquire(&self, key: &str) -> Grant {
+        self.acquire_with(key, async {}).await.1
     }
 
     /// Waits until a request for `key` may start, then awaits `gate` while keeping this caller
-    /// first in line, and counts the request as started when `gate` completes.
+    /// first in line, and takes a token for the request when `gate` completes. The token is held
+    /// until the returned [`Grant`] drops, which the caller does when the request has ended.
     ///
-    /// The delivery client passes its concurrency permit as `gate`, so the instant counted is the
-    /// instant the request really goes out, even when it waited for a free slot. Cancelling the
-    /// returned future before it completes counts nothing.
-    pub async fn acquire_with<F: Future>(&self, key: &str, gate: F) -> F::Output {
+    /// The delivery client passes its concurrency permit as `gate`, so the request holds its
+    /// token from the instant it really goes out, even when it waited for a free slot. Cancelling
+    /// the returned future before it completes takes no token.
+    pub async fn acquire_with<F: Future>(&self, key: &str, gate: F) -> (F::Output, Grant) {
         let Some(bucket) = self.bucket(key) else {
-            return gate.await;
+            return (gate.await, Grant::none());
         };
         let waiting = bucket.start_waiting();
-        let mut grants = bucket.grants.lock().await;
+        let line = bucket.line.lock().await;
         loop {
+            // Registered before the state is read, so that an end between the two is not missed.
+            let ended = bucket.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
             let now = Instant::now();
-            let ready = bucket.ready_at(&grants, now);
-            if ready <= now {
-                break;
+            match bucket.ready_at(now) {
+                Some(ready) if ready <= now => break,
+                // A pause set while sleeping is seen on the next turn of the loop.
+                Some(ready) => tokio::select! {
+                    () = sleep_until(ready) => {}
+                    () = &mut ended => {}
+                },
+                None => ended.await,
             }
-            // A pause set while sleeping is seen on the next turn of the loop.
-            sleep_until(ready).await;
         }
         drop(waiting);
         let output = gate.await;
-        if let Some((max_requests, _)) = bucket.limit {
-            while grants.len() >= max_requests {
-                grants.pop_front();
-            }
-            grants.push_back(Instant::now());
-        }
-        output
+        let grant = bucket.take_token();
+        drop(line);
+        (output, grant)
     }
 
     /// For every key, limited or paused: its limit, how many requests wait for it now, and the
