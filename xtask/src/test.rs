@@ -151,8 +151,9 @@ fn apt_install(packages: &[&str], purpose: &str) -> anyhow::Result<()> {
     if !update.success() {
         bail!("apt-get update failed ({update})");
     }
+    // With the recommended packages (fonts among them), as the tests were run with.
     let install = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(["install", "-y", "-qq"])
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
