@@ -8,8 +8,10 @@
 //!
 //! - `name` (required): unique within its file.
 //! - `note`: free text (for example the spec section a case comes from).
-//! - `kind`: `dispatch` (default), `test_authentication` or `on_delete`.
+//! - `kind`: `dispatch` (default), `test_authentication`, `on_delete`, or `delete_users` /
+//!   `delete_companies` (the destination's bulk `deletions`, beyond Segment).
 //! - `event`: the Segment event (required for `dispatch` and `on_delete`).
+//! - `ids`: the ids to delete (required for `delete_users` and `delete_companies`).
 //! - `settings`: the instance settings, used as given (Segment applies no setting defaults).
 //!   Without it the runner uses every declared setting default, and `test-<key>` for required
 //!   settings whose default is empty (Userpilot: `{"apiKey": "test-apiKey", "endpoint":
@@ -41,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actionkit_runtime::build::BuildError;
-use actionkit_runtime::destination::{CompiledDestination, Registry};
+use actionkit_runtime::destination::{CompiledDestination, DeletionKind, Registry};
 use actionkit_runtime::dispatch::{Instance, InstanceError, MappingConfig, Outcome};
 use actionkit_runtime::request::Request;
 use actionkit_runtime::validate::fill_setting_defaults;
@@ -53,6 +55,7 @@ const CASE_KEYS: &[&str] = &[
     "note",
     "kind",
     "event",
+    "ids",
     "settings",
     "fill_defaults",
     "action",
@@ -74,6 +77,7 @@ enum Kind {
     Dispatch,
     TestAuthentication,
     OnDelete,
+    Deletion(DeletionKind),
 }
 
 /// The result of one case.
@@ -209,12 +213,28 @@ fn run_case_inner(target: &Target, case: &Value) -> Result<(), String> {
         None | Some(Some("dispatch")) => Kind::Dispatch,
         Some(Some("test_authentication")) => Kind::TestAuthentication,
         Some(Some("on_delete")) => Kind::OnDelete,
+        Some(Some("delete_users")) => Kind::Deletion(DeletionKind::Users),
+        Some(Some("delete_companies")) => Kind::Deletion(DeletionKind::Companies),
         Some(_) => {
-            return Err("`kind` must be dispatch, test_authentication or on_delete".to_owned());
+            return Err(
+                "`kind` must be dispatch, test_authentication, on_delete, delete_users or delete_companies"
+                    .to_owned(),
+            );
         }
     };
     let event = case.get("event");
-    if event.is_none() && kind != Kind::TestAuthentication {
+    let ids: Option<Vec<String>> = match (kind, case.get("ids")) {
+        (Kind::Deletion(_), Some(Value::Array(ids))) => Some(
+            ids.iter()
+                .map(|id| id.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or("`ids` must be a list of strings")?,
+        ),
+        (Kind::Deletion(_), _) => return Err("this case needs `ids`, a list of strings".to_owned()),
+        (_, Some(_)) => return Err("`ids` goes with delete_users or delete_companies".to_owned()),
+        (_, None) => None,
+    };
+    if event.is_none() && matches!(kind, Kind::Dispatch | Kind::OnDelete) {
         return Err("this case needs an `event`".to_owned());
     }
     let expected = expectation(case)?;
@@ -249,6 +269,16 @@ fn run_case_inner(target: &Target, case: &Value) -> Result<(), String> {
         Kind::OnDelete => {
             let event = event.cloned().unwrap_or(Value::Null);
             built_json(instance.on_delete_request(&event))
+        }
+        Kind::Deletion(deletion) => {
+            match instance.deletion_requests(deletion, ids.as_deref().unwrap_or_default()) {
+                Ok(requests) => requests
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|request| json!({ "request": request_json(request) }))
+                    .collect(),
+                Err(err) => built_json(Err(err)),
+            }
         }
     };
     let actual = shape_like(&expected, Value::Array(outcomes));
