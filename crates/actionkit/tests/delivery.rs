@@ -496,4 +496,15 @@ async fn delete_company_removes_the_companies_and_their_links() {
         ("DELETE", "/v1/companies")
     );
     assert_eq!(last.json, Some(serde_json::json!({"companies": ["acme"]})));
+    // Several companies go in one request, named in the plural.
+    let out = run_async(
+        credential_args("delete-company", &handle, &["globex", "initech"]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout.trim(),
+        "Deletion of 2 companies (globex … initech) accepted (HTTP 202)."
+    );
 }

@@ -275,7 +275,7 @@ fn run_case_inner(target: &Target, case: &Value) -> Result<(), String> {
                 Ok(requests) => requests
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|request| json!({ "request": request_json(request) }))
+                    .map(|(_, request)| json!({ "request": request_json(request) }))
                     .collect(),
                 Err(err) => built_json(Err(err)),
             }

@@ -438,26 +438,29 @@ pub fn on_delete_request(
 }
 
 /// Builds the bulk deletion of `ids`, if the destination declares one for `kind`: one request per
-/// `max_ids` ids, in order (context `{"payload": {"ids": [...]}, "settings"}`). No ids, no
-/// request.
+/// `max_ids` ids, in order, each with the range of `ids` it carries (context `{"payload":
+/// {"ids": [...]}, "settings"}`). No ids, no request.
 pub fn deletion_requests(
     dest: &CompiledDestination,
     defaults: &RequestDefaults,
     settings: &Value,
     kind: crate::destination::DeletionKind,
     ids: &[String],
-) -> Result<Option<Vec<Request>>, BuildError> {
+) -> Result<Option<Vec<(std::ops::Range<usize>, Request)>>, BuildError> {
     let Some((max_ids, request)) = dest.deletion(kind) else {
         return Ok(None);
     };
-    let mut out = Vec::with_capacity(ids.len().div_ceil((*max_ids).max(1)));
-    for chunk in ids.chunks((*max_ids).max(1)) {
+    let per_request = (*max_ids).max(1);
+    let mut out = Vec::with_capacity(ids.len().div_ceil(per_request));
+    for (chunk_idx, chunk) in ids.chunks(per_request).enumerate() {
         let mut context = Map::with_capacity(2);
         context.insert("payload".to_owned(), json!({ "ids": chunk }));
         context.insert("settings".to_owned(), settings.clone());
-        out.push(finish(request, defaults, &Value::Object(context), || {
+        let built = finish(request, defaults, &Value::Object(context), || {
             format!("deletions.{}", kind.as_str())
-        })?);
+        })?;
+        let start = chunk_idx * per_request;
+        out.push((start..start + chunk.len(), built));
     }
     Ok(Some(out))
 }

@@ -307,18 +307,13 @@ impl Instance {
         build::on_delete_request(&self.dest, &self.defaults, &self.settings, event)
     }
 
-    /// The most ids one bulk deletion request of `kind` carries, if the destination has one.
-    pub fn deletion_max_ids(&self, kind: crate::destination::DeletionKind) -> Option<usize> {
-        self.dest.deletion(kind).map(|(max_ids, _)| *max_ids)
-    }
-
     /// The requests that delete `ids` of `kind` in bulk, `None` when the destination declares
     /// no such deletion (see [`build::deletion_requests`]).
     pub fn deletion_requests(
         &self,
         kind: crate::destination::DeletionKind,
         ids: &[String],
-    ) -> Result<Option<Vec<Request>>, BuildError> {
+    ) -> Result<Option<Vec<(std::ops::Range<usize>, Request)>>, BuildError> {
         build::deletion_requests(&self.dest, &self.defaults, &self.settings, kind, ids)
     }
 

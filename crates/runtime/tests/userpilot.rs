@@ -445,9 +445,11 @@ fn bulk_deletions_send_max_ids_per_request_in_order() {
         .deletion_requests(DeletionKind::Users, &ids)
         .expect("builds")
         .expect("the fixture declares a user deletion");
+    let ranges: Vec<_> = requests.iter().map(|(ids, _)| ids.clone()).collect();
+    assert_eq!(ranges, [0..2, 2..3]);
     let bodies: Vec<Value> = requests
         .iter()
-        .map(|r| {
+        .map(|(_, r)| {
             assert_eq!(r.method, Method::Delete);
             assert!(r.url.ends_with("/v1/users"), "{}", r.url);
             assert_eq!(r.rate_limit_key.as_deref(), Some("delete"));

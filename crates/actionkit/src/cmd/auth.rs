@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use actionkit_runtime::delivery::Outcome;
@@ -97,21 +98,17 @@ pub fn delete_user(args: DeleteUserArgs) -> anyhow::Result<ExitCode> {
             .on_delete_request(&event)
             .map_err(|err| anyhow::anyhow!("{err}"))?
             .context("this destination has no on-delete request")?;
-        return send_deletions(&target, "user", &ids, 1, vec![request]);
+        return send_deletions(&target, ("user", "users"), &ids, vec![(0..1, request)]);
     }
     if args.anonymous_id.is_some() {
         bail!("--anonymous-id goes with one user id, not {}", ids.len());
     }
-    let requests = target
-        .instance
-        .deletion_requests(DeletionKind::Users, &ids)
-        .map_err(|err| anyhow::anyhow!("{err}"))?
-        .context("this destination declares no bulk user deletion (`deletions.users`); delete one user at a time")?;
-    let per_request = target
-        .instance
-        .deletion_max_ids(DeletionKind::Users)
-        .unwrap_or(1);
-    send_deletions(&target, "user", &ids, per_request, requests)
+    bulk_delete(
+        &target,
+        DeletionKind::Users,
+        &ids,
+        "this destination declares no bulk user deletion (`deletions.users`); delete one user at a time",
+    )
 }
 
 /// Runs `delete-company`; exit code 1 when the destination refused any request or could not be
@@ -119,16 +116,32 @@ pub fn delete_user(args: DeleteUserArgs) -> anyhow::Result<ExitCode> {
 pub fn delete_company(args: DeleteCompanyArgs) -> anyhow::Result<ExitCode> {
     let ids = collect_ids(args.company_ids, args.from.as_deref())?;
     let target = setup::embedded_default(&args.target, None)?;
+    bulk_delete(
+        &target,
+        DeletionKind::Companies,
+        &ids,
+        "this destination declares no company deletion (`deletions.companies`)",
+    )
+}
+
+/// Deletes `ids` with the destination's bulk deletion of `kind`, or fails with `missing` when it
+/// declares none.
+fn bulk_delete(
+    target: &setup::Target,
+    kind: DeletionKind,
+    ids: &[String],
+    missing: &'static str,
+) -> anyhow::Result<ExitCode> {
     let requests = target
         .instance
-        .deletion_requests(DeletionKind::Companies, &ids)
+        .deletion_requests(kind, ids)
         .map_err(|err| anyhow::anyhow!("{err}"))?
-        .context("this destination declares no company deletion (`deletions.companies`)")?;
-    let per_request = target
-        .instance
-        .deletion_max_ids(DeletionKind::Companies)
-        .unwrap_or(1);
-    send_deletions(&target, "company", &ids, per_request, requests)
+        .context(missing)?;
+    let noun = match kind {
+        DeletionKind::Users => ("user", "users"),
+        DeletionKind::Companies => ("company", "companies"),
+    };
+    send_deletions(target, noun, ids, requests)
 }
 
 /// The ids given as arguments, then those of `from` (one per line, trimmed, blank lines
@@ -155,32 +168,24 @@ fn collect_ids(mut ids: Vec<String>, from: Option<&Path>) -> anyhow::Result<Vec<
 }
 
 /// Sends the deletion requests one after the other (the destination's rate limit spaces them)
-/// and reports each, request `i` carrying the `i`-th run of `per_request` ids; exit code 1 when
-/// any failed.
+/// and reports each with the ids it carries, naming them with `noun` (singular, plural); exit
+/// code 1 when any failed.
 fn send_deletions(
     target: &setup::Target,
-    noun: &str,
+    noun: (&str, &str),
     ids: &[String],
-    per_request: usize,
-    requests: Vec<Request>,
+    requests: Vec<(Range<usize>, Request)>,
 ) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     let n_requests = requests.len();
     let mut failed = 0usize;
-    for (idx, (request, chunk)) in requests
-        .iter()
-        .zip(ids.chunks(per_request.max(1)))
-        .enumerate()
-    {
+    for (idx, (carried, request)) in requests.iter().enumerate() {
+        let chunk = ids.get(carried.clone()).unwrap_or_default();
         let outcome = runtime.block_on(target.client.send(request));
         let what = match chunk {
-            [one] => format!("{noun} '{one}'"),
-            many => format!(
-                "{} {noun}s ({} … {})",
-                many.len(),
-                many[0],
-                many[many.len() - 1]
-            ),
+            [one] => format!("{} '{one}'", noun.0),
+            [first, .., last] => format!("{} {} ({first} … {last})", chunk.len(), noun.1),
+            [] => format!("no {}", noun.1),
         };
         let step = if n_requests > 1 {
             format!("[{}/{n_requests}] ", idx + 1)
