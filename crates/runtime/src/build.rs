@@ -437,6 +437,9 @@ pub fn on_delete_request(
     .map(Some)
 }
 
+/// The requests of a bulk deletion, each with the range of the ids it carries.
+pub type DeletionRequests = Vec<(std::ops::Range<usize>, Request)>;
+
 /// Builds the bulk deletion of `ids`, if the destination declares one for `kind`: one request per
 /// `max_ids` ids, in order, each with the range of `ids` it carries (context `{"payload":
 /// {"ids": [...]}, "settings"}`). No ids, no request.
@@ -446,7 +449,7 @@ pub fn deletion_requests(
     settings: &Value,
     kind: crate::destination::DeletionKind,
     ids: &[String],
-) -> Result<Option<Vec<(std::ops::Range<usize>, Request)>>, BuildError> {
+) -> Result<Option<DeletionRequests>, BuildError> {
     let Some((max_ids, request)) = dest.deletion(kind) else {
         return Ok(None);
     };

@@ -313,7 +313,7 @@ impl Instance {
         &self,
         kind: crate::destination::DeletionKind,
         ids: &[String],
-    ) -> Result<Option<Vec<(std::ops::Range<usize>, Request)>>, BuildError> {
+    ) -> Result<Option<build::DeletionRequests>, BuildError> {
         build::deletion_requests(&self.dest, &self.defaults, &self.settings, kind, ids)
     }
 
