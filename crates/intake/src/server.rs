@@ -427,8 +427,13 @@ async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
         StatusCode::NOT_FOUND,
         "not_found",
         &format!(
-            "no route for {method} {}; the tracking API is POST /v1/identify, /v1/track, /v1/page, /v1/screen, /v1/group, /v1/alias, their short forms /v1/i, /v1/t, /v1/p, /v1/s, /v1/g, /v1/a, and /v1/batch, /v1/b or /v1/import",
-            crate::body::clip(uri.path(), 100)
+            "no route for {method} {}; the tracking API is POST {}",
+            crate::body::clip(uri.path(), 100),
+            TRACKING_ROUTES
+                .iter()
+                .map(|route| route.path)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         None,
     );
@@ -476,14 +481,11 @@ async fn track(state: IntakeState, kind: PathKind, req: Request) -> Response {
         Some(refusal) => close_if_body_unread(refusal, req.headers()),
         None => track_inner(&state, kind, req).await,
     };
-    let m = &state.inner.metrics;
-    let status = response.status();
-    m.counter(
-        REQUESTS_TOTAL,
-        &[("path", kind.as_str()), ("status", status.as_str())],
-    )
-    .increment(1);
-    m.histogram(REQUEST_DURATION, &[("path", kind.as_str())])
+    count_request(&state, kind.as_str(), response.status());
+    state
+        .inner
+        .metrics
+        .histogram(REQUEST_DURATION, &[("path", kind.as_str())])
         .record(started.elapsed().as_secs_f64());
     response
 }
