@@ -611,7 +611,11 @@ impl State {
             return answer;
         };
         let mut world = self.world();
-        let ids = |field: &str| body.get(field).and_then(Value::as_array).cloned();
+        let ids = |field: &str| {
+            body.get(field)
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice)
+        };
         let bulk = |field: &str| -> Vec<Map<String, Value>> {
             body.get(field)
                 .and_then(Value::as_array)
@@ -632,11 +636,11 @@ impl State {
                 return answer;
             }
             Endpoint::DeleteUsers => {
-                world.delete_users(&ids("users").unwrap_or_default());
+                world.delete_users(ids("users"));
                 return answer;
             }
             Endpoint::DeleteCompanies => {
-                world.delete_companies(&ids("companies").unwrap_or_default());
+                world.delete_companies(ids("companies"));
                 return answer;
             }
             Endpoint::UsersBulkIdentify => (JobKind::Users, bulk("users")),

@@ -199,22 +199,22 @@ impl World {
     pub(crate) fn advance(&mut self, now: SystemTime) {
         let now_ms = millis(now);
         let rate = u128::from(self.rows_per_minute);
-        for idx in 0..self.jobs.len() {
-            let (due, kind) = {
-                let job = &self.jobs[idx];
-                let elapsed = now_ms.saturating_sub(job.submitted_ms);
-                let due = usize::try_from(elapsed * rate / 60_000).unwrap_or(usize::MAX);
-                (due.min(job.rows.len()), job.kind)
-            };
-            while self.jobs[idx].applied < due {
-                let row = self.jobs[idx].rows[self.jobs[idx].applied].clone();
-                match kind {
-                    JobKind::Users => self.apply_bulk_user(&row),
-                    JobKind::Companies => self.identify_company(&row),
-                }
-                self.jobs[idx].applied += 1;
+        // Jobs run one at a time, so only the last can still have rows to apply.
+        let Some(mut job) = self.jobs.pop() else {
+            return;
+        };
+        let elapsed = now_ms.saturating_sub(job.submitted_ms);
+        let due = usize::try_from(elapsed * rate / 60_000)
+            .unwrap_or(usize::MAX)
+            .min(job.rows.len());
+        for row in &job.rows[job.applied.min(due)..due] {
+            match job.kind {
+                JobKind::Users => self.apply_bulk_user(row),
+                JobKind::Companies => self.identify_company(row),
             }
         }
+        job.applied = job.applied.max(due);
+        self.jobs.push(job);
     }
 
     /// Whether every bulk job has finished at `now`.
