@@ -15,9 +15,8 @@
 //! unlimited, except while paused: a 429 response with `Retry-After` pauses its key's bucket.
 //! All waiting uses tokio's clock, so it works with paused time in tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -103,6 +102,16 @@ struct WaitClock {
     total: Duration,
 }
 
+/// The tokens of one key that are not back yet.
+#[derive(Debug, Default)]
+struct Tokens {
+    /// Held by requests still in flight.
+    in_flight: usize,
+    /// When the requests holding the others ended, oldest first; each comes back one window
+    /// later.
+    ended: VecDeque<Instant>,
+}
+
 /// The state of one key.
 #[derive(Debug)]
 struct Bucket {
@@ -112,11 +121,8 @@ struct Bucket {
     waits: Mutex<WaitClock>,
     /// The line of waiters: holding this lock is what makes a waiter first in line.
     line: tokio::sync::Mutex<()>,
-    /// The tokens in use: by grant number, `None` while the request is in flight, else when it
-    /// ended (at most `max_requests` of them).
-    tokens: Mutex<HashMap<u64, Option<Instant>>>,
-    /// Numbers the grants.
-    next_grant: AtomicU64,
+    /// The tokens in use (at most `max_requests`).
+    tokens: Mutex<Tokens>,
     /// Wakes the first waiter when a request ends.
     ended: Notify,
     /// No grant before this instant (set by [`RateLimiter::pause`]).
@@ -129,8 +135,7 @@ impl Bucket {
             limit,
             waits: Mutex::new(WaitClock::default()),
             line: tokio::sync::Mutex::new(()),
-            tokens: Mutex::new(HashMap::new()),
-            next_grant: AtomicU64::new(0),
+            tokens: Mutex::new(Tokens::default()),
             ended: Notify::new(),
             paused_until: Mutex::new(None),
         }
@@ -159,7 +164,7 @@ impl Bucket {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Option<Instant>>> {
+    fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
         self.tokens
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -171,9 +176,15 @@ impl Bucket {
         let mut ready = now;
         if let Some((max_requests, per)) = self.limit {
             let mut tokens = self.tokens();
-            tokens.retain(|_, ended| ended.is_none_or(|at| later(at, per) > now));
-            if tokens.len() >= max_requests {
-                let first_back = tokens.values().filter_map(|ended| *ended).min()?;
+            while tokens
+                .ended
+                .front()
+                .is_some_and(|at| later(*at, per) <= now)
+            {
+                tokens.ended.pop_front();
+            }
+            if tokens.in_flight + tokens.ended.len() >= max_requests {
+                let first_back = *tokens.ended.front()?;
                 ready = ready.max(later(first_back, per));
             }
         }
@@ -185,12 +196,12 @@ impl Bucket {
 
     /// Takes a token for a request starting now.
     fn take_token(self: &Arc<Self>) -> Grant {
-        let number = self.next_grant.fetch_add(1, Ordering::Relaxed);
-        if self.limit.is_some() {
-            self.tokens().insert(number, None);
+        if self.limit.is_none() {
+            return Grant::none();
         }
+        self.tokens().in_flight += 1;
         Grant {
-            bucket: Some((Arc::clone(self), number)),
+            bucket: Some(Arc::clone(self)),
         }
     }
 }
@@ -199,7 +210,7 @@ impl Bucket {
 /// comes back after the limit's window.
 #[must_use = "the token comes back when the grant drops: keep it until the request has ended"]
 pub struct Grant {
-    bucket: Option<(Arc<Bucket>, u64)>,
+    bucket: Option<Arc<Bucket>>,
 }
 
 impl Grant {
@@ -212,16 +223,19 @@ impl Grant {
 impl std::fmt::Debug for Grant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Grant")
-            .field("number", &self.bucket.as_ref().map(|(_, n)| *n))
+            .field("holds_token", &self.bucket.is_some())
             .finish()
     }
 }
 
 impl Drop for Grant {
     fn drop(&mut self) {
-        if let Some((bucket, number)) = self.bucket.take() {
-            if let Some(ended) = bucket.tokens().get_mut(&number) {
-                *ended = Some(Instant::now());
+        if let Some(bucket) = self.bucket.take() {
+            {
+                // Read under the lock, so that the ended times stay in order.
+                let mut tokens = bucket.tokens();
+                tokens.in_flight = tokens.in_flight.saturating_sub(1);
+                tokens.ended.push_back(Instant::now());
             }
             bucket.ended.notify_waiters();
         }
