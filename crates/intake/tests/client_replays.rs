@@ -21,14 +21,14 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use actionkit_intake::{
-    BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, SinkError,
-    router,
-};
+mod replay;
+
+use actionkit_intake::{IntakeConfig, NormalizedEvent};
 use base64::Engine as _;
 use flate2::{Compression, write::GzEncoder};
+use replay::RecordingSink;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -75,33 +75,6 @@ struct Fixture {
     body: Value,
     /// What the library retries and what it drops.
     status_handling: String,
-}
-
-/// A sink that records what it is given.
-#[derive(Default)]
-struct RecordingSink {
-    events: Mutex<Vec<NormalizedEvent>>,
-}
-
-impl RecordingSink {
-    fn events(&self) -> Vec<NormalizedEvent> {
-        match self.events.lock() {
-            Ok(events) => events.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-}
-
-impl EventSink for RecordingSink {
-    fn enqueue(&self, events: Vec<NormalizedEvent>) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            match self.events.lock() {
-                Ok(mut stored) => stored.extend(events),
-                Err(poisoned) => poisoned.into_inner().extend(events),
-            }
-            Ok(())
-        })
-    }
 }
 
 fn fixture_dir() -> PathBuf {
@@ -318,19 +291,8 @@ fn compare(fixture: &Fixture, body: &Value, stored: &[NormalizedEvent]) -> Resul
 
 /// Starts an intake server on 127.0.0.1 with a fresh recording sink.
 async fn start_server() -> (String, Arc<RecordingSink>) {
-    let sink = Arc::new(RecordingSink::default());
     let config = IntakeConfig::new([(SOURCE, WRITE_KEY)]).expect("test config is valid");
-    let state = IntakeState::new(config, sink.clone(), MetricsRegistry::new());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
-    let addr = listener.local_addr().expect("read the bound address");
-    tokio::spawn(async move {
-        axum::serve(listener, router(state))
-            .await
-            .expect("serve the intake router");
-    });
-    (format!("http://{addr}"), sink)
+    replay::start_server(config).await
 }
 
 /// Sends one fixture's request to a fresh server and checks the answer and the stored events.

@@ -20,12 +20,12 @@
 //! Every mobile library builds its event URL as `https://` followed by the `apiHost` it was given,
 //! whatever the settings' `protocol` says, so these libraries need `serve` behind TLS.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use actionkit_intake::{
-    BoxFuture, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent, PathKind,
-    PublicUrl, SinkError, router,
-};
+mod replay;
+
+use actionkit_intake::{IntakeConfig, PathKind, PublicUrl};
+use replay::RecordingSink;
 use serde_json::{Map, Value};
 
 /// The write key the server is configured with and the requests carry.
@@ -374,33 +374,6 @@ fn points_at_serve(event_url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A sink that records what it is given; a settings request must give it nothing.
-#[derive(Default)]
-struct RecordingSink {
-    events: Mutex<Vec<NormalizedEvent>>,
-}
-
-impl RecordingSink {
-    fn count(&self) -> usize {
-        match self.events.lock() {
-            Ok(events) => events.len(),
-            Err(poisoned) => poisoned.into_inner().len(),
-        }
-    }
-}
-
-impl EventSink for RecordingSink {
-    fn enqueue(&self, events: Vec<NormalizedEvent>) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            match self.events.lock() {
-                Ok(mut stored) => stored.extend(events),
-                Err(poisoned) => poisoned.into_inner().extend(events),
-            }
-            Ok(())
-        })
-    }
-}
-
 /// How `serve` is reached from the phone: always through TLS at [`SERVE_HOST`].
 #[derive(Clone, Copy, Debug)]
 enum Deployment {
@@ -425,25 +398,15 @@ impl Deployment {
     }
 }
 
-/// Starts an intake server on 127.0.0.1 with a fresh recording sink.
+/// Starts an intake server on 127.0.0.1 for `deployment`, with a fresh recording sink (a
+/// settings request must give it nothing).
 async fn start_server(deployment: Deployment) -> (String, Arc<RecordingSink>) {
-    let sink = Arc::new(RecordingSink::default());
     let mut config = IntakeConfig::new([(SOURCE, WRITE_KEY)]).expect("test config is valid");
     if let Deployment::PublicUrl = deployment {
         config.public_url =
             Some(PublicUrl::parse(&format!("https://{SERVE_HOST}")).expect("public URL is valid"));
     }
-    let state = IntakeState::new(config, sink.clone(), MetricsRegistry::new());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
-    let addr = listener.local_addr().expect("read the bound address");
-    tokio::spawn(async move {
-        axum::serve(listener, router(state))
-            .await
-            .expect("serve the intake router");
-    });
-    (format!("http://{addr}"), sink)
+    replay::start_server(config).await
 }
 
 /// Sends one library's settings request and checks the answer as that library reads it.
@@ -489,7 +452,7 @@ async fn replay(library: &Library, deployment: Deployment) -> Result<(), String>
     }
     let event_url = (library.read)(&settings)?;
     points_at_serve(&event_url)?;
-    if sink.count() != 0 {
+    if !sink.events().is_empty() {
         return Err("a settings request put events in the sink".to_owned());
     }
     Ok(())
