@@ -5,6 +5,7 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
+use crate::config::EndpointGroup;
 use crate::rate::LimitGroup;
 use crate::world::MAX_BULK_RECORDS;
 
@@ -95,6 +96,20 @@ impl Endpoint {
             | Self::BackgroundJobs
             | Self::BackgroundJob
             | Self::MockState => None,
+        }
+    }
+
+    /// The group fault injection can be restricted to, if the endpoint belongs to one.
+    pub(crate) fn fault_group(self) -> Option<EndpointGroup> {
+        match self {
+            Self::Identify => Some(EndpointGroup::Identify),
+            Self::CompaniesIdentify => Some(EndpointGroup::Companies),
+            Self::Track => Some(EndpointGroup::Track),
+            Self::DeleteUsers | Self::DeleteCompanies => Some(EndpointGroup::Delete),
+            Self::UsersBulkIdentify | Self::CompaniesBulkIdentify => Some(EndpointGroup::Bulk),
+            Self::Validate => Some(EndpointGroup::Validate),
+            Self::BackgroundJobs | Self::BackgroundJob => Some(EndpointGroup::Jobs),
+            Self::MockState => None,
         }
     }
 
@@ -265,9 +280,20 @@ fn id_list(obj: &Map<String, Value>, field: &str, noun: &str) -> Result<Answer, 
     ))
 }
 
+/// The message of a bulk request whose metadata holds an object or an array. Userpilot documents
+/// that bulk metadata holds primitives only but not how it words the refusal; this is the mock's.
+pub(crate) const BULK_METADATA_MESSAGE: &str =
+    "bulk metadata values must be strings, numbers, booleans or null";
+
 /// Checks a bulk body: `field` a non-empty array of at most [`MAX_BULK_RECORDS`] objects, each
 /// with a non-empty string `id_field`, a `metadata` object if present and (for users) a string
 /// `company_id` if present. Too many records is 413, as Userpilot answers.
+///
+/// Once every record passes those checks, the metadata values must be primitives (string,
+/// number, boolean or null), as Userpilot documents for bulk identify. One object or array value
+/// anywhere refuses the whole request with `invalid_metadata`, and the error names no record (no
+/// index, no id), so that a client must find the bad record itself, for example by splitting the
+/// request.
 fn bulk_rows(obj: &Map<String, Value>, field: &str, id_field: &str) -> Result<(), FieldError> {
     let rows = match obj.get(field) {
         None | Some(Value::Null) => return Err(missing(field)),
@@ -328,6 +354,18 @@ fn bulk_rows(obj: &Map<String, Value>, field: &str, id_field: &str) -> Result<()
             let message = format!("{} must be a string, got {}", at("company_id"), kind(value));
             return Err(invalid(&at("company_id"), message));
         }
+    }
+    let nested = rows
+        .iter()
+        .filter_map(|row| row.get("metadata").and_then(Value::as_object))
+        .flat_map(Map::values)
+        .any(|value| value.is_object() || value.is_array());
+    if nested {
+        return Err(FieldError {
+            field: field.to_owned(),
+            code: "invalid_metadata",
+            message: BULK_METADATA_MESSAGE.to_owned(),
+        });
     }
     Ok(())
 }
@@ -448,6 +486,50 @@ mod tests {
             first_error(&answer)["message"],
             "users must contain at least one id"
         );
+    }
+
+    #[test]
+    fn bulk_metadata_with_nested_values_is_refused_naming_no_record() {
+        for (endpoint, field, id_field) in [
+            (Endpoint::UsersBulkIdentify, "users", "user_id"),
+            (Endpoint::CompaniesBulkIdentify, "companies", "company_id"),
+        ] {
+            let ok = endpoint.accept(&json!({ field: [
+                {id_field: "a", "metadata": {"s": "x", "n": 1.5, "b": true, "z": null}},
+                {id_field: "b", "metadata": null},
+                {id_field: "c"},
+            ]}));
+            assert_eq!(ok.status, StatusCode::ACCEPTED, "{field}: {:?}", ok.body);
+            for nested in [json!({"k": 1}), json!([1, 2]), json!([])] {
+                let answer = endpoint.accept(&json!({ field: [
+                    {id_field: "a", "metadata": {"plan": "pro"}},
+                    {id_field: "secret-id-7", "metadata": {"plan": "pro", "bad": nested}},
+                ]}));
+                assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+                let error = first_error(&answer);
+                assert_eq!(error["error_code"], "invalid_metadata");
+                assert_eq!(error["message"], BULK_METADATA_MESSAGE);
+                assert_eq!(error["details"], json!({ "field": field }));
+                let text = answer.body.to_string();
+                assert!(
+                    !text.contains("secret-id-7") && !text.contains("[1]"),
+                    "{text}"
+                );
+            }
+            // The structural checks come first and still name their record.
+            let answer = endpoint.accept(&json!({ field: [
+                {id_field: "a", "metadata": {"bad": {"k": 1}}},
+                {"metadata": {}},
+            ]}));
+            assert_eq!(
+                first_error(&answer)["message"],
+                format!("{field}[1].{id_field} is required")
+            );
+        }
+        // The real-time endpoints still pass nested metadata through.
+        let answer =
+            Endpoint::Identify.accept(&json!({"user_id": "u", "metadata": {"a": {"b": 1}}}));
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Every type here is plain data with public fields so that the `actionkit` binary can fill it from
 //! command-line flags; [`MockConfig::validate`] checks the values before the server starts.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -32,7 +33,8 @@ pub struct MockConfig {
     pub require_api_version: bool,
     /// Per-endpoint rate limits; beyond them the answer is 429 with `Retry-After`.
     pub rate_limits: RateLimits,
-    /// Fault injection: random errors, latency and dropped connections.
+    /// Fault injection: random or scripted errors, latency and dropped connections, on every
+    /// endpoint or only some.
     pub faults: FaultConfig,
     /// When set, one JSON line per request is appended to this file.
     pub record: Option<PathBuf>,
@@ -196,6 +198,10 @@ impl Default for RateLimits {
 }
 
 /// Fault injection settings. All probabilities are in `0.0..=1.0`; the defaults inject nothing.
+///
+/// Faults apply to the requests [`FaultConfig::endpoints`] selects (every request by default).
+/// Each such request first gets its latency; then, while [`FaultConfig::script`] has steps left,
+/// the next step decides its answer, and after that `drop_rate` and `error_rate` do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultConfig {
     /// The share of requests answered with `error_status` instead of being processed.
@@ -204,15 +210,29 @@ pub struct FaultConfig {
     pub error_status: u16,
     /// Extra time to wait before answering (or dropping) each request.
     pub latency: Option<Latency>,
-    /// When set, injected 429 and 503 answers carry `Retry-After: <seconds>`.
+    /// When set, injected 429 and 503 answers (random or scripted) carry
+    /// `Retry-After: <seconds>`.
     pub retry_after: Option<u64>,
     /// The share of requests whose connection is closed without an answer.
     pub drop_rate: f64,
     /// The seed of the random generator that decides faults; `None` seeds from the OS.
     ///
-    /// With a seed, the sequence of decisions is fixed: request number `n` in arrival order always
-    /// gets the same decision, whatever the endpoint.
+    /// With a seed, the sequence of decisions is fixed: request number `n` in arrival order among
+    /// those [`FaultConfig::endpoints`] selects always gets the same decision, whatever the
+    /// endpoint.
     pub seed: Option<u64>,
+    /// The endpoints faults apply to: [`FaultEndpoints::All`] (the default) for every request,
+    /// or only those of some endpoint groups, for example only the bulk identifies. The other
+    /// requests are never delayed, dropped or failed, and do not advance the script or the
+    /// random generator.
+    pub endpoints: FaultEndpoints,
+    /// Answers for the next requests to the faulted endpoints, one step each, in the order the
+    /// requests arrive: an HTTP error status between 400 and 599, answered like an injected error
+    /// (with `Retry-After` for 429 and 503 when `retry_after` is set), or 0 to close the
+    /// connection without an answer. Once every step is used, the mock behaves as the rates say.
+    /// Replacing the configuration (`MockHandle::set_faults`) starts its script from the first
+    /// step. Empty by default.
+    pub script: Vec<u16>,
 }
 
 impl Default for FaultConfig {
@@ -224,17 +244,23 @@ impl Default for FaultConfig {
             retry_after: None,
             drop_rate: 0.0,
             seed: None,
+            endpoints: FaultEndpoints::All,
+            script: Vec::new(),
         }
     }
 }
 
 impl FaultConfig {
-    /// Returns true when any fault or latency is configured.
+    /// Returns true when any fault, latency or scripted answer is configured.
     pub fn is_active(&self) -> bool {
-        self.error_rate > 0.0 || self.drop_rate > 0.0 || self.latency.is_some()
+        self.error_rate > 0.0
+            || self.drop_rate > 0.0
+            || self.latency.is_some()
+            || !self.script.is_empty()
     }
 
-    /// Checks the probabilities, the error status and the latency range.
+    /// Checks the probabilities, the error status, the latency range, the endpoint groups and
+    /// the script's steps.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_probability("faults.error_rate", self.error_rate)?;
         check_probability("faults.drop_rate", self.drop_rate)?;
@@ -244,7 +270,181 @@ impl FaultConfig {
         if let Some(latency) = &self.latency {
             latency.validate()?;
         }
+        if matches!(&self.endpoints, FaultEndpoints::Only(groups) if groups.is_empty()) {
+            return Err(ConfigError::NoFaultEndpoints);
+        }
+        if let Some((step_idx, &status)) = self
+            .script
+            .iter()
+            .enumerate()
+            .find(|(_, status)| !is_script_status(**status))
+        {
+            return Err(ConfigError::ScriptStatus { step_idx, status });
+        }
         Ok(())
+    }
+
+    /// Parses a fault script written as comma-separated steps, each an HTTP error status between
+    /// 400 and 599 or `drop` (also written `0`), e.g. `"503,429"` or `"drop,503"`. Blank text is
+    /// an empty script.
+    pub fn parse_script(input: &str) -> Result<Vec<u16>, ConfigError> {
+        if input.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        input
+            .split(',')
+            .map(|step| {
+                let step = step.trim();
+                let status = if step.eq_ignore_ascii_case("drop") {
+                    Some(0)
+                } else {
+                    step.parse::<u16>().ok().filter(|s| is_script_status(*s))
+                };
+                status.ok_or_else(|| ConfigError::InvalidScriptStep {
+                    input: step.to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Whether a script step is usable: 0 (drop) or an HTTP error status.
+fn is_script_status(status: u16) -> bool {
+    status == 0 || (400..=599).contains(&status)
+}
+
+/// A group of Userpilot's endpoints that fault injection can be restricted to (see
+/// [`FaultEndpoints`]). A request belongs to a group by its path, whatever its method.
+///
+/// Each group has a short name used on the command line and in error messages
+/// ([`EndpointGroup::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EndpointGroup {
+    /// `identify`: `POST /v1/identify`.
+    Identify,
+    /// `companies`: `POST /v1/companies/identify`.
+    Companies,
+    /// `track`: `POST /v1/track`.
+    Track,
+    /// `delete`: `DELETE /v1/users` and `DELETE /v1/companies`.
+    Delete,
+    /// `bulk`: `POST /v1/users/bulk_identify` and `POST /v1/companies/bulk_identify`.
+    Bulk,
+    /// `validate`: `GET /v1/validate`.
+    Validate,
+    /// `jobs`: `GET /v1/background_jobs` and `GET /v1/background_jobs/{job_id}`.
+    Jobs,
+}
+
+impl EndpointGroup {
+    /// Every group, in the order of their names in messages.
+    pub const ALL: [EndpointGroup; 7] = [
+        Self::Identify,
+        Self::Companies,
+        Self::Track,
+        Self::Delete,
+        Self::Bulk,
+        Self::Validate,
+        Self::Jobs,
+    ];
+
+    /// The group's short name, e.g. `bulk`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Identify => "identify",
+            Self::Companies => "companies",
+            Self::Track => "track",
+            Self::Delete => "delete",
+            Self::Bulk => "bulk",
+            Self::Validate => "validate",
+            Self::Jobs => "jobs",
+        }
+    }
+
+    /// The accepted names, for error messages: `identify, companies, ..., jobs`.
+    fn names() -> String {
+        Self::ALL.map(Self::name).join(", ")
+    }
+}
+
+impl fmt::Display for EndpointGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for EndpointGroup {
+    type Err = ConfigError;
+
+    /// Parses a group's short name, ignoring case and surrounding spaces.
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let name = input.trim();
+        Self::ALL
+            .into_iter()
+            .find(|group| group.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| ConfigError::UnknownEndpointGroup {
+                input: name.to_owned(),
+            })
+    }
+}
+
+/// Which requests fault injection applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FaultEndpoints {
+    /// Every request, whatever its path, unknown paths and `GET /_mock/state` included (the
+    /// default, and the behaviour before endpoint groups existed).
+    #[default]
+    All,
+    /// Only requests to the endpoints of these groups; must name at least one.
+    Only(BTreeSet<EndpointGroup>),
+}
+
+impl FaultEndpoints {
+    /// Faults on the endpoints of `groups` only.
+    pub fn only(groups: impl IntoIterator<Item = EndpointGroup>) -> Self {
+        Self::Only(groups.into_iter().collect())
+    }
+
+    /// Whether a request to an endpoint of `group` (`None`: no group, such as an unknown path)
+    /// gets faults.
+    pub fn covers(&self, group: Option<EndpointGroup>) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(groups) => group.is_some_and(|group| groups.contains(&group)),
+        }
+    }
+}
+
+impl fmt::Display for FaultEndpoints {
+    /// `all`, or the groups' names separated by commas, e.g. `track,bulk`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::Only(groups) => {
+                let names: Vec<&str> = groups.iter().map(|group| group.name()).collect();
+                f.write_str(&names.join(","))
+            }
+        }
+    }
+}
+
+impl FromStr for FaultEndpoints {
+    type Err = ConfigError;
+
+    /// Parses `all` or a comma-separated list of group names, e.g. `bulk,track`; a list that
+    /// includes `all` means every request.
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        if input.trim().is_empty() {
+            return Err(ConfigError::NoFaultEndpoints);
+        }
+        let mut groups = BTreeSet::new();
+        for name in input.split(',').map(str::trim) {
+            if name.eq_ignore_ascii_case("all") {
+                return Ok(Self::All);
+            }
+            groups.insert(name.parse::<EndpointGroup>()?);
+        }
+        Ok(Self::Only(groups))
     }
 }
 
@@ -394,6 +594,39 @@ pub enum ConfigError {
     /// A bulk processing rate of zero rows a minute.
     #[error("bulk_rows_per_minute must be greater than zero")]
     ZeroBulkRate,
+    /// A name that is not an endpoint group.
+    #[error(
+        "unknown endpoint group '{input}'; expected a comma-separated list of {}, or all",
+        EndpointGroup::names()
+    )]
+    UnknownEndpointGroup {
+        /// The name given.
+        input: String,
+    },
+    /// A restriction of faults to no endpoint at all.
+    #[error(
+        "faults.endpoints must name at least one endpoint group ({}) or be all",
+        EndpointGroup::names()
+    )]
+    NoFaultEndpoints,
+    /// A fault script step that is neither a drop nor an HTTP error status.
+    #[error(
+        "faults.script[{step_idx}] must be 0 (drop the connection) or an HTTP error status between 400 and 599, got {status}"
+    )]
+    ScriptStatus {
+        /// The step's position in the script, from 0.
+        step_idx: usize,
+        /// The rejected status.
+        status: u16,
+    },
+    /// Fault script text with a step that does not parse.
+    #[error(
+        "invalid fault script step '{input}'; expected an HTTP error status between 400 and 599 or drop"
+    )]
+    InvalidScriptStep {
+        /// The step as given.
+        input: String,
+    },
 }
 
 #[cfg(test)]
@@ -448,6 +681,88 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         config.api_key = Some("  ".into());
         assert_eq!(config.validate(), Err(ConfigError::EmptyApiKey));
+    }
+
+    #[test]
+    fn parses_fault_endpoints_and_names_bad_values_and_the_allowed_ones() {
+        assert_eq!("all".parse(), Ok(FaultEndpoints::All));
+        assert_eq!("bulk,all".parse(), Ok(FaultEndpoints::All));
+        assert_eq!(
+            " Bulk , track,bulk".parse(),
+            Ok(FaultEndpoints::only([
+                EndpointGroup::Bulk,
+                EndpointGroup::Track
+            ]))
+        );
+        assert_eq!(
+            FaultEndpoints::only([EndpointGroup::Bulk, EndpointGroup::Identify]).to_string(),
+            "identify,bulk"
+        );
+        let err = "bulk,bulks".parse::<FaultEndpoints>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown endpoint group 'bulks'; expected a comma-separated list of identify, \
+             companies, track, delete, bulk, validate, jobs, or all"
+        );
+        let err = "bulk,".parse::<FaultEndpoints>().unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::UnknownEndpointGroup {
+                input: String::new()
+            }
+        );
+        assert_eq!(
+            " ".parse::<FaultEndpoints>(),
+            Err(ConfigError::NoFaultEndpoints)
+        );
+        for group in EndpointGroup::ALL {
+            assert_eq!(group.name().parse(), Ok(group));
+        }
+    }
+
+    #[test]
+    fn fault_endpoints_cover_their_groups_only() {
+        let only = FaultEndpoints::only([EndpointGroup::Bulk]);
+        assert!(only.covers(Some(EndpointGroup::Bulk)));
+        assert!(!only.covers(Some(EndpointGroup::Identify)));
+        assert!(!only.covers(None));
+        assert!(FaultEndpoints::All.covers(None));
+        let mut config = MockConfig::default();
+        config.faults.endpoints = FaultEndpoints::Only(BTreeSet::new());
+        assert_eq!(config.validate(), Err(ConfigError::NoFaultEndpoints));
+    }
+
+    #[test]
+    fn parses_and_validates_fault_scripts() {
+        assert_eq!(
+            FaultConfig::parse_script("503, 429,drop,0"),
+            Ok(vec![503, 429, 0, 0])
+        );
+        assert_eq!(FaultConfig::parse_script(""), Ok(Vec::new()));
+        for bad in ["200", "600", "x", "503,,429", "-1"] {
+            let err = FaultConfig::parse_script(bad).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::InvalidScriptStep { .. }),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(
+            FaultConfig::parse_script("503,200")
+                .unwrap_err()
+                .to_string(),
+            "invalid fault script step '200'; expected an HTTP error status between 400 and 599 \
+             or drop"
+        );
+        let faults = FaultConfig {
+            script: vec![503, 0, 302],
+            ..FaultConfig::default()
+        };
+        assert!(faults.is_active());
+        assert_eq!(
+            faults.validate().unwrap_err().to_string(),
+            "faults.script[2] must be 0 (drop the connection) or an HTTP error status between 400 \
+             and 599, got 302"
+        );
     }
 
     #[test]

@@ -8,15 +8,20 @@
 //!
 //! Each request goes through these steps, in order; the first that produces an answer wins:
 //! 1. The body is read (at most `max_body_bytes`) and parsed as JSON.
-//! 2. Fault injection: the drawn latency is waited out; then the request may be dropped, or
-//!    answered with the configured error status (plus `Retry-After` for 429 and 503 when set).
+//! 2. Fault injection, when the request's path is among the faulted endpoints (every path by
+//!    default): the drawn latency is waited out; then the next step of the fault script, if one
+//!    is left, or else the drawn decision may drop the request or answer it with an error status
+//!    (plus `Retry-After` for 429 and 503 when set). An injected answer changes no state and
+//!    counts against no rate limit.
 //! 3. Unknown path → 404; known path with another method → 405 with `Allow`.
 //! 4. Authentication (when an API key is configured) → 401.
 //! 5. `X-API-Version: 2020-09-22` (when required) → 400.
 //! 6. Rate limit of the endpoint group → 429 with `Retry-After`.
 //! 7. For endpoints with a body: `Content-Type` other than `application/json` → 415, body over
 //!    the cap → 413, empty or invalid JSON → 400.
-//! 8. Required body fields → 400 naming the field; otherwise 202 (or 200 `{}` for validate).
+//! 8. Required body fields → 400 naming the field; for a bulk identify, then, any object or
+//!    array among the records' metadata values → 400 `invalid_metadata` naming no record;
+//!    otherwise 202 (or 200 `{}` for validate).
 //!
 //! Every request, whatever its answer, is recorded once, before the answer is sent. A request
 //! whose client closes the connection before the answer is decided (for example while an injected
@@ -265,7 +270,8 @@ impl MockHandle {
 
     /// Replaces the fault injection settings for every request that arrives from now on, for
     /// example to let a failing destination recover; requests already waiting out an injected
-    /// delay keep the decision they drew. The values are checked as at start-up.
+    /// delay keep the decision they drew. The new settings' script starts from its first step.
+    /// The values are checked as at start-up.
     pub fn set_faults(&self, faults: FaultConfig) -> Result<(), ConfigError> {
         faults.validate()?;
         self.state.faults.set(&faults);
@@ -436,7 +442,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         BodyRead::TooLarge => Err(format!("the request body exceeds {body_limit} bytes")),
     };
 
-    let plan = state.faults.plan();
+    let group = Endpoint::from_path(parts.uri.path()).and_then(Endpoint::fault_group);
+    let plan = state.faults.plan(group);
     if let Some(delay) = plan.delay {
         tokio::time::sleep(delay).await;
     }

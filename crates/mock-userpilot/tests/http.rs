@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use actionkit_mock_userpilot::{
-    FaultConfig, Latency, MockConfig, MockError, MockHandle, MockServer, RateLimit, RateLimits,
-    RecordedRequest, spawn,
+    EndpointGroup, FaultConfig, FaultEndpoints, Latency, MockConfig, MockError, MockHandle,
+    MockServer, RateLimit, RateLimits, RecordedRequest, spawn,
 };
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -1048,4 +1048,236 @@ async fn the_state_is_written_to_a_file_when_the_server_stops() {
     let text = std::fs::read_to_string(&path).expect("the state file exists");
     let state: Value = serde_json::from_str(&text).expect("the state file is JSON");
     assert_eq!(state["users"]["u1"]["metadata"], json!({"a": 1}));
+}
+
+#[tokio::test]
+async fn nested_bulk_metadata_is_a_400_naming_no_record_and_changes_nothing() {
+    let mock = start(config()).await;
+    let client = Client::new();
+    let (status, _) = send_json(
+        &client,
+        &mock,
+        Method::POST,
+        "/v1/identify",
+        &json!({"user_id": "u-before", "metadata": {"plan": "free"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    for (path, field, id_field) in [
+        ("/v1/users/bulk_identify", "users", "user_id"),
+        ("/v1/companies/bulk_identify", "companies", "company_id"),
+    ] {
+        let before = mock.state();
+        let mut records: Vec<Value> = (0..6)
+            .map(|i| json!({id_field: format!("rec-{i}"), "metadata": {"plan": "pro", "n": i}}))
+            .collect();
+        records[4]["metadata"]["address"] = json!({"city": "Paris"});
+        records[1]["metadata"]["tags"] = json!(["a", "b"]);
+        let (status, body) = send_json(
+            &client,
+            &mock,
+            Method::POST,
+            path,
+            &json!({ field: records }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let error = first_error(&body);
+        assert_eq!(error["error_code"], "invalid_metadata");
+        assert_eq!(
+            error["message"],
+            "bulk metadata values must be strings, numbers, booleans or null"
+        );
+        // Nothing in the answer points at a record: no index, no id.
+        let text = body.to_string();
+        for needle in ["rec-", "[1]", "[4]", "address", "tags"] {
+            assert!(!text.contains(needle), "{needle} in {text}");
+        }
+        assert_eq!(mock.state(), before, "{path} changed the state");
+
+        // Split as a client would: the halves without the bad records go through.
+        let good: Vec<Value> = records
+            .iter()
+            .enumerate()
+            .filter(|(idx, _)| ![1, 4].contains(idx))
+            .map(|(_, record)| record.clone())
+            .collect();
+        let (status, job) =
+            send_json(&client, &mock, Method::POST, path, &json!({ field: good })).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        assert_eq!(job["total_rows"], 4);
+        wait_for_bulk_jobs(&mock).await;
+    }
+    let state = mock.state();
+    assert_eq!(state["jobs"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        state["users"]["rec-0"]["metadata"],
+        json!({"plan": "pro", "n": 0})
+    );
+    assert!(state["users"].get("rec-4").is_none());
+    assert!(state["companies"].get("rec-1").is_none());
+}
+
+async fn wait_for_bulk_jobs(mock: &MockHandle) {
+    let started = Instant::now();
+    while !mock.bulk_jobs_done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the bulk job never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn only_bulk(faults: FaultConfig) -> MockConfig {
+    faulty(FaultConfig {
+        endpoints: FaultEndpoints::only([EndpointGroup::Bulk]),
+        ..faults
+    })
+}
+
+#[tokio::test]
+async fn faults_restricted_to_bulk_leave_identify_untouched() {
+    let mock = start(only_bulk(FaultConfig {
+        error_rate: 1.0,
+        latency: Some(Latency::fixed(Duration::from_secs(1))),
+        seed: Some(3),
+        ..FaultConfig::default()
+    }))
+    .await;
+    let client = Client::new();
+    for idx in 0..20 {
+        let started = Instant::now();
+        let body = json!({"user_id": format!("u{idx}"), "metadata": {"i": idx}});
+        let (status, _) = send_json(&client, &mock, Method::POST, "/v1/identify", &body).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "identify was delayed: {:?}",
+            started.elapsed()
+        );
+    }
+    let (status, _) = send_json(&client, &mock, Method::GET, "/v1/validate", &Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let started = Instant::now();
+    let (status, body) = send_json(
+        &client,
+        &mock,
+        Method::POST,
+        "/v1/users/bulk_identify",
+        &json!({"users": [{"user_id": "bulk-1"}]}),
+    )
+    .await;
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(first_error(&body)["error_code"], "injected_fault");
+    let state = mock.state();
+    assert_eq!(state["users"].as_object().map(|u| u.len()), Some(20));
+    assert_eq!(state["jobs"], json!([]));
+
+    // Drops restricted to bulk likewise.
+    mock.set_faults(FaultConfig {
+        drop_rate: 1.0,
+        endpoints: FaultEndpoints::only([EndpointGroup::Bulk]),
+        ..FaultConfig::default()
+    })
+    .expect("valid faults");
+    let res = request(&client, &mock, Method::POST, "/v1/companies/bulk_identify")
+        .body(json!({"companies": [{"company_id": "c1"}]}).to_string())
+        .send()
+        .await;
+    assert!(res.is_err(), "{res:?}");
+    let (status, _) = send_json(
+        &client,
+        &mock,
+        Method::POST,
+        "/v1/identify",
+        &json!({"user_id": "u-after"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(mock.count(0), 1);
+    assert_eq!(mock.count(202), 21);
+}
+
+#[tokio::test]
+async fn the_fault_script_answers_in_order_then_normally() {
+    let mock = start(only_bulk(FaultConfig {
+        script: vec![503, 429, 0],
+        retry_after: Some(2),
+        ..FaultConfig::default()
+    }))
+    .await;
+    let client = Client::new();
+    let bulk = json!({"users": [{"user_id": "b1", "metadata": {"plan": "pro"}}]});
+    let send_bulk = || async {
+        request(&client, &mock, Method::POST, "/v1/users/bulk_identify")
+            .body(bulk.to_string())
+            .send()
+            .await
+    };
+    let identify = || async {
+        send_json(
+            &client,
+            &mock,
+            Method::POST,
+            "/v1/identify",
+            &json!({"user_id": "u1"}),
+        )
+        .await
+        .0
+    };
+
+    // Requests outside the faulted endpoints do not use up steps.
+    assert_eq!(identify().await, StatusCode::ACCEPTED);
+    let first = send_bulk().await.expect("answered");
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(first.headers()["retry-after"], "2");
+    assert_eq!(identify().await, StatusCode::ACCEPTED);
+    let second = send_bulk().await.expect("answered");
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(second.headers()["retry-after"], "2");
+    let body: Value = second.json().await.expect("json");
+    assert_eq!(first_error(&body)["error_code"], "injected_fault");
+    assert!(send_bulk().await.is_err(), "the third step drops");
+    // The script is used up: no injected answer changed the state, and the fourth call succeeds.
+    assert_eq!(mock.state()["jobs"], json!([]));
+    let fourth = send_bulk().await.expect("answered");
+    assert_eq!(fourth.status(), StatusCode::ACCEPTED);
+    wait_for_bulk_jobs(&mock).await;
+    let state = mock.state();
+    assert_eq!(state["jobs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(state["users"]["b1"]["metadata"], json!({"plan": "pro"}));
+
+    let statuses: Vec<(String, u16)> = mock
+        .requests()
+        .iter()
+        .map(|r| (r.path.clone(), r.status))
+        .collect();
+    let bulk_path = "/v1/users/bulk_identify".to_owned();
+    let identify_path = "/v1/identify".to_owned();
+    assert_eq!(
+        statuses,
+        [
+            (identify_path.clone(), 202),
+            (bulk_path.clone(), 503),
+            (identify_path, 202),
+            (bulk_path.clone(), 429),
+            (bulk_path.clone(), 0),
+            (bulk_path, 202),
+        ]
+    );
+
+    // Setting the faults again starts the script over.
+    mock.set_faults(FaultConfig {
+        script: vec![503],
+        ..mock.faults()
+    })
+    .expect("valid faults");
+    assert_eq!(
+        send_bulk().await.expect("answered").status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }

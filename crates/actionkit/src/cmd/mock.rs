@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use actionkit_mock_userpilot::{FaultConfig, Latency, MockConfig, MockServer, RateLimits};
+use actionkit_mock_userpilot::{
+    FaultConfig, FaultEndpoints, Latency, MockConfig, MockServer, RateLimits,
+};
 use anyhow::Context;
 use clap::Args;
 
@@ -14,6 +16,7 @@ use clap::Args;
   actionkit mock-userpilot --listen 127.0.0.1:8089 --record requests.ndjson
   actionkit mock-userpilot --api-key test --error-rate 0.3 --retry-after 2 --seed 7
   actionkit mock-userpilot --latency 50ms..250ms --drop-rate 0.05 --no-rate-limits
+  actionkit mock-userpilot --fault-endpoints bulk --fault-script 503,429 --retry-after 1
   actionkit mock-userpilot --state-file state.json   # then: curl http://127.0.0.1:8089/_mock/state")]
 pub struct MockArgs {
     /// The address to listen on (port 0 picks a free port and prints it).
@@ -33,7 +36,8 @@ pub struct MockArgs {
     /// Answer without Userpilot's rate limits.
     #[arg(long)]
     no_rate_limits: bool,
-    /// Share of requests answered with the error status, from 0 to 1.
+    /// Share of requests answered with the error status, from 0 to 1 (of the requests
+    /// --fault-endpoints selects, as for every fault below).
     #[arg(long, default_value_t = 0.0)]
     error_rate: f64,
     /// The status of injected errors.
@@ -51,6 +55,19 @@ pub struct MockArgs {
     /// Seed for fault injection, for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
+    /// Answer the next requests to the faulted endpoints with these statuses, one each, in
+    /// arrival order, then behave as the rates say: comma-separated HTTP error statuses
+    /// (400-599) or `drop` to close the connection, e.g. `503,429`. Injected 429 and 503 answers
+    /// carry --retry-after when it is set.
+    #[arg(long, value_name = "STATUSES", value_parser = parse_script)]
+    fault_script: Option<Script>,
+    /// Apply the faults above (errors, drops, latency, script) only to these endpoint groups,
+    /// comma-separated: identify (POST /v1/identify), companies (POST /v1/companies/identify),
+    /// track (POST /v1/track), delete (DELETE /v1/users and /v1/companies), bulk (POST
+    /// /v1/users/bulk_identify and /v1/companies/bulk_identify), validate (GET /v1/validate),
+    /// jobs (GET /v1/background_jobs...); `all` means every request.
+    #[arg(long, value_name = "GROUPS", default_value = "all")]
+    fault_endpoints: FaultEndpoints,
     /// Rows a minute a bulk-identify job applies (Userpilot documents about 1,200).
     #[arg(long, default_value_t = actionkit_mock_userpilot::DEFAULT_BULK_ROWS_PER_MINUTE)]
     bulk_rows_per_minute: u32,
@@ -58,6 +75,14 @@ pub struct MockArgs {
     /// as JSON when the mock stops; `GET /_mock/state` answers the same while it runs.
     #[arg(long, value_name = "FILE")]
     state_file: Option<PathBuf>,
+}
+
+/// The steps of `--fault-script` (a wrapper so that clap takes the list as one value).
+#[derive(Debug, Clone)]
+struct Script(Vec<u16>);
+
+fn parse_script(input: &str) -> Result<Script, actionkit_mock_userpilot::ConfigError> {
+    FaultConfig::parse_script(input).map(Script)
 }
 
 /// Runs the mock until Ctrl-C or SIGTERM.
@@ -77,6 +102,8 @@ pub fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
             retry_after: args.retry_after,
             drop_rate: args.drop_rate,
             seed: args.seed,
+            endpoints: args.fault_endpoints,
+            script: args.fault_script.map(|script| script.0).unwrap_or_default(),
         },
         record: args.record,
         bulk_rows_per_minute: args.bulk_rows_per_minute,
