@@ -1,6 +1,7 @@
 //! The `cargo xtask` command line: parses arguments and runs one task.
 //!
-//! Tasks: `codegen [--check]` (alias `cargo codegen`), `validate`, `new-action <dest> <key>`, and
+//! Tasks: `codegen [--check]` (alias `cargo codegen`), `validate`,
+//! `new-action <dest> <key> [--batch] [--beyond-segment]`, and
 //! `test [--deps-only] [-- <cargo test args>]`.
 //! Each runs over the repository that holds this xtask, or over `--root <dir>` when given.
 
@@ -14,7 +15,10 @@ tasks:
   codegen [--check]          regenerate handlers, docs, catalog and schemas (alias: cargo codegen);
                              --check changes nothing and fails when a generated file is stale
   validate                   load every destination and print all diagnostics
-  new-action <dest> <key>    scaffold actions/<dest>/<key>.yaml and a test case for it
+  new-action <dest> <key> [--batch] [--beyond-segment]
+                             scaffold actions/<dest>/<key>.yaml and a test case for it;
+                             --batch adds the batch form, --beyond-segment marks the action
+                             as not Segment's (left out of its catalog entry, off in presets)
   test [--deps-only] [-- <cargo test args>]
                              install what the end-to-end tests need when missing (Chromium,
                              Node.js and the npm clients, the Python client), then run
@@ -61,9 +65,9 @@ fn main() -> ExitCode {
             }
             xtask::validate::run(&root)
         }
-        "new-action" => match rest {
-            [dest, key] => xtask::new_action::run(&root, dest, key),
-            _ => return usage_error("new-action takes exactly two arguments: <dest> <key>"),
+        "new-action" => match xtask::new_action::Args::parse(rest) {
+            Ok(args) => xtask::new_action::run(&root, &args),
+            Err(msg) => return usage_error(&msg),
         },
         "test" => {
             let (ours, cargo_args) = match rest.iter().position(|a| a == "--") {

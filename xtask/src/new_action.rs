@@ -1,9 +1,16 @@
-//! `cargo xtask new-action <dest> <key>`: scaffold an action YAML and a test case for it.
+//! `cargo xtask new-action <dest> <key> [--batch] [--beyond-segment]`: scaffold an action YAML and
+//! a test case for it.
 //!
 //! The action file is `actions/<dest>/<key in snake_case>.yaml` and the test case
 //! `actions/<dest>/tests/<key in snake_case>.yaml`. Both are valid as written, so `cargo codegen`
 //! right after scaffolding produces a compiling handler; fill in the fields, request and expected
 //! request, then run `cargo codegen` again. Existing files are never overwritten.
+//!
+//! `--batch` adds the batch form (Segment's `performBatch`): a commented `batch:` block and the
+//! boolean `enable_batching` field that chooses the form per event. Its default is `false`, so the
+//! scaffolded test case still exercises the single request. `--beyond-segment` marks the action
+//! `beyond_segment: true`: it is left out of Segment's catalog entry and marked in the docs, and a
+//! preset for it must say `enabled: false`.
 
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
@@ -21,9 +28,53 @@ pub struct Scaffolded {
     pub test_case: PathBuf,
 }
 
+/// What to scaffold besides a plain single-request action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Add the batch form and the `enable_batching` field (`--batch`).
+    pub batch: bool,
+    /// Mark the action `beyond_segment: true` (`--beyond-segment`).
+    pub beyond_segment: bool,
+}
+
+/// The arguments of `new-action`: `<dest> <key>` and the flags, in any order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// The destination directory under `actions/`.
+    pub dest: String,
+    /// The action key.
+    pub key: String,
+    /// The flags.
+    pub options: Options,
+}
+
+impl Args {
+    /// Parses the arguments after `new-action`; the error is a usage message.
+    pub fn parse(args: &[String]) -> std::result::Result<Args, String> {
+        let mut options = Options::default();
+        let mut positional = Vec::new();
+        for arg in args {
+            match arg.as_str() {
+                "--batch" => options.batch = true,
+                "--beyond-segment" => options.beyond_segment = true,
+                flag if flag.starts_with("--") => {
+                    return Err(format!(
+                        "unknown flag `{flag}` for new-action: expected --batch or --beyond-segment"
+                    ));
+                }
+                _ => positional.push(arg.clone()),
+            }
+        }
+        match <[String; 2]>::try_from(positional) {
+            Ok([dest, key]) => Ok(Args { dest, key, options }),
+            Err(_) => Err("new-action takes exactly two arguments: <dest> <key>".to_owned()),
+        }
+    }
+}
+
 /// Scaffolds the action and prints what to do next.
-pub fn run(root: &Path, dest: &str, key: &str) -> Result<()> {
-    let files = scaffold(root, dest, key)?;
+pub fn run(root: &Path, args: &Args) -> Result<()> {
+    let files = scaffold(root, &args.dest, &args.key, args.options)?;
     println!("created {}", files.action.display());
     println!("created {}", files.test_case.display());
     println!("next: fill in the fields, request and expected request, then run `cargo codegen`");
@@ -31,7 +82,7 @@ pub fn run(root: &Path, dest: &str, key: &str) -> Result<()> {
 }
 
 /// Writes the action YAML and its test case under `root`; fails rather than overwrite.
-pub fn scaffold(root: &Path, dest: &str, key: &str) -> Result<Scaffolded> {
+pub fn scaffold(root: &Path, dest: &str, key: &str, options: Options) -> Result<Scaffolded> {
     check_key(key)?;
     if dest.is_empty() || dest.contains(['/', '\\']) || dest.starts_with('.') {
         bail!(
@@ -66,8 +117,11 @@ pub fn scaffold(root: &Path, dest: &str, key: &str) -> Result<Scaffolded> {
         .with_context(|| format!("cannot read {}", dest_yaml_path.display()))?;
     let updated_dest_yaml = add_to_actions_list(&dest_yaml, key)?;
     let name = title_case(key);
-    std::fs::write(root.join(&action_rel), action_yaml(key, &name, &file_stem))
-        .with_context(|| format!("cannot write {}", action_rel.display()))?;
+    std::fs::write(
+        root.join(&action_rel),
+        action_yaml(key, &name, &file_stem, options),
+    )
+    .with_context(|| format!("cannot write {}", action_rel.display()))?;
     if let Some(updated) = updated_dest_yaml {
         std::fs::write(&dest_yaml_path, updated)
             .with_context(|| format!("cannot write {}", dest_yaml_path.display()))?;
@@ -180,7 +234,61 @@ fn new_id() -> String {
     out
 }
 
-fn action_yaml(key: &str, name: &str, file_stem: &str) -> String {
+fn action_yaml(key: &str, name: &str, file_stem: &str, options: Options) -> String {
+    let beyond_segment = if options.beyond_segment {
+        "# Beyond Segment: Segment's destination has no such action. It is left out of Segment's\n\
+         # catalog entry and marked in the docs, and a preset for it must say `enabled: false`.\n\
+         beyond_segment: true\n"
+    } else {
+        ""
+    };
+    let (switch_field, batch) = if options.batch {
+        (
+            format!(
+                r#"  # Chooses the form per event: true gathers the event into a batch, false sends it alone.
+  # Make the default true to batch unless a mapping says otherwise.
+  enable_batching:
+    id: {switch_id}
+    label: Enable Batching
+    type: boolean
+    description: Whether the event is sent together with others in one request.
+    default: false
+"#,
+                switch_id = new_id(),
+            ),
+            format!(
+                r#"# The batch form (Segment's performBatch). Remove `request` and `enable_batching` to batch
+# every event.
+batch:
+  # The most events one request carries (Segment's batch_size).
+  max_items: 100
+  # The most bytes one request body may have (Segment's batch_bytes); remove it for no limit.
+  max_bytes: 1000000
+  # Milliseconds a batch waits to fill after its first event before it is sent anyway.
+  wait_ms: 1000
+  # Fields whose values split batches (Segment's batch_keys): events share a batch only when
+  # they agree on each.
+  # keys: [userId]
+  # One event's entry in the batch, a mapping over $.payload and $.settings ($.computed too
+  # with a `hook`); without `item` the entry is the payload itself.
+  item:
+    user_id: {{"@path": "$.payload.userId"}}
+  request:
+    method: POST
+    path: v1/{file_stem}/batch
+    # Statuses that mean "busy, try again later", sent again without spending the retry budget.
+    # busy_statuses: [409]
+    # The key of the answer's JSON object whose value is logged with the delivery.
+    # response_id: job_id
+    # The body reads $.items, every event's entry in event order, and $.settings.
+    json:
+      items: {{"@path": "$.items"}}
+"#
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     format!(
         r#"# yaml-language-server: $schema=../../schemas/action.schema.json
 id: {action_id}
@@ -189,7 +297,7 @@ name: {name}
 description: Sends one event to the destination as {name}. Describe what the action does here.
 platform: cloud
 default_trigger: type = "track"
-fields:
+{beyond_segment}fields:
   userId:
     id: {field_id}
     label: User ID
@@ -197,12 +305,12 @@ fields:
     required: true
     description: The ID of the user the event is about.
     default: {{"@path": "$.userId"}}
-request:
+{switch_field}request:
   method: POST
   path: v1/{file_stem}
   json:
     user_id: {{"@path": "$.payload.userId"}}
-"#,
+{batch}"#,
         action_id = new_id(),
         field_id = new_id(),
     )
@@ -245,6 +353,66 @@ mod tests {
     }
 
     #[test]
+    fn flags_go_anywhere_and_unknown_ones_are_refused() {
+        let args =
+            |list: &[&str]| Args::parse(&list.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>());
+        assert_eq!(
+            args(&["--batch", "userpilot", "sendEvent", "--beyond-segment"]),
+            Ok(Args {
+                dest: "userpilot".to_owned(),
+                key: "sendEvent".to_owned(),
+                options: Options {
+                    batch: true,
+                    beyond_segment: true,
+                },
+            })
+        );
+        assert_eq!(
+            args(&["userpilot", "sendEvent"]).map(|a| a.options),
+            Ok(Options::default())
+        );
+        assert!(
+            args(&["userpilot"])
+                .unwrap_err()
+                .contains("exactly two arguments")
+        );
+        assert!(
+            args(&["userpilot", "sendEvent", "--bulk"])
+                .unwrap_err()
+                .contains("unknown flag `--bulk`")
+        );
+    }
+
+    #[test]
+    fn every_scaffolded_action_file_is_valid() {
+        for (batch, beyond_segment) in [(false, false), (true, false), (false, true), (true, true)]
+        {
+            let options = Options {
+                batch,
+                beyond_segment,
+            };
+            let text = action_yaml("sendEvent", "Send Event", "send_event", options);
+            let doc = actionkit_spec::load_str(
+                actionkit_spec::FileKind::Action,
+                "send_event.yaml",
+                &text,
+            )
+            .unwrap_or_else(|diagnostics| panic!("{options:?}:\n{diagnostics}\n{text}"));
+            let actionkit_spec::Document::Action(spec) = doc else {
+                panic!("an action file loads as an action");
+            };
+            assert_eq!(spec.beyond_segment, beyond_segment);
+            assert!(spec.request.is_some());
+            assert_eq!(spec.batch.is_some(), batch);
+            assert_eq!(
+                spec.fields
+                    .contains_key(crate::codegen::docs::BATCH_SWITCH_FIELD),
+                batch
+            );
+        }
+    }
+
+    #[test]
     fn new_keys_join_the_actions_order_list() {
         let text = "id: x\n# Order.\nactions:\n  - a\n  # note\n  - b\npresets: []\n";
         assert_eq!(
@@ -268,17 +436,17 @@ mod tests {
     fn scaffold_refuses_unknown_destinations_and_existing_files() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        let err = scaffold(root, "nope", "sendEvent").unwrap_err();
+        let err = scaffold(root, "nope", "sendEvent", Options::default()).unwrap_err();
         assert!(
             err.to_string().contains("unknown destination `nope`"),
             "{err}"
         );
         std::fs::create_dir_all(root.join("actions/demo")).unwrap();
         std::fs::write(root.join("actions/demo/destination.yaml"), "id: x\n").unwrap();
-        let files = scaffold(root, "demo", "sendEvent").unwrap();
+        let files = scaffold(root, "demo", "sendEvent", Options::default()).unwrap();
         assert_eq!(files.action, PathBuf::from("actions/demo/send_event.yaml"));
         assert!(root.join("actions/demo/tests/send_event.yaml").is_file());
-        let err = scaffold(root, "demo", "sendEvent").unwrap_err();
+        let err = scaffold(root, "demo", "sendEvent", Options::default()).unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
     }
 }

@@ -37,6 +37,13 @@ fn slow_awkward_fixture_matches_its_snapshot_and_compiles() {
         "pub struct X3dModelPayload",
         ".field(\"crate_\", &\"[redacted]\")",
         ".field(\"api_key\", &\"[redacted]\")",
+        // The beyond-Segment action `loop`: both forms, its batch settings and an off preset.
+        "pub struct LoopPayload",
+        "beyond_segment: true",
+        "busy_statuses: &[409u16, 423u16]",
+        "response_id: ::core::option::Option::Some(\"job_id\")",
+        "keys: &[\"user-name\"]",
+        "enabled: false",
     ] {
         assert!(
             module.contains(needle),
@@ -70,7 +77,13 @@ fn slow_new_action_is_scaffolded_generated_documented_and_compiles() {
     }
     codegen::run(work, Mode::Check).expect("the copy starts fresh");
 
-    let files = xtask::new_action::scaffold(work, "userpilot", "sendThing").unwrap();
+    let files = xtask::new_action::scaffold(
+        work,
+        "userpilot",
+        "sendThing",
+        xtask::new_action::Options::default(),
+    )
+    .unwrap();
     assert!(work.join(&files.action).is_file());
     assert!(work.join(&files.test_case).is_file());
 

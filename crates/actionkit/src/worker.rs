@@ -26,8 +26,9 @@ use std::time::{Duration, SystemTime};
 
 use actionkit_intake::{MetricsRegistry, is_enabled_for};
 use actionkit_queue::{Lease, LeaseId, Queue, QueueError, RetryOutcome};
+use actionkit_runtime::batch::Batcher;
 use actionkit_runtime::delivery::{Backoff, FinalOutcome, Verdict};
-use actionkit_runtime::dispatch::Outcome;
+use actionkit_runtime::dispatch::{BatchItem, Outcome};
 use actionkit_runtime::request::Request;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -42,6 +43,9 @@ pub const DELIVERY_REQUESTS_TOTAL: &str = "actionkit_delivery_requests_total";
 /// Time from the first attempt of a request to the end of its last one (retries within the
 /// attempt budget included), in seconds, labelled by `destination` and `action`.
 pub const DELIVERY_REQUEST_DURATION: &str = "actionkit_delivery_request_duration_seconds";
+/// Batch entries sent to destinations, labelled by `destination`, `action` and `outcome` (as
+/// for [`DELIVERY_REQUESTS_TOTAL`]); the requests that carried them are not counted there.
+pub const DELIVERY_BATCH_ENTRIES_TOTAL: &str = "actionkit_delivery_batch_entries_total";
 /// Time from an event's enqueue to its delivery to an instance, in seconds, labelled by
 /// `destination`: what queueing, retries and the destination together add.
 pub const DELIVERY_EVENT_AGE: &str = "actionkit_delivery_event_age_seconds";
@@ -136,14 +140,41 @@ fn integrations_key<'a>(event: &Value, target: &'a Target) -> &'a str {
 /// sent is counted and timed in `metrics`.
 pub async fn deliver_payload(
     target: &Target,
+    batcher: &Batcher,
     payload: &[u8],
     metrics: &MetricsRegistry,
 ) -> RowOutcome {
-    let (requests, invalid) = match plan_payload(target, payload) {
+    let Planned {
+        requests,
+        batched,
+        invalid,
+    } = match plan_payload(target, payload) {
         Ok(planned) => planned,
         Err(outcome) => return outcome,
     };
-    let mut sent = Vec::with_capacity(requests.len());
+    let mut sent = Vec::with_capacity(requests.len() + batched.len());
+    for (action, item) in batched {
+        let action = action.unwrap_or("?");
+        let result = batcher.submit(item).await;
+        let labels = [("destination", target.name.as_str()), ("action", action)];
+        let verdict = verdict_label(result.outcome.verdict);
+        metrics
+            .counter(
+                DELIVERY_BATCH_ENTRIES_TOTAL,
+                &[labels[0], labels[1], ("outcome", verdict)],
+            )
+            .increment(1);
+        if let Some(id) = &result.response_id {
+            tracing::debug!(
+                destination = %target.name,
+                action,
+                response_id = %id,
+                batch_len = result.batch_len,
+                "Entry delivered in a batch."
+            );
+        }
+        sent.push((action, result.outcome));
+    }
     for (action, request) in &requests {
         let action = action.unwrap_or("?");
         let outcome = target.client.send(request).await;
@@ -151,11 +182,7 @@ pub async fn deliver_payload(
         metrics
             .histogram(DELIVERY_REQUEST_DURATION, &labels)
             .record(outcome.elapsed.as_secs_f64());
-        let verdict = match outcome.verdict {
-            Verdict::Delivered => "delivered",
-            Verdict::Failed => "failed",
-            Verdict::RetriesExhausted => "retries_exhausted",
-        };
+        let verdict = verdict_label(outcome.verdict);
         metrics
             .counter(
                 DELIVERY_REQUESTS_TOTAL,
@@ -167,12 +194,26 @@ pub async fn deliver_payload(
     decide(invalid, &sent)
 }
 
-/// The requests of one event, each with the key of the action that built it.
-type Planned = Vec<(Option<&'static str>, Request)>;
+/// The metric label of a request's verdict.
+fn verdict_label(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Delivered => "delivered",
+        Verdict::Failed => "failed",
+        Verdict::RetriesExhausted => "retries_exhausted",
+    }
+}
+
+/// What one event makes for a target: requests and batch entries, each with the key of the
+/// action that built it, and the mappings that rejected the event.
+struct Planned {
+    requests: Vec<(Option<&'static str>, Request)>,
+    batched: Vec<(Option<&'static str>, BatchItem)>,
+    invalid: Vec<String>,
+}
 
 /// The requests an event makes for `target` and the mappings that rejected it, or the row's
 /// outcome when nothing is to be sent (an unreadable event, switched off, no trigger matched).
-fn plan_payload(target: &Target, payload: &[u8]) -> Result<(Planned, Vec<String>), RowOutcome> {
+fn plan_payload(target: &Target, payload: &[u8]) -> Result<Planned, RowOutcome> {
     let event: Value = match serde_json::from_slice(payload) {
         Ok(event @ Value::Object(_)) => event,
         Ok(_) => {
@@ -190,10 +231,12 @@ fn plan_payload(target: &Target, payload: &[u8]) -> Result<(Planned, Vec<String>
         return Err(RowOutcome::Filtered);
     }
     let mut requests = Vec::new();
+    let mut batched = Vec::new();
     let mut invalid = Vec::new();
     for outcome in target.instance.dispatch(&event) {
         match outcome.outcome {
             Outcome::Request(request) => requests.push((outcome.action_key, request)),
+            Outcome::Batch(item) => batched.push((outcome.action_key, item)),
             Outcome::Invalid { name, message, .. } => {
                 let action = outcome.action_key.unwrap_or("?");
                 invalid.push(format!("{action}: {name}: {message}"));
@@ -201,10 +244,14 @@ fn plan_payload(target: &Target, payload: &[u8]) -> Result<(Planned, Vec<String>
             Outcome::Skipped { .. } => {}
         }
     }
-    if requests.is_empty() && invalid.is_empty() {
+    if requests.is_empty() && batched.is_empty() && invalid.is_empty() {
         return Err(RowOutcome::NoTrigger);
     }
-    Ok((requests, invalid))
+    Ok(Planned {
+        requests,
+        batched,
+        invalid,
+    })
 }
 
 /// What becomes of a row given the mappings that rejected its event (`invalid`, final) and the
@@ -323,6 +370,9 @@ pub async fn run(
 ) {
     let name = target.name.clone();
     tracing::info!(destination = %name, "Delivery worker started.");
+    let batcher = Batcher::spawn(Arc::clone(&target.instance), Arc::clone(&target.client));
+    // Leased rows wait for their batches, so a lease must be large enough to fill one.
+    let lease_batch = config.lease_batch.max(batch_room(&target));
     loop {
         if *shutdown.borrow() {
             break;
@@ -330,7 +380,7 @@ pub async fn run(
         let leases = {
             let queue = queue.clone();
             let name = name.clone();
-            let n = config.lease_batch;
+            let n = lease_batch;
             blocking(config.queue_calls.as_ref(), move || {
                 queue.lease(&name, n, SystemTime::now())
             })
@@ -352,13 +402,29 @@ pub async fn run(
             gather(&config, &mut shutdown).await;
             continue;
         }
-        let partial = leases.len() < config.lease_batch;
-        process_batch(&queue, &target, leases, &config, &metrics).await;
+        let partial = leases.len() < lease_batch;
+        process_batch(&queue, &target, &batcher, leases, &config, &metrics).await;
         if partial {
             gather(&config, &mut shutdown).await;
         }
     }
     tracing::info!(destination = %name, "Delivery worker stopped.");
+}
+
+/// The most rows a worker leases at once to fill batches, whatever the largest batch.
+const MAX_BATCH_LEASE: usize = 2_000;
+
+/// How many rows a worker of `target` should lease at once so that its largest batch can fill.
+fn batch_room(target: &Target) -> usize {
+    target
+        .instance
+        .destination()
+        .actions
+        .iter()
+        .filter_map(|action| action.batch.as_ref().map(|batch| batch.def.max_items))
+        .max()
+        .unwrap_or(0)
+        .min(MAX_BATCH_LEASE)
 }
 
 /// Waits [`WorkerConfig::gather`] (cut short by shutdown) so that events arriving meanwhile are
@@ -377,6 +443,7 @@ async fn gather(config: &WorkerConfig, shutdown: &mut watch::Receiver<bool>) {
 async fn process_batch(
     queue: &Queue,
     target: &Arc<Target>,
+    batcher: &Batcher,
     leases: Vec<Lease>,
     config: &WorkerConfig,
     metrics: &MetricsRegistry,
@@ -385,10 +452,11 @@ async fn process_batch(
     let lease_duration = queue.config().lease_duration;
     for lease in leases {
         let target = Arc::clone(target);
+        let batcher = batcher.clone();
         let metrics = metrics.clone();
         let allowed = delivery_deadline(lease.lease_until, lease_duration, SystemTime::now());
         tasks.spawn(async move {
-            let delivery = deliver_payload(&target, &lease.payload, &metrics);
+            let delivery = deliver_payload(&target, &batcher, &lease.payload, &metrics);
             let outcome = match tokio::time::timeout(allowed, delivery).await {
                 Ok(outcome) => outcome,
                 Err(_) => cut_off(allowed),
@@ -599,8 +667,9 @@ mod tests {
     }
 
     fn planned_actions(target: &Target, event: &Value) -> Result<Vec<&'static str>, RowOutcome> {
-        plan_payload(target, event.to_string().as_bytes()).map(|(requests, _)| {
-            requests
+        plan_payload(target, event.to_string().as_bytes()).map(|planned| {
+            planned
+                .requests
                 .iter()
                 .map(|(action, _)| action.unwrap_or("?"))
                 .collect()
@@ -653,23 +722,24 @@ mod tests {
             other => panic!("expected a dead letter, got {other:?}"),
         };
         let metrics = MetricsRegistry::new();
+        let batcher = Batcher::spawn(Arc::clone(&target.instance), Arc::clone(&target.client));
         dead(
-            deliver_payload(&target, b"{not json", &metrics).await,
+            deliver_payload(&target, &batcher, b"{not json", &metrics).await,
             "stored event is not valid JSON",
         );
         dead(
-            deliver_payload(&target, b"[1, 2]", &metrics).await,
+            deliver_payload(&target, &batcher, b"[1, 2]", &metrics).await,
             "stored event is not a JSON object",
         );
         let alias = json!({"type": "alias", "userId": "u1", "previousId": "u0"});
         assert_eq!(
-            deliver_payload(&target, alias.to_string().as_bytes(), &metrics).await,
+            deliver_payload(&target, &batcher, alias.to_string().as_bytes(), &metrics).await,
             RowOutcome::NoTrigger
         );
         // An identify with no user id fails the mapping's validation: final, with the reason.
         let nobody = json!({"type": "identify", "traits": {"plan": "pro"}});
         dead(
-            deliver_payload(&target, nobody.to_string().as_bytes(), &metrics).await,
+            deliver_payload(&target, &batcher, nobody.to_string().as_bytes(), &metrics).await,
             "identifyUser",
         );
     }
@@ -803,7 +873,16 @@ mod tests {
             backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(30)),
             ..WorkerConfig::default()
         };
-        process_batch(&queue, &target, leases, &config, &MetricsRegistry::new()).await;
+        let batcher = Batcher::spawn(Arc::clone(&target.instance), Arc::clone(&target.client));
+        process_batch(
+            &queue,
+            &target,
+            &batcher,
+            leases,
+            &config,
+            &MetricsRegistry::new(),
+        )
+        .await;
         let reclaimed = reclaimer
             .await
             .expect("the reclaimer runs")

@@ -10,7 +10,13 @@
 //! - `note`: free text (for example the spec section a case comes from).
 //! - `kind`: `dispatch` (default), `test_authentication`, `on_delete`, or `delete_users` /
 //!   `delete_companies` (the destination's bulk `deletions`, beyond Segment).
-//! - `event`: the Segment event (required for `dispatch` and `on_delete`).
+//!   `batch` feeds every event of `events` through dispatch and gathers the entries of batch
+//!   actions as serve and send do (all at once, so only `max_items`, `max_bytes` and the batch
+//!   keys cut batches): the actual list is each single request in event order, each batch
+//!   request when its batch is complete, then the batches still open, in the order they opened.
+//!   In a `dispatch` case, a batch action's entry shows as the batch request it would make alone.
+//! - `event`: the Segment event (required for `dispatch` and `on_delete`); `events`: the list of
+//!   events of a `batch` case.
 //! - `ids`: the ids to delete (required for `delete_users` and `delete_companies`).
 //! - `settings`: the instance settings, used as given (Segment applies no setting defaults).
 //!   Without it the runner uses every declared setting default, and `test-<key>` for required
@@ -22,7 +28,8 @@
 //!   defaults, also when `mapping` is left out); `trigger` (FQL) then defaults to the action's
 //!   default trigger.
 //! - Exactly one expectation:
-//!   - `requests`: the list of requests, in dispatch order; each has `method`, `url` and optionally
+//!   - `requests`: the list of requests, in dispatch order (an item `{error: {name, message,
+//!     status}}` stands for an event a mapping rejected); each has `method`, `url` and optionally
 //!     `headers` (when present: ALL headers, exactly; names compared in lower case, order ignored),
 //!     `rate_limit` (when present: the rate-limit key, or `null`) and `json` (the body, compared
 //!     exactly including key order and number spelling; absent means "no body").
@@ -42,6 +49,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use actionkit_runtime::batch::{Gatherer, Pending};
 use actionkit_runtime::build::BuildError;
 use actionkit_runtime::destination::{CompiledDestination, DeletionKind, Registry};
 use actionkit_runtime::dispatch::{Instance, InstanceError, MappingConfig, Outcome};
@@ -55,6 +63,7 @@ const CASE_KEYS: &[&str] = &[
     "note",
     "kind",
     "event",
+    "events",
     "ids",
     "settings",
     "fill_defaults",
@@ -78,6 +87,7 @@ enum Kind {
     TestAuthentication,
     OnDelete,
     Deletion(DeletionKind),
+    Batch,
 }
 
 /// The result of one case.
@@ -215,12 +225,19 @@ fn run_case_inner(target: &Target, case: &Value) -> Result<(), String> {
         Some(Some("on_delete")) => Kind::OnDelete,
         Some(Some("delete_users")) => Kind::Deletion(DeletionKind::Users),
         Some(Some("delete_companies")) => Kind::Deletion(DeletionKind::Companies),
+        Some(Some("batch")) => Kind::Batch,
         Some(_) => {
             return Err(
-                "`kind` must be dispatch, test_authentication, on_delete, delete_users or delete_companies"
+                "`kind` must be dispatch, batch, test_authentication, on_delete, delete_users or delete_companies"
                     .to_owned(),
             );
         }
+    };
+    let events: Option<&Vec<Value>> = match (kind, case.get("events")) {
+        (Kind::Batch, Some(Value::Array(events))) if !events.is_empty() => Some(events),
+        (Kind::Batch, _) => return Err("a batch case needs `events`, a non-empty list".to_owned()),
+        (_, Some(_)) => return Err("`events` goes with `kind: batch`".to_owned()),
+        (_, None) => None,
     };
     let event = case.get("event");
     let ids: Option<Vec<String>> = match (kind, case.get("ids")) {
@@ -234,6 +251,9 @@ fn run_case_inner(target: &Target, case: &Value) -> Result<(), String> {
         (_, Some(_)) => return Err("`ids` goes with delete_users or delete_companies".to_owned()),
         (_, None) => None,
     };
+    if event.is_some() && kind == Kind::Batch {
+        return Err("a batch case takes `events`, not `event`".to_owned());
+    }
     if event.is_none() && matches!(kind, Kind::Dispatch | Kind::OnDelete) {
         return Err("this case needs an `event`".to_owned());
     }
@@ -262,9 +282,10 @@ fn run_case_inner(target: &Target, case: &Value) -> Result<(), String> {
             instance
                 .dispatch(&event)
                 .into_iter()
-                .map(|outcome| outcome_json(outcome.outcome))
+                .map(|outcome| outcome_json(&instance, outcome.outcome))
                 .collect()
         }
+        Kind::Batch => batch_outcomes(&instance, events.map_or(&[][..], Vec::as_slice)),
         Kind::TestAuthentication => built_json(instance.test_authentication_request()),
         Kind::OnDelete => {
             let event = event.cloned().unwrap_or(Value::Null);
@@ -325,7 +346,7 @@ fn make_instance(
                     );
                 }
             };
-            if kind != Kind::Dispatch {
+            if !matches!(kind, Kind::Dispatch | Kind::Batch) {
                 return Err("`action` and `mapping` only apply to dispatch cases".to_owned());
             }
             let trigger = match case.get("trigger") {
@@ -385,6 +406,12 @@ fn expectation(case: &Map<String, Value>) -> Result<Value, String> {
             };
             let mut out = Vec::with_capacity(requests.len());
             for (idx, request) in requests.iter().enumerate() {
+                if let Some(error) = request.get("error") {
+                    let error = expected_error(error)
+                        .map_err(|message| format!("requests[{idx}]: {message}"))?;
+                    out.push(json!({ "error": error }));
+                    continue;
+                }
                 let request = expected_request(request)
                     .map_err(|message| format!("requests[{idx}]: {message}"))?;
                 out.push(json!({ "request": request }));
@@ -392,21 +419,8 @@ fn expectation(case: &Map<String, Value>) -> Result<Value, String> {
             Ok(Value::Array(out))
         }
         "error" => {
-            let error = case.get("error").cloned().unwrap_or(Value::Null);
-            let valid = error.as_object().is_some_and(|e| {
-                e.len() == 3
-                    && e.get("name").is_some_and(Value::is_string)
-                    && e.get("message").is_some_and(Value::is_string)
-                    && e.get("status").is_some_and(Value::is_u64)
-            });
-            if !valid {
-                return Err("`error` must be exactly {name, message, status}".to_owned());
-            }
-            Ok(json!([{ "error": {
-                "name": error["name"],
-                "message": error["message"],
-                "status": error["status"],
-            }}]))
+            let error = expected_error(case.get("error").unwrap_or(&Value::Null))?;
+            Ok(json!([{ "error": error }]))
         }
         "skipped" => match case.get("skipped") {
             Some(Value::Bool(true)) => Ok(json!([{ "skipped": true }])),
@@ -417,6 +431,24 @@ fn expectation(case: &Map<String, Value>) -> Result<Value, String> {
             _ => Err("`settings_error` must be a string".to_owned()),
         },
     }
+}
+
+/// An expected error, `{name, message, status}`, in the normalised key order.
+fn expected_error(error: &Value) -> Result<Value, String> {
+    let valid = error.as_object().is_some_and(|e| {
+        e.len() == 3
+            && e.get("name").is_some_and(Value::is_string)
+            && e.get("message").is_some_and(Value::is_string)
+            && e.get("status").is_some_and(Value::is_u64)
+    });
+    if !valid {
+        return Err("`error` must be exactly {name, message, status}".to_owned());
+    }
+    Ok(json!({
+        "name": error["name"],
+        "message": error["message"],
+        "status": error["status"],
+    }))
 }
 
 /// An expected request in the normalised key order, header names in lower case and sorted.
@@ -493,9 +525,43 @@ fn request_json(request: Request) -> Value {
     Value::Object(out)
 }
 
-fn outcome_json(outcome: Outcome) -> Value {
+/// Dispatches `events` in order and gathers their batch entries (see the module docs).
+fn batch_outcomes(instance: &Instance, events: &[Value]) -> Vec<Value> {
+    let mut gatherer: Gatherer<()> = Gatherer::default();
+    let now = tokio::time::Instant::now();
+    let mut out = Vec::new();
+    let batch_json = |batch: Pending<()>| {
+        built_json(
+            instance
+                .batch_request(batch.action_index, batch.entries)
+                .map(Some),
+        )
+    };
+    for event in events {
+        for outcome in instance.dispatch(event) {
+            match outcome.outcome {
+                Outcome::Batch(item) => match gatherer.push(instance, item, (), now) {
+                    Ok(complete) => out.extend(complete.into_iter().flat_map(batch_json)),
+                    Err(()) => {
+                        out.push(json!({ "error": "an entry of an action without a batch form" }))
+                    }
+                },
+                Outcome::Skipped { .. } => {}
+                other => out.push(outcome_json(instance, other)),
+            }
+        }
+    }
+    out.extend(gatherer.drain().into_iter().flat_map(batch_json));
+    out
+}
+
+fn outcome_json(instance: &Instance, outcome: Outcome) -> Value {
     match outcome {
         Outcome::Request(request) => json!({ "request": request_json(request) }),
+        Outcome::Batch(item) => {
+            let alone = instance.batch_request(item.action_index, vec![item.entry]);
+            built_json(alone.map(Some)).pop().unwrap_or(Value::Null)
+        }
         Outcome::Invalid {
             name,
             message,

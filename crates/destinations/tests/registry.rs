@@ -10,7 +10,31 @@ fn the_registry_compiles_every_generated_destination() {
         .get("actions-userpilot-cloud")
         .expect("userpilot is registered");
     let keys: Vec<&str> = dest.actions.iter().map(|action| action.def.key).collect();
-    assert_eq!(keys, ["identifyUser", "trackEvent", "identifyCompany"]);
+    assert_eq!(
+        keys,
+        [
+            "identifyUser",
+            "trackEvent",
+            "identifyCompany",
+            "identifyUserCompany",
+            "identifyUsersBulk",
+            "identifyCompaniesBulk"
+        ]
+    );
+    let beyond: Vec<&str> = dest
+        .actions
+        .iter()
+        .filter(|action| action.def.beyond_segment)
+        .map(|action| action.def.key)
+        .collect();
+    assert_eq!(
+        beyond,
+        [
+            "identifyUserCompany",
+            "identifyUsersBulk",
+            "identifyCompaniesBulk"
+        ]
+    );
     assert!(
         registry
             .action("actions-userpilot-cloud", "trackEvent")
@@ -18,21 +42,23 @@ fn the_registry_compiles_every_generated_destination() {
     );
     assert!(registry.action("actions-userpilot-cloud", "nope").is_none());
     assert!(registry.get("nope").is_none());
-    let presets: Vec<(&str, &str)> = dest
+    // Segment's presets are on; the beyond-Segment ones follow, off.
+    let presets: Vec<(&str, &str, bool)> = dest
         .presets
         .iter()
-        .map(|p| (p.def.name, p.def.trigger))
+        .map(|p| (p.def.name, p.def.trigger, p.def.enabled))
         .collect();
     assert_eq!(
-        presets,
+        presets[..3],
         [
-            ("Identify Company", "type = \"group\""),
-            ("Track Event", "type = \"track\""),
-            ("Identify User", "type = \"identify\""),
+            ("Identify Company", "type = \"group\"", true),
+            ("Track Event", "type = \"track\"", true),
+            ("Identify User", "type = \"identify\"", true),
         ]
     );
+    assert!(presets[3..].iter().all(|(_, _, enabled)| !enabled));
     assert!(
-        dest.presets
+        dest.presets[..3]
             .iter()
             .all(|p| p.def.mapping == PresetMapping::Defaults)
     );

@@ -48,6 +48,8 @@ fn track_request(addr: SocketAddr) -> Request {
             "metadata": {"order_id": "o-1001", "total": 99.5, "currency": "EUR"},
         })),
         rate_limit_key: Some("track".to_string()),
+        busy_statuses: &[],
+        response_id: None,
     }
 }
 

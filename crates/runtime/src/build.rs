@@ -19,6 +19,8 @@
 
 use serde_json::{Map, Value, json};
 
+use actionkit_mapping::Mapping;
+
 use crate::destination::{CompiledAction, CompiledDestination, CompiledRequest, HookInput};
 use crate::redact;
 use crate::request::Request;
@@ -54,6 +56,18 @@ pub enum BuildError {
         what: String,
         /// The mapping-kit error.
         message: String,
+    },
+    /// The action has no single-payload request (it only batches).
+    #[error("action '{action}' has no single request; its payloads are sent in batches")]
+    NoSingleForm {
+        /// The action key.
+        action: String,
+    },
+    /// The action has no batch form.
+    #[error("action '{action}' has no batch form")]
+    NoBatchForm {
+        /// The action key.
+        action: String,
     },
     /// The action's hook failed.
     #[error("hook of action '{action}' failed: {message}")]
@@ -228,6 +242,8 @@ fn finish(
         headers: defaults.headers.clone(),
         json,
         rate_limit_key: request.def.rate_limit.map(str::to_owned),
+        busy_statuses: request.def.busy_statuses,
+        response_id: request.def.response_id,
     })
 }
 
@@ -321,6 +337,70 @@ impl CopyPlan {
     }
 }
 
+/// Runs the action's hook on a validated payload, if it has one; its object result is what
+/// mappings read at `$.computed`.
+fn run_hook(
+    settings: &Value,
+    action: &CompiledAction,
+    payload: &Value,
+) -> Result<Option<Value>, BuildError> {
+    let Some(hook) = action.def.hook else {
+        return Ok(None);
+    };
+    let input = HookInput {
+        action_key: action.def.key,
+        payload,
+        settings,
+    };
+    let hook_error = |message: String| BuildError::Hook {
+        action: action.def.key.to_owned(),
+        message,
+    };
+    match hook(&input) {
+        Ok(Value::Object(map)) => Ok(Some(Value::Object(map))),
+        Ok(other) => Err(hook_error(format!(
+            "it must return an object but it returned {}",
+            kind(&other)
+        ))),
+        Err(err) => Err(hook_error(err.message)),
+    }
+}
+
+/// Evaluates a per-payload mapping (a request body or a batch item) over
+/// `{"payload", "settings", "computed"}`, through its copy plan when it has one.
+fn per_payload(
+    mapping: &Mapping,
+    plan: Option<&CopyPlan>,
+    settings: &Value,
+    payload: Value,
+    computed: Option<Value>,
+    what: impl FnOnce() -> String,
+) -> Result<Option<Value>, BuildError> {
+    let mut payload = payload;
+    let mut computed = computed;
+    if let (Some(plan), Value::Object(settings_map), Value::Object(payload_map)) =
+        (plan, settings, &mut payload)
+    {
+        let computed_map = match &mut computed {
+            Some(Value::Object(map)) => Some(map),
+            _ => None,
+        };
+        return Ok(Some(plan.apply(payload_map, computed_map, settings_map)));
+    }
+    let mut context = Map::with_capacity(3);
+    context.insert("payload".to_owned(), payload);
+    context.insert("settings".to_owned(), settings.clone());
+    if let Some(computed) = computed {
+        context.insert("computed".to_owned(), computed);
+    }
+    mapping
+        .evaluate(&Value::Object(context))
+        .map_err(|err| BuildError::Json {
+            what: what(),
+            message: err.message,
+        })
+}
+
 /// Builds the request of `action` for a validated `payload`.
 pub fn action_request(
     defaults: &RequestDefaults,
@@ -328,69 +408,79 @@ pub fn action_request(
     action: &CompiledAction,
     payload: Value,
 ) -> Result<Request, BuildError> {
-    let computed = match action.def.hook {
-        Some(hook) => {
-            let input = HookInput {
-                action_key: action.def.key,
-                payload: &payload,
-                settings,
-            };
-            let hook_error = |message: String| BuildError::Hook {
-                action: action.def.key.to_owned(),
-                message,
-            };
-            match hook(&input) {
-                Ok(Value::Object(map)) => Some(Value::Object(map)),
-                Ok(other) => {
-                    return Err(hook_error(format!(
-                        "it must return an object but it returned {}",
-                        kind(&other)
-                    )));
-                }
-                Err(err) => return Err(hook_error(err.message)),
-            }
-        }
+    let Some(request) = &action.request else {
+        return Err(BuildError::NoSingleForm {
+            action: action.def.key.to_owned(),
+        });
+    };
+    let computed = run_hook(settings, action, &payload)?;
+    let json = match &request.json {
+        Some(mapping) => per_payload(
+            mapping,
+            request.copy_plan.as_ref(),
+            settings,
+            payload,
+            computed,
+            || format!("action '{}' request", action.def.key),
+        )?,
         None => None,
     };
-    if let (Some(plan), Value::Object(settings_map)) = (&action.request.copy_plan, settings) {
-        let mut payload = payload;
-        let mut computed = computed;
-        if let Value::Object(payload_map) = &mut payload {
-            let computed_map = match &mut computed {
-                Some(Value::Object(map)) => Some(map),
-                _ => None,
-            };
-            let json = plan.apply(payload_map, computed_map, settings_map);
-            return Ok(Request {
-                method: action.request.def.method,
-                url: defaults.url(action.request.def.path),
-                headers: defaults.headers.clone(),
-                json: Some(json),
-                rate_limit_key: action.request.def.rate_limit.map(str::to_owned),
-            });
-        }
-        return general_action_request(defaults, settings, action, payload, computed);
-    }
-    general_action_request(defaults, settings, action, payload, computed)
+    Ok(Request {
+        method: request.def.method,
+        url: defaults.url(request.def.path),
+        headers: defaults.headers.clone(),
+        json,
+        rate_limit_key: request.def.rate_limit.map(str::to_owned),
+        busy_statuses: request.def.busy_statuses,
+        response_id: request.def.response_id,
+    })
 }
 
-/// Builds the request by evaluating the body mapping over the full context.
-fn general_action_request(
-    defaults: &RequestDefaults,
+/// One payload's entry in a batch of `action`: the hook, then the batch's `item` mapping (the
+/// payload itself without one).
+pub fn batch_entry(
     settings: &Value,
     action: &CompiledAction,
     payload: Value,
-    computed: Option<Value>,
+) -> Result<Value, BuildError> {
+    let Some(batch) = &action.batch else {
+        return Err(BuildError::NoBatchForm {
+            action: action.def.key.to_owned(),
+        });
+    };
+    let Some(item) = &batch.item else {
+        return Ok(payload);
+    };
+    let computed = run_hook(settings, action, &payload)?;
+    let entry = per_payload(
+        item,
+        batch.item_plan.as_ref(),
+        settings,
+        payload,
+        computed,
+        || format!("action '{}' batch item", action.def.key),
+    )?;
+    Ok(entry.unwrap_or(Value::Null))
+}
+
+/// The request that sends `entries` (built by [`batch_entry`], in event order) as one batch of
+/// `action`; its body mapping reads `{"items": entries, "settings"}`.
+pub fn batch_request(
+    defaults: &RequestDefaults,
+    settings: &Value,
+    action: &CompiledAction,
+    entries: Vec<Value>,
 ) -> Result<Request, BuildError> {
-    let mut context = Map::with_capacity(3);
-    context.insert("payload".to_owned(), payload);
+    let Some(batch) = &action.batch else {
+        return Err(BuildError::NoBatchForm {
+            action: action.def.key.to_owned(),
+        });
+    };
+    let mut context = Map::with_capacity(2);
+    context.insert("items".to_owned(), Value::Array(entries));
     context.insert("settings".to_owned(), settings.clone());
-    if let Some(computed) = computed {
-        context.insert("computed".to_owned(), computed);
-    }
-    let context = Value::Object(context);
-    finish(&action.request, defaults, &context, || {
-        format!("action '{}' request", action.def.key)
+    finish(&batch.request, defaults, &Value::Object(context), || {
+        format!("action '{}' batch request", action.def.key)
     })
 }
 

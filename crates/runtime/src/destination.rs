@@ -69,6 +69,54 @@ pub struct RequestDef {
     pub json: Option<&'static str>,
     /// The rate-limit bucket the request counts against, a key of [`DestinationDef::rate_limits`].
     pub rate_limit: Option<&'static str>,
+    /// Statuses that mean "busy, try again later" (Userpilot's 409 while a bulk job runs); they
+    /// do not count against the retry budget.
+    pub busy_statuses: &'static [u16],
+    /// The key of the answer's JSON object that names what the destination made of the request
+    /// (Userpilot's bulk `job_id`), logged with the delivery.
+    pub response_id: Option<&'static str>,
+}
+
+impl RequestDef {
+    /// A request with no rate limit, no body, no busy statuses and no response id.
+    pub const BASE: RequestDef = RequestDef {
+        method: Method::Post,
+        path: "",
+        json: None,
+        rate_limit: None,
+        busy_statuses: &[],
+        response_id: None,
+    };
+}
+
+/// How an API applies an action's request: to the record its `id` key names, merging the
+/// objects under `merged` key by key and replacing every other key it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergesDef {
+    /// The kind of record (`user`); actions writing one kind share what was delivered.
+    pub record: &'static str,
+    /// The key of the request body (or batch entry) that holds the record's id.
+    pub id: &'static str,
+    /// Keys of the body whose objects are merged key by key.
+    pub merged: &'static [&'static str],
+}
+
+/// The batch form of an action (Segment's `performBatch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchDef {
+    /// The most payloads one request carries.
+    pub max_items: usize,
+    /// The most body bytes one request may have, if limited.
+    pub max_bytes: Option<usize>,
+    /// How long a batch waits to fill after its first payload, in milliseconds.
+    pub wait_ms: u32,
+    /// Payload field keys whose values split batches.
+    pub keys: &'static [&'static str],
+    /// One payload's entry as mapping-kit JSON text over `{"payload", "settings", "computed"}`;
+    /// `None` is the payload itself.
+    pub item: Option<&'static str>,
+    /// The request; its body mapping reads `{"items": [...], "settings"}`.
+    pub request: RequestDef,
 }
 
 /// One header applied to every request of a destination.
@@ -121,6 +169,8 @@ pub struct PresetDef {
     pub trigger: &'static str,
     /// The mapping.
     pub mapping: PresetMapping,
+    /// Whether an instance built from the presets runs it (beyond-Segment presets are off).
+    pub enabled: bool,
 }
 
 /// One action of a destination.
@@ -136,11 +186,17 @@ pub struct ActionDef {
     pub description: &'static str,
     /// The default trigger (FQL) offered for new mappings.
     pub default_trigger: &'static str,
+    /// Beyond Segment: not part of Segment's definition of the destination.
+    pub beyond_segment: bool,
     /// The fields, in display order.
     pub fields: &'static [FieldDef],
-    /// The request the action sends.
-    pub request: RequestDef,
-    /// An optional hook whose output the request reads at `$.computed`.
+    /// The request the action sends for one payload, if it has a single form.
+    pub request: Option<RequestDef>,
+    /// The batch form, if any.
+    pub batch: Option<BatchDef>,
+    /// How the API merges the action's request into the record it names, if declared.
+    pub merges: Option<MergesDef>,
+    /// An optional hook whose output the request (or the batch item) reads at `$.computed`.
     pub hook: Option<HookFn>,
 }
 
@@ -237,6 +293,19 @@ pub struct CompiledRequest {
     pub(crate) copy_plan: Option<crate::build::CopyPlan>,
 }
 
+/// A batch form with its item and request mappings compiled.
+#[derive(Debug, Clone)]
+pub struct CompiledBatch {
+    /// The definition.
+    pub def: &'static BatchDef,
+    /// The compiled item mapping; `None` takes the payload as it is.
+    pub item: Option<Mapping>,
+    /// A faster equivalent of `item` when it only copies values.
+    pub(crate) item_plan: Option<crate::build::CopyPlan>,
+    /// The request template (its body reads `$.items`).
+    pub request: CompiledRequest,
+}
+
 /// An action with its payload schema and mappings compiled.
 #[derive(Debug, Clone)]
 pub struct CompiledAction {
@@ -244,8 +313,10 @@ pub struct CompiledAction {
     pub def: &'static ActionDef,
     /// The payload validator compiled from the fields.
     pub schema: PayloadSchema,
-    /// The request template.
-    pub request: CompiledRequest,
+    /// The single-payload request template, if the action has one.
+    pub request: Option<CompiledRequest>,
+    /// The batch form, if the action has one.
+    pub batch: Option<CompiledBatch>,
     /// The field defaults as a mapping object (`{"userId": {"@path": …}, …}`).
     pub default_mapping_json: Value,
     /// The field defaults, compiled.
@@ -521,13 +592,55 @@ fn compile_action(
     let default_mapping_json = Value::Object(defaults);
     let default_mapping =
         problems.mapping(&format!("{what} field defaults"), &default_mapping_json);
-    let request = problems.request(&format!("{what} request"), &action.request, dest);
+    if action.request.is_none() && action.batch.is_none() {
+        problems
+            .0
+            .push(format!("{what} has neither a request nor a batch form"));
+        return None;
+    }
+    let request = match &action.request {
+        Some(def) => Some(problems.request(&format!("{what} request"), def, dest)?),
+        None => None,
+    };
+    let batch = match &action.batch {
+        Some(def) => Some(compile_batch(&what, def, dest, problems)?),
+        None => None,
+    };
     Some(CompiledAction {
         def: action,
         schema: PayloadSchema::from_fields(action.fields),
-        request: request?,
+        request,
+        batch,
         default_mapping_json,
         default_mapping: default_mapping?,
+    })
+}
+
+fn compile_batch(
+    what: &str,
+    def: &'static BatchDef,
+    dest: &DestinationDef,
+    problems: &mut Problems,
+) -> Option<CompiledBatch> {
+    if def.max_items == 0 {
+        problems
+            .0
+            .push(format!("{what} batch: max_items must be at least 1"));
+        return None;
+    }
+    let item = match def.item {
+        Some(text) => Some(problems.mapping_text(&format!("{what} batch item"), text)?),
+        None => None,
+    };
+    let item_plan = item
+        .as_ref()
+        .and_then(|mapping| crate::build::CopyPlan::new(mapping.raw()));
+    let request = problems.request(&format!("{what} batch request"), &def.request, dest)?;
+    Some(CompiledBatch {
+        def,
+        item,
+        item_plan,
+        request,
     })
 }
 

@@ -14,7 +14,7 @@ use actionkit_mapping::Mapping;
 use serde_json::Value;
 
 use crate::build::{self, BuildError, RequestDefaults};
-use crate::destination::CompiledDestination;
+use crate::destination::{BatchDef, CompiledDestination};
 use crate::redact;
 use crate::request::Request;
 use crate::validate::PayloadError;
@@ -89,11 +89,28 @@ pub enum Outcome {
         /// Always 400.
         status: u16,
     },
+    /// A payload's entry for a batch of its action, to be gathered with others and sent by
+    /// [`Instance::batch_request`].
+    Batch(BatchItem),
     /// No enabled mapping's trigger matched the event.
     Skipped {
         /// Segment's wording: `not subscribed`.
         reason: &'static str,
     },
+}
+
+/// One payload's entry in a batch, with what decides the batch it may join.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchItem {
+    /// The index of the action in the instance's destination.
+    pub action_index: usize,
+    /// The values of the action's batch keys, as JSON text (empty without keys): only entries
+    /// with the same group are sent together.
+    pub group: String,
+    /// The entry (the batch's `item` mapping of the payload).
+    pub entry: Value,
+    /// The size of the entry as JSON, in bytes.
+    pub bytes: usize,
 }
 
 /// The outcome of one mapping for one event.
@@ -213,7 +230,7 @@ impl Instance {
                 trigger: preset.trigger.clone(),
                 action_index: preset.action_index,
                 mapping: preset.mapping.clone(),
-                enabled: true,
+                enabled: preset.def.enabled,
             })
             .collect();
         let secrets = build::secret_values(&dest, &settings);
@@ -236,7 +253,7 @@ impl Instance {
                 trigger: preset.def.trigger.to_owned(),
                 action_key: preset.def.action_key.to_owned(),
                 mapping: preset.mapping_json.clone(),
-                enabled: true,
+                enabled: preset.def.enabled,
             })
             .collect()
     }
@@ -290,11 +307,60 @@ impl Instance {
         } else if let Err(err) = action.schema.clean_and_validate(&mut payload) {
             return outcome(invalid("PayloadValidationError", err.message));
         }
+        let batched = match (&action.request, &action.batch) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(_), Some(_)) => payload.get(BATCH_SWITCH_FIELD) == Some(&Value::Bool(true)),
+        };
+        if let (true, Some(batch)) = (batched, &action.batch) {
+            let group = batch_group(batch.def.keys, &payload);
+            return match build::batch_entry(&self.settings, action, payload) {
+                Ok(entry) => outcome(Outcome::Batch(BatchItem {
+                    action_index: mapping.action_index,
+                    group,
+                    bytes: json_len(&entry),
+                    entry,
+                })),
+                Err(err @ BuildError::Hook { .. }) => {
+                    outcome(invalid("HookError", err.to_string()))
+                }
+                Err(err) => outcome(invalid("RequestBuildError", err.to_string())),
+            };
+        }
         match build::action_request(&self.defaults, &self.settings, action, payload) {
             Ok(request) => outcome(Outcome::Request(request)),
             Err(err @ BuildError::Hook { .. }) => outcome(invalid("HookError", err.to_string())),
             Err(err) => outcome(invalid("RequestBuildError", err.to_string())),
         }
+    }
+
+    /// The request that sends `entries` (from [`Outcome::Batch`] items of the action at
+    /// `action_index`, in event order) as one batch.
+    pub fn batch_request(
+        &self,
+        action_index: usize,
+        entries: Vec<Value>,
+    ) -> Result<Request, BuildError> {
+        let Some(action) = self.dest.actions.get(action_index) else {
+            return Err(BuildError::NoBatchForm {
+                action: format!("#{action_index}"),
+            });
+        };
+        build::batch_request(&self.defaults, &self.settings, action, entries)
+    }
+
+    /// The batch form of the action at `action_index`, if it has one.
+    pub fn batch_def(&self, action_index: usize) -> Option<&'static BatchDef> {
+        self.dest
+            .actions
+            .get(action_index)
+            .and_then(|action| action.batch.as_ref())
+            .map(|batch| batch.def)
+    }
+
+    /// The key of the action at `action_index`.
+    pub fn action_key(&self, action_index: usize) -> Option<&'static str> {
+        self.dest.actions.get(action_index).map(|a| a.def.key)
     }
 
     /// The credentials-check request, if the destination has one.
@@ -342,6 +408,40 @@ impl Instance {
     pub fn mapping_names(&self) -> impl Iterator<Item = &str> {
         self.mappings.iter().map(|m| m.name.as_str())
     }
+}
+
+/// The field whose `true` sends an action's payload in a batch when the action has both forms
+/// (Segment's name).
+pub const BATCH_SWITCH_FIELD: &str = "enable_batching";
+
+/// The values of `keys` in `payload` as one JSON text (absent keys as `null`).
+fn batch_group(keys: &[&str], payload: &Value) -> String {
+    if keys.is_empty() {
+        return String::new();
+    }
+    let values: Vec<&Value> = keys
+        .iter()
+        .map(|key| payload.get(*key).unwrap_or(&Value::Null))
+        .collect();
+    serde_json::to_string(&values).unwrap_or_default()
+}
+
+/// The length of `value` as compact JSON, without building the text.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 fn prepare_settings(

@@ -9,8 +9,14 @@
 //! - [`redact`]: hiding secret setting values in built requests (dry-run output).
 //! - [`request`]: the built HTTP request; [`delivery`]: sending built requests over HTTP with
 //!   retries, backoff, rate limits and timeouts.
+//! - [`changes`]: fingerprints and merging for actions whose API merges by id, so that requests
+//!   that would change nothing are skipped and requests for one record are sent as one.
+//! - [`batch`]: gathering the entries of batch actions into requests, and settling each entry
+//!   (halving a batch refused as a whole).
 
+pub mod batch;
 pub mod build;
+pub mod changes;
 pub mod delivery;
 pub mod destination;
 pub mod dispatch;

@@ -74,6 +74,8 @@ pub fn redact(request: &Request, secrets: &[&str]) -> Request {
             .as_ref()
             .map(|json| redact_value(json, &needles)),
         rate_limit_key: request.rate_limit_key.clone(),
+        busy_statuses: request.busy_statuses,
+        response_id: request.response_id,
     }
 }
 
@@ -96,6 +98,8 @@ mod tests {
                 json!({"a": "s3cr/t 1", "nested": [{"b": "pre-s3cr/t 1-post"}], "s3cr/t 1": 1, "n": 5}),
             ),
             rate_limit_key: Some("track".to_owned()),
+            busy_statuses: &[],
+            response_id: None,
         }
     }
 

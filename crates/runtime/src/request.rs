@@ -43,6 +43,12 @@ pub struct Request {
     pub json: Option<Value>,
     /// The rate-limit bucket this request counts against (for example `identify`), if the destination declares one.
     pub rate_limit_key: Option<String>,
+    /// Statuses that mean "busy, try again later": the request is sent again after a pause
+    /// without spending its retry budget (Userpilot's 409 while a bulk job runs).
+    pub busy_statuses: &'static [u16],
+    /// The key of the answer's JSON object that names what the destination made of the request
+    /// (Userpilot's bulk `job_id`).
+    pub response_id: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Request {
@@ -55,6 +61,7 @@ impl std::fmt::Debug for Request {
             .field("header_names", &header_names)
             .field("has_json", &self.json.is_some())
             .field("rate_limit_key", &self.rate_limit_key)
+            .field("busy_statuses", &self.busy_statuses)
             .finish()
     }
 }

@@ -106,6 +106,8 @@ fn request(url: String) -> Request {
         ],
         json: Some(json!({"user_id": "u1", "metadata": {"plan": "pro"}})),
         rate_limit_key: None,
+        busy_statuses: &[],
+        response_id: None,
     }
 }
 

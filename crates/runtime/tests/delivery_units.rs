@@ -573,7 +573,62 @@ fn policy(max_attempts: u32, max_elapsed: Duration) -> RetryPolicy {
         max_attempts,
         max_elapsed,
         backoff: Backoff::with_seed(Duration::from_millis(500), Duration::from_secs(8), 3),
+        busy_poll: Duration::from_secs(5),
+        max_busy: Duration::from_secs(60),
     }
+}
+
+fn busy(after: Option<Duration>) -> Outcome {
+    Outcome::Busy {
+        status: 409,
+        reason: "Conflict: a bulk job is running".to_string(),
+        after,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn busy_answers_spend_no_attempts() {
+    // Two attempts allowed; four busy answers in between do not use them up.
+    let started = tokio::time::Instant::now();
+    let res = run_script(
+        &policy(2, Duration::from_secs(120)),
+        vec![
+            busy(None),
+            busy(Some(Duration::from_secs(2))),
+            retry(503, Some(Duration::from_secs(1))),
+            busy(None),
+            busy(None),
+            delivered(),
+        ],
+    )
+    .await;
+    assert_eq!(res.verdict, Verdict::Delivered);
+    assert_eq!(res.log.len(), 6, "every call is in the log");
+    // 5 s poll + 2 s Retry-After + 1 s Retry-After + 2 × 5 s poll.
+    assert_eq!(started.elapsed(), Duration::from_secs(18));
+}
+
+#[tokio::test(start_paused = true)]
+async fn busy_time_does_not_count_against_max_elapsed() {
+    // Ten busy polls (50 s) use up more than the 30 s elapsed budget, yet the retry after the
+    // 503 still happens.
+    let mut script: Vec<Outcome> = (0..10).map(|_| busy(None)).collect();
+    script.push(retry(503, Some(Duration::from_secs(20))));
+    script.push(delivered());
+    let res = run_script(&policy(5, Duration::from_secs(30)), script).await;
+    assert_eq!(res.verdict, Verdict::Delivered);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_destination_busy_past_max_busy_is_out_of_retries() {
+    // 60 s of busy waits allowed at 5 s a poll: the thirteenth busy answer gives up.
+    let script: Vec<Outcome> = (0..13).map(|_| busy(None)).collect();
+    let res = run_script(&policy(5, Duration::from_secs(120)), script).await;
+    assert_eq!(res.verdict, Verdict::RetriesExhausted);
+    assert_eq!(res.status, Some(409));
+    let reason = res.reason.expect("a reason");
+    assert!(reason.contains("stayed busy"), "{reason}");
+    assert_eq!(res.log.len(), 13);
 }
 
 #[tokio::test(start_paused = true)]

@@ -56,6 +56,8 @@ fn request(method: Method, path: &str, json: Option<Value>, rate_limit: Option<&
         headers: headers(),
         json,
         rate_limit_key: rate_limit.map(str::to_owned),
+        busy_statuses: &[],
+        response_id: None,
     }
 }
 
@@ -579,6 +581,7 @@ static BROKEN: DestinationDef = DestinationDef {
         action_key: "missing",
         trigger: r#"type = "track""#,
         mapping: PresetMapping::Defaults,
+        enabled: true,
     }],
     actions: &[ActionDef {
         id: "a",
@@ -587,12 +590,17 @@ static BROKEN: DestinationDef = DestinationDef {
         description: "",
         default_trigger: r#"type = "track""#,
         fields: &[],
-        request: RequestDef {
+        beyond_segment: false,
+        request: Some(RequestDef {
             method: Method::Post,
             path: "x",
             json: Some("{"),
             rate_limit: Some("nope"),
-        },
+            busy_statuses: &[],
+            response_id: None,
+        }),
+        batch: None,
+        merges: None,
         hook: None,
     }],
     test_authentication: None,
@@ -656,12 +664,14 @@ static HOOKED: DestinationDef = DestinationDef {
             action_key: "fails",
             trigger: r#"type = "track""#,
             mapping: PresetMapping::Json(r#"{"name":"n"}"#),
+            enabled: true,
         },
         PresetDef {
             name: "Array",
             action_key: "array",
             trigger: r#"type = "track""#,
             mapping: PresetMapping::Json(r#"{"name":"n"}"#),
+            enabled: true,
         },
     ],
     actions: &[
@@ -672,12 +682,17 @@ static HOOKED: DestinationDef = DestinationDef {
             description: "",
             default_trigger: "",
             fields: HOOKED_FIELDS,
-            request: RequestDef {
+            beyond_segment: false,
+            request: Some(RequestDef {
                 method: Method::Put,
                 path: "x",
                 json: None,
                 rate_limit: None,
-            },
+                busy_statuses: &[],
+                response_id: None,
+            }),
+            batch: None,
+            merges: None,
             hook: Some(failing_hook),
         },
         ActionDef {
@@ -687,12 +702,17 @@ static HOOKED: DestinationDef = DestinationDef {
             description: "",
             default_trigger: "",
             fields: HOOKED_FIELDS,
-            request: RequestDef {
+            beyond_segment: false,
+            request: Some(RequestDef {
                 method: Method::Put,
                 path: "x",
                 json: None,
                 rate_limit: None,
-            },
+                busy_statuses: &[],
+                response_id: None,
+            }),
+            batch: None,
+            merges: None,
             hook: Some(array_hook),
         },
     ],

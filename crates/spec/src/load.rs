@@ -518,17 +518,19 @@ request: {method: POST, path: v1/x, json: {id: {\"@path\": \"$.payload.userId\"}
             kind: FileKind::Destination,
             text: dest,
         }];
-        for name in [
-            "identify_user.yaml",
-            "identify_company.yaml",
-            "track_event.yaml",
-        ] {
-            let mut text = std::fs::read_to_string(dir.join(name)).expect("readable");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("readable directory")
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".yaml") && name != "destination.yaml")
+            .collect();
+        names.sort();
+        for name in names {
+            let mut text = std::fs::read_to_string(dir.join(&name)).expect("readable");
             if name == "track_event.yaml" {
                 text = text.replace("platform: cloud", "platform: clowd");
             }
             files.push(SourceFile {
-                name: name.into(),
+                name,
                 kind: FileKind::Action,
                 text,
             });

@@ -327,6 +327,18 @@ pub struct PresetSpec {
     /// The event slug of a `specific_event` preset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_slug: Option<String>,
+    /// Whether an instance built from the presets runs this one; beyond-Segment presets are
+    /// declared with `enabled: false` so that Segment's behaviour stays the default.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// The kind of a preset.
@@ -368,6 +380,15 @@ pub struct RequestSpec {
     /// The key of a rate limit declared in the destination's `rate_limits`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<String>,
+    /// Statuses that mean "busy, try again later" for this request (Userpilot answers 409 while
+    /// a bulk job runs): the request is sent again after a pause, and such answers do not count
+    /// against the retry budget.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub busy_statuses: Vec<u16>,
+    /// The key of the answer's JSON object that names what the destination made of the request
+    /// (Userpilot's bulk `job_id`); its value is logged with the delivery and shown by `send`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_id: Option<String>,
     /// The name of a Rust hook (a snake_case identifier) whose JSON object result is placed at `$.computed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<String>,
@@ -425,11 +446,86 @@ pub struct ActionSpec {
     /// The trigger (FQL) offered by default when a mapping is created (Segment's `defaultSubscription`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_trigger: Option<String>,
+    /// Beyond Segment: the action is not part of Segment's definition of the destination. It is
+    /// left out of the catalog entry (listed apart), marked in the docs page, and its presets are
+    /// off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub beyond_segment: bool,
     /// The payload fields in display order (the order is the catalog's `sortOrder`), keyed by field key.
     #[serde(default)]
     pub fields: IndexMap<String, FieldSpec>,
-    /// The request the action sends for one validated payload.
+    /// The request the action sends for one validated payload. An action needs `request`,
+    /// `batch` or both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestSpec>,
+    /// The batch form (Segment's `performBatch`): payloads are gathered and sent together, many
+    /// to a request. With both `request` and `batch`, a boolean field `enable_batching` (Segment's
+    /// name) chooses per event; with `batch` alone every payload is batched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSpec>,
+    /// How the API applies this action's request: to one record found by id, merging what it is
+    /// sent into what the record holds. Declaring it lets actionkit skip a request that would
+    /// change nothing and merge requests for one record that wait together (an instance can
+    /// switch both off with `send_only_changes: false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merges_by_id: Option<MergesByIdSpec>,
+}
+
+/// How an API merges a request into the record it names.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct MergesByIdSpec {
+    /// The kind of record, such as `user`; actions writing the same kind of record share what
+    /// was last delivered to it.
+    pub record: String,
+    /// The key of the request body (or of the batch entry) that holds the record's id, such as
+    /// `user_id`.
+    pub id: String,
+    /// Keys of the body whose objects the API merges key by key (Userpilot's `metadata`); every
+    /// other key replaces what the record held under it, and keys not sent are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<String>,
+}
+
+/// The boolean field that chooses between an action's single and batch forms per event
+/// (Segment's name); the runtime's `dispatch::BATCH_SWITCH_FIELD` reads the same field.
+pub const BATCH_SWITCH_FIELD: &str = "enable_batching";
+
+/// How an action sends payloads in batches.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct BatchSpec {
+    /// The most payloads one request carries (Segment's `batch_size`).
+    #[schemars(range(min = 1))]
+    pub max_items: u32,
+    /// The most bytes one request body may have (Segment's `batch_bytes`); a batch that would
+    /// grow beyond it is sent as it is and the payload starts the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_bytes: Option<u64>,
+    /// How long, in milliseconds, a batch waits to fill after its first payload before it is
+    /// sent anyway.
+    #[serde(default = "default_batch_wait_ms")]
+    pub wait_ms: u32,
+    /// Payload field keys whose values split batches (Segment's `batch_keys`): payloads are only
+    /// sent together when they agree on every one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// The name of a Rust hook run on each payload; its JSON object result is placed at
+    /// `$.computed` for `item`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    /// One payload's entry in the batch: a mapping-kit value over `{"payload", "settings",
+    /// "computed"}`; absent means the payload itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Value>,
+    /// The request; its `json` is a mapping-kit value over `{"items": [...], "settings"}`, where
+    /// `items` holds every payload's entry in event order.
     pub request: RequestSpec,
+}
+
+fn default_batch_wait_ms() -> u32 {
+    1000
 }
 
 /// Where an action runs.

@@ -3,8 +3,8 @@
 //! Per file: mappings compile as mapping-kit, triggers parse as FQL, field properties agree with
 //! the field type, conditions name existing fields, hook names and action keys are identifiers,
 //! request mappings only read data that exists. Across files: presets and the action order name
-//! existing actions and fields, `$.settings` paths and `rate_limit`s name declared keys, ids and
-//! action keys are unique.
+//! existing actions and fields, presets of beyond-Segment actions are off (`enabled: false`),
+//! `$.settings` paths and `rate_limit`s name declared keys, ids and action keys are unique.
 
 use std::collections::HashMap;
 
@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::diagnostics::{Diagnostic, Pos, did_you_mean, one_of, pointer_join};
 use crate::model::{
-    ActionSpec, Choice, ChoiceValue, ConditionSet, DestinationSpec, FieldSpec, FieldType,
-    HttpMethod, PresetMapping, RequestSpec, SettingType,
+    ActionSpec, BATCH_SWITCH_FIELD, BatchSpec, Choice, ChoiceValue, ConditionSet, DestinationSpec,
+    FieldSpec, FieldType, HttpMethod, MergesByIdSpec, PresetMapping, RequestSpec, SettingType,
 };
 use crate::schema_check::describe;
 use crate::yaml::SourceMap;
@@ -62,6 +62,8 @@ struct Scope<'a> {
     settings: bool,
     /// Whether `$.computed` (a hook's result) is available.
     computed: bool,
+    /// Whether `$.items` (a batch's entries) is available.
+    items: bool,
 }
 
 /// One data path a mapping reads, such as `$.payload.userId`.
@@ -137,6 +139,7 @@ pub(crate) fn check_destination(
         payload: None,
         settings: true,
         computed: false,
+        items: false,
     };
     if let Some(defaults) = &spec.request_defaults {
         if let Some(base_url) = &defaults.base_url {
@@ -221,6 +224,7 @@ pub(crate) fn check_destination(
             payload: None,
             settings: true,
             computed: request.hook.is_some(),
+            items: false,
         };
         check_request(ctx, "/test_authentication", request, &scope, out);
         check_rate_limit(ctx, "/test_authentication", request, &rate_limit_keys, out);
@@ -231,6 +235,7 @@ pub(crate) fn check_destination(
             payload: Some(DELETE_PAYLOAD_KEYS.to_vec()),
             settings: true,
             computed: request.hook.is_some(),
+            items: false,
         };
         check_request(ctx, "/on_delete", request, &scope, out);
         check_rate_limit(ctx, "/on_delete", request, &rate_limit_keys, out);
@@ -241,6 +246,7 @@ pub(crate) fn check_destination(
             payload: Some(DELETIONS_PAYLOAD_KEYS.to_vec()),
             settings: true,
             computed: deletion.request.hook.is_some(),
+            items: false,
         };
         let pointer = format!("{base}/request");
         check_request(ctx, &pointer, &deletion.request, &scope, out);
@@ -288,13 +294,173 @@ pub(crate) fn check_action(ctx: FileCtx<'_>, spec: &ActionSpec, out: &mut Vec<Di
     let mut ids: HashMap<&str, String> = HashMap::new();
     ids.insert(&spec.id, ctx.location("/id"));
     check_fields(ctx, "/fields", &spec.fields, true, &mut ids, out);
+    if spec.request.is_none() && spec.batch.is_none() {
+        out.push(
+            ctx.at_value("", "the action sends no request")
+                .expected("'request', 'batch' or both"),
+        );
+    }
+    let field_keys: Vec<&str> = spec.fields.keys().map(String::as_str).collect();
+    if let Some(request) = &spec.request {
+        let scope = Scope {
+            what: "request json",
+            payload: Some(field_keys.clone()),
+            settings: true,
+            computed: request.hook.is_some(),
+            items: false,
+        };
+        check_request(ctx, "/request", request, &scope, out);
+    }
+    if let Some(batch) = &spec.batch {
+        check_batch(ctx, spec, batch, &field_keys, out);
+    }
+    if let Some(merges) = &spec.merges_by_id {
+        check_merges(ctx, spec, merges, out);
+    }
+}
+
+/// Checks `merges_by_id`: a record name, and an id and merged keys that the request body (and
+/// the batch entry) write.
+fn check_merges(
+    ctx: FileCtx<'_>,
+    spec: &ActionSpec,
+    merges: &MergesByIdSpec,
+    out: &mut Vec<Diagnostic>,
+) {
+    if !is_hook_name(&merges.record) {
+        out.push(
+            ctx.at_value(
+                "/merges_by_id/record",
+                format!("invalid record name '{}'", merges.record),
+            )
+            .expected("a snake_case name such as user or company"),
+        );
+    }
+    let mut bodies: Vec<(&str, &serde_json::Map<String, Value>)> = Vec::new();
+    if let Some(Value::Object(json)) = spec.request.as_ref().and_then(|r| r.json.as_ref()) {
+        bodies.push(("/request/json", json));
+    }
+    if let Some(Value::Object(item)) = spec.batch.as_ref().and_then(|b| b.item.as_ref()) {
+        bodies.push(("/batch/item", item));
+    }
+    let mut keys: Vec<(String, &str)> = vec![(merges.id.clone(), "/merges_by_id/id")];
+    for (idx, key) in merges.merged.iter().enumerate() {
+        let pointer = format!("/merges_by_id/merged/{idx}");
+        if key == &merges.id || merges.merged[..idx].contains(key) {
+            out.push(
+                ctx.at_value(&pointer, format!("'{key}' is named twice"))
+                    .expected("merged keys that differ from each other and from the id"),
+            );
+        }
+        keys.push((key.clone(), "/merges_by_id/merged"));
+    }
+    for (base, body) in bodies {
+        let written: Vec<&str> = body.keys().map(String::as_str).collect();
+        for (key, pointer) in &keys {
+            if !body.contains_key(key) {
+                let pointer = if *pointer == "/merges_by_id/id" {
+                    (*pointer).to_owned()
+                } else {
+                    let idx = merges.merged.iter().position(|k| k == key).unwrap_or(0);
+                    format!("{pointer}/{idx}")
+                };
+                out.push(
+                    ctx.at_value(&pointer, format!("'{key}' is not a key of {base}"))
+                        .expected(one_of(written.iter().copied()))
+                        .maybe_hint(did_you_mean(key, written.iter().copied())),
+                );
+            }
+        }
+    }
+}
+
+/// Checks an action's `batch` block: the switch between the two forms, the hook, the keys, the
+/// item mapping and the batch request.
+fn check_batch(
+    ctx: FileCtx<'_>,
+    spec: &ActionSpec,
+    batch: &BatchSpec,
+    field_keys: &[&str],
+    out: &mut Vec<Diagnostic>,
+) {
+    if spec.request.is_some() {
+        let switch = spec.fields.get(BATCH_SWITCH_FIELD);
+        if switch.is_none_or(|field| field.r#type != FieldType::Boolean) {
+            out.push(
+                ctx.at_key(
+                    "/batch",
+                    "an action with both 'request' and 'batch' needs a boolean field 'enable_batching'",
+                )
+                .expected(format!(
+                    "a field '{BATCH_SWITCH_FIELD}' of type boolean that chooses the form per event"
+                ))
+                .hint("remove 'request' to batch every payload"),
+            );
+        }
+    }
+    if let Some(hook) = &batch.hook {
+        check_hook_name(ctx, "/batch/hook", hook, out);
+        if let Some(other) = spec.request.as_ref().and_then(|r| r.hook.as_ref())
+            && other != hook
+        {
+            out.push(
+                ctx.at_value(
+                    "/batch/hook",
+                    format!("the batch hook '{hook}' differs from the request hook '{other}'"),
+                )
+                .expected(
+                    "the same hook for both forms, so that a payload is prepared the same way",
+                ),
+            );
+        }
+    }
+    if batch.request.hook.is_some() {
+        out.push(
+            ctx.at_key("/batch/request/hook", "a batch request cannot have a hook")
+                .hint("set 'hook' on 'batch': it runs on each payload before 'item'"),
+        );
+    }
+    for (idx, key) in batch.keys.iter().enumerate() {
+        if !field_keys.contains(&key.as_str()) {
+            out.push(
+                ctx.at_value(
+                    &format!("/batch/keys/{idx}"),
+                    format!("batch key '{key}' is not a field of the action"),
+                )
+                .expected(one_of(field_keys.iter().copied()))
+                .found(format!("'{key}'"))
+                .maybe_hint(did_you_mean(key, field_keys.iter().copied())),
+            );
+        }
+    }
+    if let Some(item) = &batch.item {
+        let scope = Scope {
+            what: "batch item",
+            payload: Some(field_keys.to_vec()),
+            settings: true,
+            computed: batch.hook.is_some(),
+            items: false,
+        };
+        check_mapping(ctx, "/batch/item", item, out);
+        check_paths(ctx, "/batch/item", item, &scope, out);
+    }
     let scope = Scope {
-        what: "request json",
-        payload: Some(spec.fields.keys().map(String::as_str).collect()),
+        what: "batch request json",
+        payload: None,
         settings: true,
-        computed: spec.request.hook.is_some(),
+        computed: false,
+        items: true,
     };
-    check_request(ctx, "/request", &spec.request, &scope, out);
+    check_request(ctx, "/batch/request", &batch.request, &scope, out);
+    if batch.request.json.is_none() {
+        out.push(
+            ctx.at_key(
+                "/batch/request",
+                "a batch request without 'json' sends no payload",
+            )
+            .expected("a 'json' body that reads $.items"),
+        );
+    }
 }
 
 fn check_fields<'a>(
@@ -637,21 +803,27 @@ fn check_request(
             .expected("a non-empty path without spaces, for example v1/identify"),
         );
     }
-    if let Some(hook) = &request.hook
-        && !is_hook_name(hook)
-    {
-        let suggestion = to_snake_case(hook);
-        let mut diagnostic = ctx
-            .at_value(
-                &pointer_join(base, "hook"),
-                format!("invalid hook name '{hook}'"),
-            )
-            .expected("a snake_case rust identifier (lower-case letters, digits, underscores)")
-            .found(describe(&Value::String(hook.clone())));
-        if is_hook_name(&suggestion) {
-            diagnostic = diagnostic.hint(format!("did you mean '{suggestion}'?"));
+    if let Some(hook) = &request.hook {
+        check_hook_name(ctx, &pointer_join(base, "hook"), hook, out);
+    }
+    for (idx, status) in request.busy_statuses.iter().enumerate() {
+        if !(400..=599).contains(status) {
+            out.push(
+                ctx.at_value(
+                    &format!("{}/{idx}", pointer_join(base, "busy_statuses")),
+                    format!("busy status {status} is not an error status"),
+                )
+                .expected("an HTTP status from 400 to 599, such as 409"),
+            );
         }
-        out.push(diagnostic);
+    }
+    if let Some(key) = &request.response_id
+        && key.trim().is_empty()
+    {
+        out.push(
+            ctx.at_value(&pointer_join(base, "response_id"), "empty response_id")
+                .expected("the key of the answer's JSON object to log, such as job_id"),
+        );
     }
     if let Some(json) = &request.json {
         let pointer = pointer_join(base, "json");
@@ -664,6 +836,22 @@ fn check_request(
         check_mapping(ctx, &pointer, json, out);
         check_paths(ctx, &pointer, json, scope, out);
     }
+}
+
+/// Checks that a hook name is a snake_case Rust identifier.
+fn check_hook_name(ctx: FileCtx<'_>, pointer: &str, hook: &str, out: &mut Vec<Diagnostic>) {
+    if is_hook_name(hook) {
+        return;
+    }
+    let suggestion = to_snake_case(hook);
+    let mut diagnostic = ctx
+        .at_value(pointer, format!("invalid hook name '{hook}'"))
+        .expected("a snake_case rust identifier (lower-case letters, digits, underscores)")
+        .found(describe(&Value::String(hook.to_owned())));
+    if is_hook_name(&suggestion) {
+        diagnostic = diagnostic.hint(format!("did you mean '{suggestion}'?"));
+    }
+    out.push(diagnostic);
 }
 
 fn check_rate_limit(
@@ -858,6 +1046,9 @@ fn check_paths(
     if scope.computed {
         roots.push("computed");
     }
+    if scope.items {
+        roots.push("items");
+    }
     for path in uses {
         let known_root = roots.contains(&path.root.as_str());
         if !known_root {
@@ -1021,16 +1212,34 @@ pub(crate) fn check_cross(
         }
 
         // Requests: settings paths and rate limits.
-        if let Some(json) = &spec.request.json {
-            check_settings_paths(*ctx, "/request/json", json, &settings, out);
+        if let Some(request) = &spec.request {
+            if let Some(json) = &request.json {
+                check_settings_paths(*ctx, "/request/json", json, &settings, out);
+            }
+            check_rate_limit(*ctx, "/request", request, &rate_limit_keys, out);
         }
-        check_rate_limit(*ctx, "/request", &spec.request, &rate_limit_keys, out);
+        if let Some(batch) = &spec.batch {
+            if let Some(item) = &batch.item {
+                check_settings_paths(*ctx, "/batch/item", item, &settings, out);
+            }
+            if let Some(json) = &batch.request.json {
+                check_settings_paths(*ctx, "/batch/request/json", json, &settings, out);
+            }
+            check_rate_limit(
+                *ctx,
+                "/batch/request",
+                &batch.request,
+                &rate_limit_keys,
+                out,
+            );
+        }
     }
 
     // Presets name existing actions and fields.
     for (idx, preset) in dspec.presets.iter().enumerate() {
         let pointer = format!("/presets/{idx}");
-        let Some((_, action)) = actions.iter().find(|(_, spec)| spec.key == preset.action) else {
+        let Some((actx, action)) = actions.iter().find(|(_, spec)| spec.key == preset.action)
+        else {
             out.push(
                 dctx.at_value(
                     &pointer_join(&pointer, "action"),
@@ -1042,6 +1251,15 @@ pub(crate) fn check_cross(
             );
             continue;
         };
+        if action.beyond_segment && preset.enabled {
+            out.push(beyond_segment_preset_enabled(
+                dctx,
+                &pointer,
+                &preset.name,
+                *actx,
+                action,
+            ));
+        }
         if let PresetMapping::Fields(fields) = &preset.mapping {
             let field_keys: Vec<&str> = action.fields.keys().map(String::as_str).collect();
             for key in fields.keys() {
@@ -1091,6 +1309,35 @@ pub(crate) fn check_cross(
             }
         }
     }
+}
+
+/// The diagnostic for a preset that runs a beyond-Segment action without `enabled: false`:
+/// at its `enabled` key when it has one, else at the preset itself.
+fn beyond_segment_preset_enabled(
+    dctx: FileCtx<'_>,
+    pointer: &str,
+    name: &str,
+    actx: FileCtx<'_>,
+    action: &ActionSpec,
+) -> Diagnostic {
+    let enabled = pointer_join(pointer, "enabled");
+    let message = format!(
+        "preset '{name}' of the beyond-Segment action '{}' is enabled",
+        action.key
+    );
+    let diagnostic = if dctx.map.value(&enabled).is_some() {
+        dctx.at_value(&enabled, message).found("enabled: true")
+    } else {
+        dctx.at_value(pointer, message)
+            .found("no 'enabled' key, which means enabled: true")
+    };
+    diagnostic
+        .expected("enabled: false, so that Segment's behaviour stays the default")
+        .note(format!(
+            "'{}' is declared beyond Segment at {}",
+            action.key,
+            actx.location("/beyond_segment")
+        ))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -106,9 +106,24 @@ fn actions_and_fields_match_the_catalog() {
     let loaded = userpilot();
     let cat = catalog();
     let actions = cat["actions"].as_array().expect("actions list");
-    let order: Vec<&str> = loaded.actions.iter().map(|a| a.spec.key.as_str()).collect();
+    // Beyond-Segment actions are not in Segment's catalog; the others are, in its order.
+    let order: Vec<&str> = loaded
+        .actions
+        .iter()
+        .filter(|a| !a.spec.beyond_segment)
+        .map(|a| a.spec.key.as_str())
+        .collect();
     let catalog_order: Vec<&str> = actions.iter().map(|a| s(&a["slug"])).collect();
     assert_eq!(order, catalog_order);
+    for beyond in loaded.actions.iter().filter(|a| a.spec.beyond_segment) {
+        assert!(
+            actions
+                .iter()
+                .all(|a| s(&a["id"]) != beyond.spec.id && s(&a["slug"]) != beyond.spec.key),
+            "beyond-Segment action {} is not one of Segment's",
+            beyond.spec.key
+        );
+    }
     for action in actions {
         let spec = loaded.action(s(&action["slug"])).expect("action exists");
         assert_eq!(spec.id, s(&action["id"]));
@@ -187,8 +202,23 @@ fn presets_match_the_catalog() {
     let loaded = userpilot();
     let cat = catalog();
     let presets = cat["presets"].as_array().expect("presets list");
-    assert_eq!(loaded.destination.presets.len(), presets.len());
-    for (ours, theirs) in loaded.destination.presets.iter().zip(presets) {
+    // Presets of beyond-Segment actions are not Segment's, and they are off.
+    let (beyond, segment): (Vec<_>, Vec<_>) =
+        loaded.destination.presets.iter().partition(|preset| {
+            loaded
+                .action(&preset.action)
+                .is_some_and(|action| action.beyond_segment)
+        });
+    for preset in &beyond {
+        assert!(
+            !preset.enabled,
+            "beyond-Segment preset {} is off",
+            preset.name
+        );
+    }
+    assert_eq!(segment.len(), presets.len());
+    for (ours, theirs) in segment.iter().zip(presets) {
+        assert!(ours.enabled, "Segment's preset {} is on", ours.name);
         assert_eq!(ours.name, s(&theirs["name"]));
         assert_eq!(ours.trigger, s(&theirs["trigger"]));
         let action = loaded.action(&ours.action).expect("preset action exists");
@@ -246,38 +276,44 @@ fn requests_follow_segments_userpilot_definition() {
         Some(json!({"users": [{"@template": "{{payload.userId}}"}]}))
     );
 
-    let identify = loaded.action("identifyUser").expect("identifyUser");
+    // Segment's actions send one request per payload; none of them is batched.
+    let request_of = |key: &str| {
+        let action = loaded
+            .action(key)
+            .unwrap_or_else(|| panic!("no action {key}"));
+        assert!(!action.beyond_segment, "{key} is one of Segment's actions");
+        assert_eq!(action.batch, None, "{key} has no batch form");
+        action
+            .request
+            .clone()
+            .unwrap_or_else(|| panic!("{key} sends a request"))
+    };
+    let identify = request_of("identifyUser");
     assert_eq!(
-        (
-            identify.request.method.as_str(),
-            identify.request.path.as_str()
-        ),
+        (identify.method.as_str(), identify.path.as_str()),
         ("POST", "v1/identify")
     );
+    assert_eq!(identify.hook.as_deref(), Some("created_at_metadata"));
     assert_eq!(
-        identify.request.hook.as_deref(),
-        Some("created_at_metadata")
-    );
-    assert_eq!(
-        identify.request.json,
+        identify.json,
         Some(
             json!({"user_id": {"@path": "$.payload.userId"}, "metadata": {"@path": "$.computed.metadata"}})
         )
     );
-    let company = loaded.action("identifyCompany").expect("identifyCompany");
-    assert_eq!(company.request.path, "v1/companies/identify");
-    assert_eq!(company.request.hook.as_deref(), Some("created_at_metadata"));
+    let company = request_of("identifyCompany");
+    assert_eq!(company.path, "v1/companies/identify");
+    assert_eq!(company.hook.as_deref(), Some("created_at_metadata"));
     assert_eq!(
-        company.request.json,
+        company.json,
         Some(
             json!({"company_id": {"@path": "$.payload.groupId"}, "metadata": {"@path": "$.computed.metadata"}})
         )
     );
-    let track = loaded.action("trackEvent").expect("trackEvent");
-    assert_eq!(track.request.path, "v1/track");
-    assert_eq!(track.request.hook, None);
+    let track = request_of("trackEvent");
+    assert_eq!(track.path, "v1/track");
+    assert_eq!(track.hook, None);
     assert_eq!(
-        track.request.json,
+        track.json,
         Some(json!({
             "user_id": {"@path": "$.payload.userId"},
             "event_name": {"@path": "$.payload.name"},
@@ -315,7 +351,15 @@ fn a_copied_directory_loads_and_a_missing_destination_is_reported() {
     std::fs::create_dir(tmp.path().join("tests")).expect("mkdir");
     std::fs::write(tmp.path().join("tests/case.yaml"), "not: [an action").expect("write");
     let loaded = load_destination_dir(tmp.path()).unwrap_or_else(|d| panic!("{d}"));
-    assert_eq!(loaded.actions.len(), 3);
+    let n_action_files = std::fs::read_dir(&src)
+        .expect("readable")
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.ends_with(".yaml") && name != "destination.yaml"
+        })
+        .count();
+    assert_eq!(loaded.actions.len(), n_action_files);
 
     std::fs::remove_file(tmp.path().join("destination.yaml")).expect("remove");
     let err = load_destination_dir(tmp.path()).expect_err("no destination.yaml");

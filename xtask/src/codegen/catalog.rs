@@ -10,12 +10,18 @@
 //! field's `sortOrder` is its position; a field without a default mapping has `defaultValue: null`;
 //! a conditionally required field exports its conditions (truthy, so the docs mark it required);
 //! presets export the action's id and the resolved mapping as `fields`.
+//!
+//! Beyond Segment: actions declared with `beyond_segment: true`, and the presets of those actions,
+//! are left out of the entry, so that it stays equal to Segment's entry key for key. They are
+//! listed apart in `catalog/<slug>.beyond-segment.yml` (written only when there are any): a
+//! mapping with `destination` (the entry's `id` and `slug`) and `beyondSegment`, which holds
+//! `actions` and `presets` in the entry's shapes, each preset with its `enabled` flag.
 
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
 use super::model::{
-    Action, Condition, Conditions, Destination, Field, Required, Setting, SettingType,
+    Action, Condition, Conditions, Destination, Field, Preset, Required, Setting, SettingType,
 };
 
 /// Keys the generator owns; catalog metadata may not set them.
@@ -34,7 +40,13 @@ pub fn catalog_path(dest: &Destination) -> String {
     format!("catalog/{}.yml", dest.slug)
 }
 
-/// The catalog entry of `dest` as JSON.
+/// The path of the file listing the beyond-Segment actions and presets, relative to the
+/// repository root.
+pub fn beyond_segment_path(dest: &Destination) -> String {
+    format!("catalog/{}.beyond-segment.yml", dest.slug)
+}
+
+/// The catalog entry of `dest` as JSON: Segment's part only (no beyond-Segment action or preset).
 pub fn catalog_entry(dest: &Destination) -> Value {
     let mut entry = Map::new();
     entry.insert("id".into(), json!(dest.id));
@@ -52,28 +64,74 @@ pub fn catalog_entry(dest: &Destination) -> Value {
     );
     entry.insert(
         "actions".into(),
-        Value::Array(dest.actions.iter().map(action).collect()),
+        Value::Array(
+            dest.actions
+                .iter()
+                .filter(|action| !action.beyond_segment)
+                .map(action)
+                .collect(),
+        ),
     );
     let presets = dest
         .presets
         .iter()
-        .map(|preset| {
-            let action_id = dest
-                .actions
-                .iter()
-                .find(|action| action.key == preset.action_key)
-                .map(|action| action.id.clone())
-                .unwrap_or_default();
-            json!({
-                "actionId": action_id,
-                "name": preset.name,
-                "fields": preset.mapping,
-                "trigger": preset.trigger,
-            })
-        })
+        .filter(|preset| !is_beyond_segment(dest, preset))
+        .map(|preset| preset_json(dest, preset))
         .collect();
     entry.insert("presets".into(), Value::Array(presets));
     Value::Object(entry)
+}
+
+/// The beyond-Segment actions and presets of `dest` (see the module docs), or `None` when it
+/// has none.
+pub fn beyond_segment_entry(dest: &Destination) -> Option<Value> {
+    let actions: Vec<Value> = dest
+        .actions
+        .iter()
+        .filter(|action| action.beyond_segment)
+        .map(action)
+        .collect();
+    if actions.is_empty() {
+        return None;
+    }
+    let presets: Vec<Value> = dest
+        .presets
+        .iter()
+        .filter(|preset| is_beyond_segment(dest, preset))
+        .map(|preset| {
+            let mut out = preset_json(dest, preset);
+            if let Value::Object(map) = &mut out {
+                map.insert("enabled".into(), json!(preset.enabled));
+            }
+            out
+        })
+        .collect();
+    Some(json!({
+        "destination": {"id": dest.id, "slug": dest.slug},
+        "beyondSegment": {"actions": actions, "presets": presets},
+    }))
+}
+
+/// Whether `preset` runs a beyond-Segment action.
+pub fn is_beyond_segment(dest: &Destination, preset: &Preset) -> bool {
+    dest.actions
+        .iter()
+        .any(|action| action.key == preset.action_key && action.beyond_segment)
+}
+
+fn preset_json(dest: &Destination, preset: &Preset) -> Value {
+    let action_id = dest
+        .actions
+        .iter()
+        .find(|action| action.key == preset.action_key)
+        .map(|action| action.id.clone())
+        .unwrap_or_default();
+    json!({
+        "actionId": action_id,
+        "name": preset.name,
+        "fields": preset.mapping,
+        "trigger": preset.trigger,
+    })
 }
 
 fn setting(setting: &Setting) -> Value {
@@ -179,13 +237,30 @@ pub fn conditions_json(conditions: &Conditions) -> Value {
 
 /// Renders a catalog entry as the YAML file's text: the header line, then a one-entry list.
 pub fn render_yaml(entry: &Value) -> Result<String> {
-    let doc = yaml_rust2::Yaml::Array(vec![to_yaml(entry)]);
+    render_document(&Value::Array(vec![entry.clone()]), "", "the catalog entry")
+}
+
+/// Renders the beyond-Segment listing (from [`beyond_segment_entry`]) as its file's text: the
+/// header line, a comment saying what the file is, then the mapping.
+pub fn render_beyond_segment_yaml(dest: &Destination, listing: &Value) -> Result<String> {
+    let note = format!(
+        "# Beyond Segment: the actions of {slug} that Segment's catalog entry\n\
+         # ({entry}) leaves out, and their presets, which are off by default.\n\
+         # Both lists have the entry's shapes; each preset also says whether it is enabled.\n",
+        slug = dest.slug,
+        entry = catalog_path(dest),
+    );
+    render_document(listing, &note, "the beyond-Segment listing")
+}
+
+/// Renders `value` as YAML after the header line and `note` (whole comment lines, or empty).
+fn render_document(value: &Value, note: &str, what: &str) -> Result<String> {
     let mut body = String::new();
     yaml_rust2::YamlEmitter::new(&mut body)
-        .dump(&doc)
-        .context("cannot render the catalog entry as YAML")?;
+        .dump(&to_yaml(value))
+        .with_context(|| format!("cannot render {what} as YAML"))?;
     let body = body.strip_prefix("---\n").unwrap_or(&body);
-    Ok(format!("{}\n{body}\n", crate::fs::YAML_HEADER))
+    Ok(format!("{}\n{note}{body}\n", crate::fs::YAML_HEADER))
 }
 
 fn to_yaml(value: &Value) -> yaml_rust2::Yaml {

@@ -9,16 +9,35 @@
 //! `###` section with its description, platform and default trigger and a Field | Description table
 //! whose required labels carry `*` and whose descriptions start with `Type: <TYPE>`).
 //!
+//! Those sections hold Segment's actions and presets only, so that the page up to the end of
+//! "Troubleshooting" is Segment's page. Actions declared `beyond_segment` follow the whole
+//! hand-written prose in `## Beyond Segment Actions`: a sentence saying what the section is, a
+//! table of their presets (with a Default State column, `Off`), a link list, then one `###`
+//! section per action whose heading ends in `(Beyond Segment)` and whose first paragraph says that
+//! Segment's destination has no such action. Beyond-Segment actions also list their request
+//! (method and path, busy statuses, response id); any action with a batch form lists it (request,
+//! max items, max bytes, wait, batch keys, busy statuses, response id, and how the form is
+//! chosen) in the same bullet style.
+//!
 //! The template is strict (a missing value is an error) and never HTML-escapes.
 
 use anyhow::{Context, Result};
 use handlebars::Handlebars;
 use serde::Serialize;
 
-use super::model::{Destination, Required};
+use super::catalog::is_beyond_segment;
+use super::model::{Action, Batch, Destination, Preset, Request, Required};
 
 /// How many mappings one destination instance may hold (Segment's limit, stated on the page).
 const MAPPING_LIMIT: u32 = 50;
+
+pub use actionkit_spec::model::BATCH_SWITCH_FIELD;
+
+/// The marker a beyond-Segment action's heading ends with.
+pub const BEYOND_SEGMENT_MARKER: &str = "(Beyond Segment)";
+
+/// The heading of the section that holds the beyond-Segment actions.
+pub const BEYOND_SEGMENT_HEADING: &str = "## Beyond Segment Actions";
 
 const TEMPLATE: &str = include_str!("../../templates/destination.md.hbs");
 
@@ -37,6 +56,11 @@ struct Page {
     has_presets: bool,
     presets: Vec<PresetRow>,
     actions: Vec<ActionSection>,
+    beyond_heading: &'static str,
+    has_beyond: bool,
+    has_beyond_presets: bool,
+    beyond_presets: Vec<PresetRow>,
+    beyond_actions: Vec<ActionSection>,
 }
 
 #[derive(Serialize)]
@@ -50,16 +74,28 @@ struct PresetRow {
     name: String,
     trigger: String,
     action: String,
+    state: &'static str,
 }
 
 #[derive(Serialize)]
 struct ActionSection {
     name: String,
+    heading: String,
     anchor: String,
+    /// The "Beyond Segment" paragraph; empty for Segment's actions.
+    marker: String,
     description: String,
     platform: String,
     trigger: String,
+    /// The request and batch form, each a bold title over a bullet list.
+    blocks: Vec<Block>,
     fields: Vec<Row2>,
+}
+
+#[derive(Debug, PartialEq, Serialize)]
+struct Block {
+    title: &'static str,
+    items: Vec<String>,
 }
 
 /// The page's path relative to the repository root.
@@ -70,6 +106,16 @@ pub fn page_path(dest: &Destination) -> String {
 /// Renders the docs page of `dest`.
 pub fn render_page(dest: &Destination) -> Result<String> {
     let (before, after) = split_prose(&dest.docs_prose);
+    let short_name = dest.display_name.trim_end_matches(" (Actions)").to_owned();
+    let (beyond_presets, presets): (Vec<&Preset>, Vec<&Preset>) = dest
+        .presets
+        .iter()
+        .partition(|preset| is_beyond_segment(dest, preset));
+    let (beyond_actions, actions): (Vec<&Action>, Vec<&Action>) = dest
+        .actions
+        .iter()
+        .filter(|action| !action.hidden)
+        .partition(|action| action.beyond_segment);
     let page = Page {
         header: crate::fs::markdown_header(&format!("actions/{}/docs.md", dest.dir_name)),
         title: format!("{} Destination", dest.display_name),
@@ -77,7 +123,6 @@ pub fn render_page(dest: &Destination) -> Result<String> {
         has_prose_after: !after.trim().is_empty(),
         prose_after: after.trim().to_owned(),
         display_name: dest.display_name.clone(),
-        short_name: dest.display_name.trim_end_matches(" (Actions)").to_owned(),
         mapping_limit: MAPPING_LIMIT,
         has_settings: !dest.settings.is_empty(),
         settings: dest
@@ -92,50 +137,27 @@ pub fn render_page(dest: &Destination) -> Result<String> {
                 },
             })
             .collect(),
-        has_presets: !dest.presets.is_empty(),
-        presets: dest
-            .presets
+        has_presets: !presets.is_empty(),
+        presets: presets
             .iter()
-            .map(|preset| PresetRow {
-                name: cell(&preset.name),
-                trigger: format!("Event {}", code_span(&preset.trigger)),
-                action: cell(
-                    dest.actions
-                        .iter()
-                        .find(|action| action.key == preset.action_key)
-                        .map_or(preset.action_key.as_str(), |action| action.name.as_str()),
-                ),
-            })
+            .map(|preset| preset_row(dest, preset))
             .collect(),
-        actions: dest
-            .actions
+        actions: actions
             .iter()
-            .filter(|action| !action.hidden)
-            .map(|action| ActionSection {
-                name: action.name.clone(),
-                anchor: anchor(&action.name),
-                description: action.description.trim().to_owned(),
-                platform: capitalise(&action.platform),
-                trigger: action.default_trigger.clone().unwrap_or_default(),
-                fields: action
-                    .fields
-                    .iter()
-                    .filter(|field| !field.hidden)
-                    .map(|field| Row2 {
-                        label: if field.required == Required::No {
-                            cell(&field.label)
-                        } else {
-                            format!("{}*", cell(&field.label))
-                        },
-                        description: format!(
-                            "Type: {}<br><br>{}",
-                            field.kind.catalog_name(),
-                            cell(&field.description)
-                        ),
-                    })
-                    .collect(),
-            })
+            .map(|action| action_section(action, &dest.display_name))
             .collect(),
+        beyond_heading: BEYOND_SEGMENT_HEADING,
+        has_beyond: !beyond_actions.is_empty(),
+        has_beyond_presets: !beyond_presets.is_empty(),
+        beyond_presets: beyond_presets
+            .iter()
+            .map(|preset| preset_row(dest, preset))
+            .collect(),
+        beyond_actions: beyond_actions
+            .iter()
+            .map(|action| action_section(action, &dest.display_name))
+            .collect(),
+        short_name,
     };
     let mut hbs = Handlebars::new();
     hbs.set_strict_mode(true);
@@ -146,6 +168,134 @@ pub fn render_page(dest: &Destination) -> Result<String> {
         .render("page", &page)
         .context("cannot render the docs page")?;
     Ok(tidy(&text))
+}
+
+fn preset_row(dest: &Destination, preset: &Preset) -> PresetRow {
+    PresetRow {
+        name: cell(&preset.name),
+        trigger: format!("Event {}", code_span(&preset.trigger)),
+        action: cell(
+            dest.actions
+                .iter()
+                .find(|action| action.key == preset.action_key)
+                .map_or(preset.action_key.as_str(), |action| action.name.as_str()),
+        ),
+        state: if preset.enabled { "On" } else { "Off" },
+    }
+}
+
+fn action_section(action: &Action, display_name: &str) -> ActionSection {
+    let (heading, marker) = if action.beyond_segment {
+        (
+            format!("{} {BEYOND_SEGMENT_MARKER}", action.name),
+            format!(
+                "**Beyond Segment.** Segment's {display_name} destination has no such action; \
+                 actionkit adds it, and its presets are off by default."
+            ),
+        )
+    } else {
+        (action.name.clone(), String::new())
+    };
+    let mut blocks = Vec::new();
+    if action.beyond_segment
+        && let Some(request) = &action.request
+    {
+        blocks.push(Block {
+            title: "Request",
+            items: request_items(request, "one per event"),
+        });
+    }
+    if let Some(batch) = &action.batch {
+        blocks.push(Block {
+            title: "Batch request",
+            items: batch_items(batch, action.request.is_some()),
+        });
+    }
+    ActionSection {
+        name: action.name.clone(),
+        anchor: anchor(&heading),
+        heading,
+        marker,
+        description: action.description.trim().to_owned(),
+        platform: capitalise(&action.platform),
+        trigger: action.default_trigger.clone().unwrap_or_default(),
+        blocks,
+        fields: action
+            .fields
+            .iter()
+            .filter(|field| !field.hidden)
+            .map(|field| Row2 {
+                label: if field.required == Required::No {
+                    cell(&field.label)
+                } else {
+                    format!("{}*", cell(&field.label))
+                },
+                description: format!(
+                    "Type: {}<br><br>{}",
+                    field.kind.catalog_name(),
+                    cell(&field.description)
+                ),
+            })
+            .collect(),
+    }
+}
+
+/// The bullet items of a request: method and path (with how often it is sent), then the busy
+/// statuses and the response id when it has them.
+fn request_items(request: &Request, how_often: &str) -> Vec<String> {
+    let mut items = vec![format!(
+        "Method and path: {}, {how_often}",
+        code_span(&format!("{} {}", request.method, request.path))
+    )];
+    if !request.busy_statuses.is_empty() {
+        let statuses: Vec<String> = request.busy_statuses.iter().map(u16::to_string).collect();
+        items.push(format!(
+            "Busy statuses: {} (the request is sent again after a pause, without spending the retry budget)",
+            statuses.join(", ")
+        ));
+    }
+    if let Some(key) = &request.response_id {
+        items.push(format!(
+            "Response id: {} (the answer's value under this key is logged with the delivery)",
+            code_span(key)
+        ));
+    }
+    items
+}
+
+/// The bullet items of a batch form, in the style of [`request_items`].
+fn batch_items(batch: &Batch, has_single_form: bool) -> Vec<String> {
+    let mut items = vec![if has_single_form {
+        format!(
+            "Used for: events whose {} field is true; the others are sent one by one",
+            code_span(BATCH_SWITCH_FIELD)
+        )
+    } else {
+        "Used for: every event".to_owned()
+    }];
+    let mut request = request_items(&batch.request, "one per batch");
+    let method_and_path = request.remove(0);
+    items.push(method_and_path);
+    items.push(format!("Max items: {} events per request", batch.max_items));
+    items.push(match batch.max_bytes {
+        Some(n) => format!("Max bytes: {n} bytes per request body"),
+        None => "Max bytes: no limit".to_owned(),
+    });
+    items.push(format!(
+        "Wait: {} ms after its first event before a batch that is not full is sent",
+        batch.wait_ms
+    ));
+    items.push(if batch.keys.is_empty() {
+        "Batch keys: none".to_owned()
+    } else {
+        let keys: Vec<String> = batch.keys.iter().map(|key| code_span(key)).collect();
+        format!(
+            "Batch keys: {} (events share a batch only when these fields agree)",
+            keys.join(", ")
+        )
+    });
+    items.extend(request);
+    items
 }
 
 /// Arranges the prose of `docs.md` around the generated sections, as Segment's page is laid out.
@@ -296,6 +446,57 @@ mod tests {
         assert_eq!(after, "## Troubleshooting\n\nt\n\n## Extra\n\ne");
         let (before, after) = split_prose("intro only");
         assert_eq!((before.as_str(), after.as_str()), ("intro only", ""));
+    }
+
+    #[test]
+    fn batch_forms_list_every_setting_in_the_request_style() {
+        let request = Request {
+            method: "POST".to_owned(),
+            path: "v1/users/bulk".to_owned(),
+            rate_limit: None,
+            hook: None,
+            json: None,
+            busy_statuses: vec![409, 423],
+            response_id: Some("job_id".to_owned()),
+        };
+        let batch = Batch {
+            max_items: 10,
+            max_bytes: None,
+            wait_ms: 250,
+            keys: vec!["companyId".to_owned(), "region".to_owned()],
+            hook: None,
+            item: None,
+            request: request.clone(),
+        };
+        let busy = "Busy statuses: 409, 423 (the request is sent again after a pause, \
+                    without spending the retry budget)";
+        let response_id =
+            "Response id: `job_id` (the answer's value under this key is logged with the delivery)";
+        assert_eq!(
+            batch_items(&batch, false),
+            [
+                "Used for: every event",
+                "Method and path: `POST v1/users/bulk`, one per batch",
+                "Max items: 10 events per request",
+                "Max bytes: no limit",
+                "Wait: 250 ms after its first event before a batch that is not full is sent",
+                "Batch keys: `companyId`, `region` (events share a batch only when these fields agree)",
+                busy,
+                response_id,
+            ]
+        );
+        assert_eq!(
+            batch_items(&batch, true)[0],
+            "Used for: events whose `enable_batching` field is true; the others are sent one by one"
+        );
+        assert_eq!(
+            request_items(&request, "one per event"),
+            [
+                "Method and path: `POST v1/users/bulk`, one per event",
+                busy,
+                response_id,
+            ]
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 use actionkit_spec::model as spec;
 
 use super::model::{
-    Action, Choice, Condition, Conditions, Deletion, Destination, Field, FieldType, Preset,
-    RateLimit, Request, RequestDefaults, Required, Setting, SettingType,
+    Action, Batch, Choice, Condition, Conditions, Deletion, Destination, Field, FieldType,
+    MergesById, Preset, RateLimit, Request, RequestDefaults, Required, Setting, SettingType,
 };
 
 /// The error of [`load_all`] when any destination has problems: every rendered diagnostic.
@@ -157,6 +157,7 @@ pub fn convert(
                 trigger: preset.trigger.clone(),
                 mapping,
                 uses_defaults,
+                enabled: preset.enabled,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -300,6 +301,20 @@ fn request(spec: &spec::RequestSpec) -> Request {
         rate_limit: spec.rate_limit.clone(),
         hook: spec.hook.clone(),
         json: spec.json.clone(),
+        busy_statuses: spec.busy_statuses.clone(),
+        response_id: spec.response_id.clone(),
+    }
+}
+
+fn batch(spec: &spec::BatchSpec) -> Batch {
+    Batch {
+        max_items: spec.max_items,
+        max_bytes: spec.max_bytes,
+        wait_ms: spec.wait_ms,
+        keys: spec.keys.clone(),
+        hook: spec.hook.clone(),
+        item: spec.item.clone(),
+        request: request(&spec.request),
     }
 }
 
@@ -317,7 +332,14 @@ fn convert_action(action: &spec::ActionSpec) -> Result<Action> {
             .iter()
             .map(|(key, field)| convert_field(key, field))
             .collect::<Result<_>>()?,
-        request: request(&action.request),
+        beyond_segment: action.beyond_segment,
+        request: action.request.as_ref().map(request),
+        batch: action.batch.as_ref().map(batch),
+        merges_by_id: action.merges_by_id.as_ref().map(|m| MergesById {
+            record: m.record.clone(),
+            id: m.id.clone(),
+            merged: m.merged.clone(),
+        }),
     })
 }
 

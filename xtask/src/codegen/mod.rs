@@ -2,9 +2,10 @@
 //!
 //! Validation runs first (the same loading `cargo xtask validate` does); then, for every
 //! destination, the generators produce its Rust module ([`rust`]), docs page ([`docs`]) and
-//! catalog entry ([`catalog`]), plus the registry module and the JSON Schemas of the YAML
-//! ([`schemas`]). [`crate::fs::sync`] writes them, or in check mode (`cargo codegen --check`)
-//! fails with the list of stale files and the command to run.
+//! catalog entry, with a listing of its beyond-Segment actions when it has any ([`catalog`]),
+//! plus the registry module and the JSON Schemas of the YAML ([`schemas`]). [`crate::fs::sync`]
+//! writes them, or in check mode (`cargo codegen --check`) fails with the list of stale files and
+//! the command to run.
 
 use std::path::Path;
 
@@ -86,6 +87,12 @@ pub fn generate(dests: &[model::Destination]) -> Result<Vec<GeneratedFile>> {
             catalog::catalog_path(dest),
             catalog::render_yaml(&entry)?,
         ));
+        if let Some(listing) = catalog::beyond_segment_entry(dest) {
+            files.push(GeneratedFile::new(
+                catalog::beyond_segment_path(dest),
+                catalog::render_beyond_segment_yaml(dest, &listing)?,
+            ));
+        }
     }
     files.push(GeneratedFile::new(
         format!("{}/mod.rs", rust::GENERATED_DIR),

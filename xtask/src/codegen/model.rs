@@ -125,6 +125,8 @@ pub struct Preset {
     pub mapping: Map<String, Value>,
     /// Whether the YAML said `mapping: defaults` (the runtime then uses the action's defaults).
     pub uses_defaults: bool,
+    /// Whether an instance built from the presets runs it.
+    pub enabled: bool,
 }
 
 /// One action.
@@ -144,9 +146,55 @@ pub struct Action {
     pub hidden: bool,
     /// The default FQL trigger, if any.
     pub default_trigger: Option<String>,
+    /// Beyond Segment: left out of Segment's catalog entry and marked in the docs.
+    pub beyond_segment: bool,
     /// The fields in order (the order is the catalog's `sortOrder`).
     pub fields: Vec<Field>,
-    /// The request the action sends.
+    /// The request the action sends for one payload, if it has a single form.
+    pub request: Option<Request>,
+    /// The batch form, if any.
+    pub batch: Option<Batch>,
+    /// How the API merges the action's request into the record it names, if declared.
+    pub merges_by_id: Option<MergesById>,
+}
+
+/// How an API merges a request into the record it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergesById {
+    /// The kind of record (`user`).
+    pub record: String,
+    /// The body key holding the record's id (`user_id`).
+    pub id: String,
+    /// Body keys whose objects are merged key by key (`metadata`).
+    pub merged: Vec<String>,
+}
+
+impl Action {
+    /// The hook the action's payloads go through, from either form (validation makes them agree).
+    pub fn hook(&self) -> Option<&str> {
+        self.request
+            .as_ref()
+            .and_then(|r| r.hook.as_deref())
+            .or_else(|| self.batch.as_ref().and_then(|b| b.hook.as_deref()))
+    }
+}
+
+/// The batch form of an action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The most payloads per request.
+    pub max_items: u32,
+    /// The most body bytes per request, if limited.
+    pub max_bytes: Option<u64>,
+    /// How long a batch waits to fill, in milliseconds.
+    pub wait_ms: u32,
+    /// Payload field keys that split batches.
+    pub keys: Vec<String>,
+    /// The per-payload hook, if any.
+    pub hook: Option<String>,
+    /// One payload's entry, a mapping-kit value; `None` is the payload itself.
+    pub item: Option<Value>,
+    /// The request, over `{"items", "settings"}`.
     pub request: Request,
 }
 
@@ -283,4 +331,8 @@ pub struct Request {
     pub hook: Option<String>,
     /// The JSON body as a mapping-kit value, if any.
     pub json: Option<Value>,
+    /// Statuses that mean "busy, try later" without spending the retry budget.
+    pub busy_statuses: Vec<u16>,
+    /// The answer's key naming what the destination made of the request, if any.
+    pub response_id: Option<String>,
 }

@@ -19,7 +19,7 @@ use quote::{format_ident, quote};
 use serde_json::Value;
 
 use super::model::{
-    Action, Choice, Conditions, Deletion, Destination, Field, FieldType, Request, Required,
+    Action, Batch, Choice, Conditions, Deletion, Destination, Field, FieldType, Request, Required,
     Setting, SettingType,
 };
 use super::names::{UniqueNames, ident, pascal_case, snake_case};
@@ -486,12 +486,45 @@ fn request_def(request: &Request) -> Result<TokenStream> {
         None => None,
     };
     let json = option_str(json.as_deref());
+    let busy = &request.busy_statuses;
+    let response_id = option_str(request.response_id.as_deref());
     Ok(quote! {
         ::actionkit_runtime::destination::RequestDef {
             method: ::actionkit_runtime::request::Method::#method,
             path: #path,
             rate_limit: #rate_limit,
             json: #json,
+            busy_statuses: &[ #( #busy ),* ],
+            response_id: #response_id,
+        }
+    })
+}
+
+fn batch_def(batch: &Batch) -> Result<TokenStream> {
+    let max_items = usize::try_from(batch.max_items).context("batch max_items is too large")?;
+    let max_bytes = match batch.max_bytes {
+        Some(n) => {
+            let n = usize::try_from(n).context("batch max_bytes is too large")?;
+            quote! { ::core::option::Option::Some(#n) }
+        }
+        None => quote! { ::core::option::Option::None },
+    };
+    let wait_ms = batch.wait_ms;
+    let keys = &batch.keys;
+    let item = match &batch.item {
+        Some(item) => Some(json_text(item)?),
+        None => None,
+    };
+    let item = option_str(item.as_deref());
+    let request = request_def(&batch.request)?;
+    Ok(quote! {
+        ::actionkit_runtime::destination::BatchDef {
+            max_items: #max_items,
+            max_bytes: #max_bytes,
+            wait_ms: #wait_ms,
+            keys: &[ #( #keys ),* ],
+            item: #item,
+            request: #request,
         }
     })
 }
@@ -540,8 +573,35 @@ pub fn destination_module(dest: &Destination) -> Result<String> {
             .iter()
             .map(field_def)
             .collect::<Result<Vec<_>>>()?;
-        let request = request_def(&action.request)?;
-        let hook = match &action.request.hook {
+        let request = match &action.request {
+            Some(request) => {
+                let def = request_def(request)?;
+                quote! { ::core::option::Option::Some(#def) }
+            }
+            None => quote! { ::core::option::Option::None },
+        };
+        let batch = match &action.batch {
+            Some(batch) => {
+                let def = batch_def(batch)?;
+                quote! { ::core::option::Option::Some(#def) }
+            }
+            None => quote! { ::core::option::Option::None },
+        };
+        let beyond_segment = action.beyond_segment;
+        let merges = match &action.merges_by_id {
+            Some(m) => {
+                let (record, id, merged) = (&m.record, &m.id, &m.merged);
+                quote! {
+                    ::core::option::Option::Some(::actionkit_runtime::destination::MergesDef {
+                        record: #record,
+                        id: #id,
+                        merged: &[ #( #merged ),* ],
+                    })
+                }
+            }
+            None => quote! { ::core::option::Option::None },
+        };
+        let hook = match action.hook() {
             Some(hook_name) => {
                 let wrapper = format_ident!("{}_hook", snake_case(&action.key));
                 let payload_ty = format_ident!("{}", payload_type_name(action));
@@ -580,8 +640,11 @@ pub fn destination_module(dest: &Destination) -> Result<String> {
                 name: #name,
                 description: #description,
                 default_trigger: #default_trigger,
+                beyond_segment: #beyond_segment,
                 fields: &[ #( #fields ),* ],
                 request: #request,
+                batch: #batch,
+                merges: #merges,
                 hook: #hook,
             }
         });
@@ -619,6 +682,7 @@ pub fn destination_module(dest: &Destination) -> Result<String> {
             let name = &preset.name;
             let action_key = &preset.action_key;
             let trigger = &preset.trigger;
+            let enabled = preset.enabled;
             let mapping = if preset.uses_defaults {
                 quote! { ::actionkit_runtime::destination::PresetMapping::Defaults }
             } else {
@@ -628,6 +692,7 @@ pub fn destination_module(dest: &Destination) -> Result<String> {
             Ok(quote! {
                 ::actionkit_runtime::destination::PresetDef {
                     name: #name, action_key: #action_key, trigger: #trigger, mapping: #mapping,
+                    enabled: #enabled,
                 }
             })
         })

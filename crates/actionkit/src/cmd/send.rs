@@ -19,6 +19,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
+use actionkit_runtime::batch::Batcher;
+use actionkit_runtime::dispatch::BatchItem;
+
 use super::progress::{Progress, limit_stats, rate_limit_report};
 use crate::events::{self, Item};
 use crate::setup::{self, Target, TargetArgs};
@@ -38,7 +41,9 @@ pub struct SendArgs {
     dry_run: bool,
     /// What to print per event: `pretty` (for people), `ndjson` (one JSON line per event:
     /// `{"index","line","actions","requests","error"}`, where `index` counts input items from 0
-    /// and `line` is the 1-based input line the item starts on) or `none` (only the summary).
+    /// and `line` is the 1-based input line the item starts on, plus `batched` with the entries
+    /// of batch actions and their results: `batch_len`, `response_id`) or `none` (only the
+    /// summary).
     /// Default: `pretty` on a terminal, else `none`.
     #[arg(long, value_enum)]
     output: Option<OutputFormat>,
@@ -65,6 +70,9 @@ enum OutputFormat {
     Ndjson,
     None,
 }
+
+/// The most events that wait in flight for their batches at once, whatever the largest batch.
+const MAX_EVENTS_WAITING_FOR_BATCHES: usize = 20_000;
 
 /// The API key the embedded mock expects in demo mode.
 const DEMO_API_KEY: &str = "demo-api-key";
@@ -166,13 +174,15 @@ pub fn run(mut args: SendArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// What one request became after delivery.
+/// What one request (or batch entry) became after delivery.
 #[derive(Debug, Clone)]
 struct Delivery {
     delivered: bool,
     status: Option<u16>,
     attempts: u32,
     reason: Option<String>,
+    /// For a batch entry: how many entries its request carried, and the answer's response id.
+    batch: Option<(usize, Option<String>)>,
 }
 
 /// Everything that happened to one input item.
@@ -185,6 +195,9 @@ struct Report {
     actions: Vec<&'static str>,
     /// The target index, the action key and the request.
     requests: Vec<(usize, &'static str, Request)>,
+    /// The target index, the action key and the entry of each payload sent in a batch.
+    batched: Vec<(usize, &'static str, BatchItem)>,
+    /// The outcome of every request, then of every batch entry, in order.
     deliveries: Vec<Delivery>,
     errors: Vec<(Option<&'static str>, &'static str, String, u16)>,
     skipped: bool,
@@ -201,7 +214,12 @@ impl Report {
                 headers: Vec::new(),
                 json: None,
                 rate_limit_key: None,
+                busy_statuses: &[],
+                response_id: None,
             };
+        }
+        for (_, _, item) in &mut self.batched {
+            item.entry = Value::Null;
         }
     }
 }
@@ -234,11 +252,31 @@ async fn pump(
         }
         report
     });
+    // Events wait in flight for their batch, so a batch can only fill up to this many.
+    let batch_room: usize = targets
+        .iter()
+        .flat_map(|t| {
+            let dest = t.instance.destination();
+            dest.actions
+                .iter()
+                .filter_map(|a| a.batch.as_ref().map(|b| b.def.max_items))
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or(0)
+        .min(MAX_EVENTS_WAITING_FOR_BATCHES);
     let max_in_flight = targets
         .iter()
         .map(|t| t.client.config().concurrency.max(1) * 8)
         .sum::<usize>()
-        .max(8);
+        .max(8)
+        .max(batch_room);
+    let batchers: Arc<Vec<Batcher>> = Arc::new(
+        targets
+            .iter()
+            .map(|t| Batcher::spawn(Arc::clone(&t.instance), Arc::clone(&t.client)))
+            .collect(),
+    );
     let mut in_flight = tokio::task::JoinSet::new();
     while let Some(chunk) = chunks.recv().await {
         let reports = chunk
@@ -247,14 +285,14 @@ async fn pump(
         for report in reports {
             summary.events += 1;
             summary.bytes += report.bytes;
-            if dry_run || report.requests.is_empty() {
+            if dry_run || (report.requests.is_empty() && report.batched.is_empty()) {
                 finish(report, &mut summary, printer, &progress)?;
                 continue;
             }
             while in_flight.len() >= max_in_flight {
                 if let Some(done) = in_flight.join_next().await {
                     finish(
-                        done.context("a delivery task failed")?,
+                        done.context("a delivery task failed")??,
                         &mut summary,
                         printer,
                         &progress,
@@ -262,6 +300,7 @@ async fn pump(
                 }
             }
             let targets = Arc::clone(targets);
+            let batchers = Arc::clone(&batchers);
             in_flight.spawn(async move {
                 let mut report = report;
                 for (target_idx, _, request) in &report.requests {
@@ -271,13 +310,34 @@ async fn pump(
                         status: outcome.status,
                         attempts: outcome.attempts,
                         reason: outcome.reason,
+                        batch: None,
                     });
                 }
-                report
+                // Every entry joins its batch at once; an event's entries may share one.
+                let batched: Vec<_> = report
+                    .batched
+                    .iter()
+                    .map(|(target_idx, _, item)| {
+                        let batcher = batchers[*target_idx].clone();
+                        let item = item.clone();
+                        tokio::spawn(async move { batcher.submit(item).await })
+                    })
+                    .collect();
+                for handle in batched {
+                    let result = handle.await.context("a batch submission failed")?;
+                    report.deliveries.push(Delivery {
+                        delivered: result.outcome.is_delivered(),
+                        status: result.outcome.status,
+                        attempts: result.outcome.attempts,
+                        reason: result.outcome.reason,
+                        batch: Some((result.batch_len, result.response_id)),
+                    });
+                }
+                anyhow::Ok(report)
             });
             while let Some(done) = in_flight.try_join_next() {
                 finish(
-                    done.context("a delivery task failed")?,
+                    done.context("a delivery task failed")??,
                     &mut summary,
                     printer,
                     &progress,
@@ -287,7 +347,7 @@ async fn pump(
     }
     while let Some(done) = in_flight.join_next().await {
         finish(
-            done.context("a delivery task failed")?,
+            done.context("a delivery task failed")??,
             &mut summary,
             printer,
             &progress,
@@ -310,6 +370,7 @@ fn dispatch(item: Item, targets: &[Target]) -> Report {
         bytes: item.bytes,
         actions: Vec::new(),
         requests: Vec::new(),
+        batched: Vec::new(),
         deliveries: Vec::new(),
         errors: Vec::new(),
         skipped: false,
@@ -349,6 +410,11 @@ fn dispatch(item: Item, targets: &[Target]) -> Report {
                     report
                         .errors
                         .push((outcome.action_key, name, message, status));
+                }
+                Outcome::Batch(item) => {
+                    skipped_everywhere = false;
+                    let action = outcome.action_key.unwrap_or("");
+                    report.batched.push((target_idx, action, item));
                 }
                 Outcome::Skipped { .. } => {}
             }
@@ -429,16 +495,68 @@ fn report_json(report: &Report, show: impl Fn(usize, &Request) -> Request) -> Va
             obj
         })
         .collect();
+    let offset = report.requests.len();
+    let batched: Vec<Value> = report
+        .batched
+        .iter()
+        .enumerate()
+        .map(|(idx, (target_idx, action, item))| {
+            let mut obj =
+                json!({ "action": action, "entry": shown_entry(*target_idx, item, &show) });
+            if let (Some(delivery), Value::Object(map)) =
+                (report.deliveries.get(offset + idx), &mut obj)
+            {
+                let (batch_len, response_id) = delivery.batch.clone().unwrap_or((0, None));
+                map.insert(
+                    "result".to_owned(),
+                    json!({
+                        "delivered": delivery.delivered,
+                        "status": delivery.status,
+                        "attempts": delivery.attempts,
+                        "reason": delivery.reason,
+                        "batch_len": batch_len,
+                        "response_id": response_id,
+                    }),
+                );
+            }
+            obj
+        })
+        .collect();
     let error = report.errors.first().map(
         |(_, name, message, status)| json!({ "name": name, "message": message, "status": status }),
     );
-    json!({
+    let mut line = json!({
         "index": report.index,
         "line": (report.line > 0).then_some(report.line),
         "actions": report.actions,
         "requests": requests,
         "error": error,
-    })
+    });
+    // Only events of batch actions carry the key, so other output stays as it was.
+    if !batched.is_empty()
+        && let Value::Object(map) = &mut line
+    {
+        map.insert("batched".to_owned(), Value::Array(batched));
+    }
+    line
+}
+
+/// A batch entry as it may be shown: redacted like a request body unless secrets were asked for.
+fn shown_entry(
+    target_idx: usize,
+    item: &BatchItem,
+    show: &impl Fn(usize, &Request) -> Request,
+) -> Value {
+    let carrier = Request {
+        method: actionkit_runtime::request::Method::Post,
+        url: String::new(),
+        headers: Vec::new(),
+        json: Some(item.entry.clone()),
+        rate_limit_key: None,
+        busy_statuses: &[],
+        response_id: None,
+    };
+    show(target_idx, &carrier).json.unwrap_or(Value::Null)
 }
 
 /// A request as JSON: method, URL, lower-case headers and the body.
@@ -464,7 +582,11 @@ fn report_pretty(report: &Report, show: impl Fn(usize, &Request) -> Request) -> 
         format!("item {}", report.index)
     };
     out.push_str(&format!("── event {} ({place})\n", report.index));
-    if report.skipped && report.requests.is_empty() && report.errors.is_empty() {
+    if report.skipped
+        && report.requests.is_empty()
+        && report.batched.is_empty()
+        && report.errors.is_empty()
+    {
         out.push_str("   skipped: no enabled mapping's trigger matched\n");
     }
     for (idx, (target_idx, action, request)) in report.requests.iter().enumerate() {
@@ -494,6 +616,32 @@ fn report_pretty(report: &Report, show: impl Fn(usize, &Request) -> Request) -> 
                 let reason = delivery.reason.as_deref().unwrap_or("unknown reason");
                 out.push_str(&format!(
                     "     → failed: {status} after {attempts}: {reason}\n"
+                ));
+            }
+        }
+    }
+    let offset = report.requests.len();
+    for (idx, (target_idx, action, item)) in report.batched.iter().enumerate() {
+        out.push_str(&format!("   {action}: an entry of a batch\n"));
+        let entry = shown_entry(*target_idx, item, &show);
+        let text = serde_json::to_string_pretty(&entry).unwrap_or_default();
+        for line in text.lines() {
+            out.push_str(&format!("     {line}\n"));
+        }
+        if let Some(delivery) = report.deliveries.get(offset + idx) {
+            let status = delivery
+                .status
+                .map_or("no response".to_owned(), |s| s.to_string());
+            let (batch_len, response_id) = delivery.batch.clone().unwrap_or((0, None));
+            let id = response_id.map_or(String::new(), |id| format!(", {id}"));
+            if delivery.delivered {
+                out.push_str(&format!(
+                    "     → delivered in a batch of {batch_len}: {status}{id}\n"
+                ));
+            } else {
+                let reason = delivery.reason.as_deref().unwrap_or("unknown reason");
+                out.push_str(&format!(
+                    "     → failed in a batch of {batch_len}: {status}: {reason}\n"
                 ));
             }
         }
@@ -550,7 +698,12 @@ impl Summary {
                 None => self.input_errors += 1,
             }
         }
-        for (idx, (_, action, _)) in report.requests.iter().enumerate() {
+        let actions = report
+            .requests
+            .iter()
+            .map(|(_, action, _)| *action)
+            .chain(report.batched.iter().map(|(_, action, _)| *action));
+        for (idx, action) in actions.enumerate() {
             let counts = self.per_action.entry(action).or_default();
             match report.deliveries.get(idx) {
                 // A dry run counts built requests as delivered ("would send").

@@ -113,6 +113,118 @@ impl ::core::fmt::Debug for IdentifyCompanyPayload {
             .finish()
     }
 }
+/// The validated payload of the `identifyUserCompany` action (Identify User with Company).
+///
+/// Defines a user in Userpilot, as Identify User does, and links the user to a company: `traits.company.id` by default, else the event's `context.groupId`. Mapped from a group call (`userId` and `groupId`), it links the calling user to the group's company.
+#[derive(Clone, PartialEq, ::serde::Deserialize, ::serde::Serialize)]
+pub struct IdentifyUserCompanyPayload {
+    /// The ID of the logged-in user.
+    #[serde(rename = "userId")]
+    pub user_id: ::std::string::String,
+    /// The company to link the user to, sent as Userpilot's `company: {"id": ...}`; without it the user's link is left as it was.
+    #[serde(
+        rename = "companyId",
+        default,
+        skip_serializing_if = "::core::option::Option::is_none"
+    )]
+    pub company_id: ::core::option::Option<::std::string::String>,
+    /// The date the user profile was created at
+    ///
+    /// A date: a date-like string or a number, as validated.
+    #[serde(
+        rename = "createdAt",
+        default,
+        skip_serializing_if = "::core::option::Option::is_none"
+    )]
+    pub created_at: ::core::option::Option<::serde_json::Value>,
+    /// Segment traits. Userpilot takes strings, numbers, booleans and null only, so nested objects become dotted keys (`address.city`) and lists their JSON text.
+    #[serde(default, skip_serializing_if = "::core::option::Option::is_none")]
+    pub traits: ::core::option::Option<
+        ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+    >,
+}
+impl ::core::fmt::Debug for IdentifyUserCompanyPayload {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        f.debug_struct("IdentifyUserCompanyPayload")
+            .field("user_id", &self.user_id)
+            .field("company_id", &self.company_id)
+            .field("created_at", &self.created_at)
+            .field("traits", &self.traits)
+            .finish()
+    }
+}
+/// The validated payload of the `identifyUsersBulk` action (Identify Users in Bulk).
+///
+/// Defines many users in Userpilot with one request to its bulk identify endpoint, at most 10,000 users a request. Userpilot processes the request as a background job (about 1,200 users a minute, one job at a time per app), so users show up a little later than with Identify User, but far fewer requests count against the API's limits.
+#[derive(Clone, PartialEq, ::serde::Deserialize, ::serde::Serialize)]
+pub struct IdentifyUsersBulkPayload {
+    /// The ID of the logged-in user.
+    #[serde(rename = "userId")]
+    pub user_id: ::std::string::String,
+    /// The company the user belongs to: `traits.company.id` by default, else the event's `context.groupId`. Userpilot links the user to this company.
+    #[serde(
+        rename = "companyId",
+        default,
+        skip_serializing_if = "::core::option::Option::is_none"
+    )]
+    pub company_id: ::core::option::Option<::std::string::String>,
+    /// The date the user profile was created at
+    ///
+    /// A date: a date-like string or a number, as validated.
+    #[serde(
+        rename = "createdAt",
+        default,
+        skip_serializing_if = "::core::option::Option::is_none"
+    )]
+    pub created_at: ::core::option::Option<::serde_json::Value>,
+    /// Segment traits. Userpilot takes strings, numbers, booleans and null only, so nested objects become dotted keys (`address.city`) and lists their JSON text.
+    #[serde(default, skip_serializing_if = "::core::option::Option::is_none")]
+    pub traits: ::core::option::Option<
+        ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+    >,
+}
+impl ::core::fmt::Debug for IdentifyUsersBulkPayload {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        f.debug_struct("IdentifyUsersBulkPayload")
+            .field("user_id", &self.user_id)
+            .field("company_id", &self.company_id)
+            .field("created_at", &self.created_at)
+            .field("traits", &self.traits)
+            .finish()
+    }
+}
+/// The validated payload of the `identifyCompaniesBulk` action (Identify Companies in Bulk).
+///
+/// Defines many companies in Userpilot with one request to its bulk identify endpoint, at most 10,000 companies a request. Userpilot processes the request as a background job (about 1,200 companies a minute, one job at a time per app).
+#[derive(Clone, PartialEq, ::serde::Deserialize, ::serde::Serialize)]
+pub struct IdentifyCompaniesBulkPayload {
+    /// The ID of the company.
+    #[serde(rename = "groupId")]
+    pub group_id: ::std::string::String,
+    /// The date the company profile was created at
+    ///
+    /// A date: a date-like string or a number, as validated.
+    #[serde(
+        rename = "createdAt",
+        default,
+        skip_serializing_if = "::core::option::Option::is_none"
+    )]
+    pub created_at: ::core::option::Option<::serde_json::Value>,
+    /// Segment traits. Userpilot takes strings, numbers, booleans and null only, so nested objects become dotted keys (`address.city`) and lists their JSON text.
+    #[serde(default, skip_serializing_if = "::core::option::Option::is_none")]
+    pub traits: ::core::option::Option<
+        ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+    >,
+}
+impl ::core::fmt::Debug for IdentifyCompaniesBulkPayload {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        f.debug_struct("IdentifyCompaniesBulkPayload")
+            .field("group_id", &self.group_id)
+            .field("created_at", &self.created_at)
+            .field("traits", &self.traits)
+            .finish()
+    }
+}
 /// Runs the `created_at_metadata` hook for `identifyUser`: converts the validated JSON into [`IdentifyUserPayload`] and [`Settings`] first.
 fn identify_user_hook(
     input: &::actionkit_runtime::destination::HookInput<'_>,
@@ -154,6 +266,69 @@ fn identify_company_hook(
             )
         })?;
     crate::hooks::userpilot::created_at_metadata(&payload, &settings)
+}
+/// Runs the `flat_metadata` hook for `identifyUserCompany`: converts the validated JSON into [`IdentifyUserCompanyPayload`] and [`Settings`] first.
+fn identify_user_company_hook(
+    input: &::actionkit_runtime::destination::HookInput<'_>,
+) -> ::core::result::Result<
+    ::serde_json::Value,
+    ::actionkit_runtime::destination::HookError,
+> {
+    let payload = <IdentifyUserCompanyPayload as ::serde::Deserialize>::deserialize(
+            input.payload,
+        )
+        .map_err(|_| ::actionkit_runtime::destination::HookError::new(
+            "the validated payload of action 'identifyUserCompany' does not fit the generated IdentifyUserCompanyPayload type",
+        ))?;
+    let settings = <Settings as ::serde::Deserialize>::deserialize(input.settings)
+        .map_err(|_| {
+            ::actionkit_runtime::destination::HookError::new(
+                "the validated settings do not fit the generated Settings type",
+            )
+        })?;
+    crate::hooks::userpilot::flat_metadata(&payload, &settings)
+}
+/// Runs the `flat_metadata` hook for `identifyUsersBulk`: converts the validated JSON into [`IdentifyUsersBulkPayload`] and [`Settings`] first.
+fn identify_users_bulk_hook(
+    input: &::actionkit_runtime::destination::HookInput<'_>,
+) -> ::core::result::Result<
+    ::serde_json::Value,
+    ::actionkit_runtime::destination::HookError,
+> {
+    let payload = <IdentifyUsersBulkPayload as ::serde::Deserialize>::deserialize(
+            input.payload,
+        )
+        .map_err(|_| ::actionkit_runtime::destination::HookError::new(
+            "the validated payload of action 'identifyUsersBulk' does not fit the generated IdentifyUsersBulkPayload type",
+        ))?;
+    let settings = <Settings as ::serde::Deserialize>::deserialize(input.settings)
+        .map_err(|_| {
+            ::actionkit_runtime::destination::HookError::new(
+                "the validated settings do not fit the generated Settings type",
+            )
+        })?;
+    crate::hooks::userpilot::flat_metadata(&payload, &settings)
+}
+/// Runs the `flat_metadata` hook for `identifyCompaniesBulk`: converts the validated JSON into [`IdentifyCompaniesBulkPayload`] and [`Settings`] first.
+fn identify_companies_bulk_hook(
+    input: &::actionkit_runtime::destination::HookInput<'_>,
+) -> ::core::result::Result<
+    ::serde_json::Value,
+    ::actionkit_runtime::destination::HookError,
+> {
+    let payload = <IdentifyCompaniesBulkPayload as ::serde::Deserialize>::deserialize(
+            input.payload,
+        )
+        .map_err(|_| ::actionkit_runtime::destination::HookError::new(
+            "the validated payload of action 'identifyCompaniesBulk' does not fit the generated IdentifyCompaniesBulkPayload type",
+        ))?;
+    let settings = <Settings as ::serde::Deserialize>::deserialize(input.settings)
+        .map_err(|_| {
+            ::actionkit_runtime::destination::HookError::new(
+                "the validated settings do not fit the generated Settings type",
+            )
+        })?;
+    crate::hooks::userpilot::flat_metadata(&payload, &settings)
 }
 /// The static definition of Userpilot Cloud (Actions).
 pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::actionkit_runtime::destination::DestinationDef {
@@ -225,18 +400,60 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
             action_key: "identifyCompany",
             trigger: "type = \"group\"",
             mapping: ::actionkit_runtime::destination::PresetMapping::Defaults,
+            enabled: true,
         },
         ::actionkit_runtime::destination::PresetDef {
             name: "Track Event",
             action_key: "trackEvent",
             trigger: "type = \"track\"",
             mapping: ::actionkit_runtime::destination::PresetMapping::Defaults,
+            enabled: true,
         },
         ::actionkit_runtime::destination::PresetDef {
             name: "Identify User",
             action_key: "identifyUser",
             trigger: "type = \"identify\"",
             mapping: ::actionkit_runtime::destination::PresetMapping::Defaults,
+            enabled: true,
+        },
+        ::actionkit_runtime::destination::PresetDef {
+            name: "Identify User with Company",
+            action_key: "identifyUserCompany",
+            trigger: "type = \"identify\"",
+            mapping: ::actionkit_runtime::destination::PresetMapping::Defaults,
+            enabled: false,
+        },
+        ::actionkit_runtime::destination::PresetDef {
+            name: "Link User to Company",
+            action_key: "identifyUserCompany",
+            trigger: "type = \"group\"",
+            mapping: ::actionkit_runtime::destination::PresetMapping::Json(
+                "{\"userId\":{\"@if\":{\"exists\":{\"@path\":\"$.userId\"},\"then\":{\"@path\":\"$.userId\"},\"else\":{\"@path\":\"$.anonymousId\"}}},\"companyId\":{\"@path\":\"$.groupId\"}}",
+            ),
+            enabled: false,
+        },
+        ::actionkit_runtime::destination::PresetDef {
+            name: "Identify Users in Bulk",
+            action_key: "identifyUsersBulk",
+            trigger: "type = \"identify\"",
+            mapping: ::actionkit_runtime::destination::PresetMapping::Defaults,
+            enabled: false,
+        },
+        ::actionkit_runtime::destination::PresetDef {
+            name: "Identify Companies in Bulk",
+            action_key: "identifyCompaniesBulk",
+            trigger: "type = \"group\"",
+            mapping: ::actionkit_runtime::destination::PresetMapping::Defaults,
+            enabled: false,
+        },
+        ::actionkit_runtime::destination::PresetDef {
+            name: "Link Users to Companies in Bulk",
+            action_key: "identifyUsersBulk",
+            trigger: "type = \"group\"",
+            mapping: ::actionkit_runtime::destination::PresetMapping::Json(
+                "{\"userId\":{\"@if\":{\"exists\":{\"@path\":\"$.userId\"},\"then\":{\"@path\":\"$.userId\"},\"else\":{\"@path\":\"$.anonymousId\"}}},\"companyId\":{\"@path\":\"$.groupId\"}}",
+            ),
+            enabled: false,
         },
     ],
     actions: &[
@@ -246,6 +463,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
             name: "Identify User",
             description: "Defines a user in Userpilot, you can visit [Userpilot docs](https://docs.userpilot.com/article/23-identify-users-track-custom-events) for more information.",
             default_trigger: "type = \"identify\"",
+            beyond_segment: false,
             fields: &[
                 ::actionkit_runtime::fields::FieldDef {
                     key: "userId",
@@ -279,14 +497,22 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                     ..::actionkit_runtime::fields::FieldDef::BASE
                 },
             ],
-            request: ::actionkit_runtime::destination::RequestDef {
+            request: ::core::option::Option::Some(::actionkit_runtime::destination::RequestDef {
                 method: ::actionkit_runtime::request::Method::Post,
                 path: "v1/identify",
                 rate_limit: ::core::option::Option::Some("identify"),
                 json: ::core::option::Option::Some(
                     "{\"user_id\":{\"@path\":\"$.payload.userId\"},\"metadata\":{\"@path\":\"$.computed.metadata\"}}",
                 ),
-            },
+                busy_statuses: &[],
+                response_id: ::core::option::Option::None,
+            }),
+            batch: ::core::option::Option::None,
+            merges: ::core::option::Option::Some(::actionkit_runtime::destination::MergesDef {
+                record: "user",
+                id: "user_id",
+                merged: &["metadata"],
+            }),
             hook: ::core::option::Option::Some(
                 identify_user_hook as ::actionkit_runtime::destination::HookFn,
             ),
@@ -297,6 +523,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
             name: "Track Event",
             description: "Send an event to Userpilot, you can visit [Userpilot docs](https://docs.userpilot.com/article/23-identify-users-track-custom-events) for more information",
             default_trigger: "type = \"track\"",
+            beyond_segment: false,
             fields: &[
                 ::actionkit_runtime::fields::FieldDef {
                     key: "userId",
@@ -330,14 +557,18 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                     ..::actionkit_runtime::fields::FieldDef::BASE
                 },
             ],
-            request: ::actionkit_runtime::destination::RequestDef {
+            request: ::core::option::Option::Some(::actionkit_runtime::destination::RequestDef {
                 method: ::actionkit_runtime::request::Method::Post,
                 path: "v1/track",
                 rate_limit: ::core::option::Option::Some("track"),
                 json: ::core::option::Option::Some(
                     "{\"user_id\":{\"@path\":\"$.payload.userId\"},\"event_name\":{\"@path\":\"$.payload.name\"},\"metadata\":{\"@path\":\"$.payload.properties\"}}",
                 ),
-            },
+                busy_statuses: &[],
+                response_id: ::core::option::Option::None,
+            }),
+            batch: ::core::option::Option::None,
+            merges: ::core::option::Option::None,
             hook: ::core::option::Option::None,
         },
         ::actionkit_runtime::destination::ActionDef {
@@ -346,6 +577,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
             name: "Identify Company",
             description: "Defines a company in Userpilot, you can visit [Userpilot docs](https://docs.userpilot.com/article/23-identify-users-track-custom-events) for more information.",
             default_trigger: "type = \"group\"",
+            beyond_segment: false,
             fields: &[
                 ::actionkit_runtime::fields::FieldDef {
                     key: "groupId",
@@ -377,16 +609,242 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                     ..::actionkit_runtime::fields::FieldDef::BASE
                 },
             ],
-            request: ::actionkit_runtime::destination::RequestDef {
+            request: ::core::option::Option::Some(::actionkit_runtime::destination::RequestDef {
                 method: ::actionkit_runtime::request::Method::Post,
                 path: "v1/companies/identify",
                 rate_limit: ::core::option::Option::Some("identify"),
                 json: ::core::option::Option::Some(
                     "{\"company_id\":{\"@path\":\"$.payload.groupId\"},\"metadata\":{\"@path\":\"$.computed.metadata\"}}",
                 ),
-            },
+                busy_statuses: &[],
+                response_id: ::core::option::Option::None,
+            }),
+            batch: ::core::option::Option::None,
+            merges: ::core::option::Option::Some(::actionkit_runtime::destination::MergesDef {
+                record: "company",
+                id: "company_id",
+                merged: &["metadata"],
+            }),
             hook: ::core::option::Option::Some(
                 identify_company_hook as ::actionkit_runtime::destination::HookFn,
+            ),
+        },
+        ::actionkit_runtime::destination::ActionDef {
+            id: "akUpUserCompany6Nw4Hq1",
+            key: "identifyUserCompany",
+            name: "Identify User with Company",
+            description: "Defines a user in Userpilot, as Identify User does, and links the user to a company: `traits.company.id` by default, else the event's `context.groupId`. Mapped from a group call (`userId` and `groupId`), it links the calling user to the group's company.",
+            default_trigger: "type = \"identify\"",
+            beyond_segment: true,
+            fields: &[
+                ::actionkit_runtime::fields::FieldDef {
+                    key: "userId",
+                    label: "User ID",
+                    description: "The ID of the logged-in user.",
+                    field_type: ::actionkit_runtime::fields::FieldType::String,
+                    required: ::actionkit_runtime::fields::Required::Always,
+                    default: ::core::option::Option::Some(
+                        "{\"@if\":{\"exists\":{\"@path\":\"$.userId\"},\"then\":{\"@path\":\"$.userId\"},\"else\":{\"@path\":\"$.anonymousId\"}}}",
+                    ),
+                    ..::actionkit_runtime::fields::FieldDef::BASE
+                },
+                ::actionkit_runtime::fields::FieldDef {
+                    key: "companyId",
+                    label: "Company ID",
+                    description: "The company to link the user to, sent as Userpilot's `company: {\"id\": ...}`; without it the user's link is left as it was.",
+                    field_type: ::actionkit_runtime::fields::FieldType::String,
+                    required: ::actionkit_runtime::fields::Required::No,
+                    default: ::core::option::Option::Some(
+                        "{\"@if\":{\"exists\":{\"@path\":\"$.traits.company.id\"},\"then\":{\"@path\":\"$.traits.company.id\"},\"else\":{\"@path\":\"$.context.groupId\"}}}",
+                    ),
+                    ..::actionkit_runtime::fields::FieldDef::BASE
+                },
+                ::actionkit_runtime::fields::FieldDef {
+                    key: "createdAt",
+                    label: "User Created At Date",
+                    description: "The date the user profile was created at",
+                    field_type: ::actionkit_runtime::fields::FieldType::Datetime,
+                    required: ::actionkit_runtime::fields::Required::No,
+                    default: ::core::option::Option::Some(
+                        "{\"@path\":\"$.traits.createdAt\"}",
+                    ),
+                    ..::actionkit_runtime::fields::FieldDef::BASE
+                },
+                ::actionkit_runtime::fields::FieldDef {
+                    key: "traits",
+                    label: "Traits",
+                    description: "Segment traits. Userpilot takes strings, numbers, booleans and null only, so nested objects become dotted keys (`address.city`) and lists their JSON text.",
+                    field_type: ::actionkit_runtime::fields::FieldType::Object,
+                    required: ::actionkit_runtime::fields::Required::No,
+                    default: ::core::option::Option::Some("{\"@path\":\"$.traits\"}"),
+                    ..::actionkit_runtime::fields::FieldDef::BASE
+                },
+            ],
+            request: ::core::option::Option::Some(::actionkit_runtime::destination::RequestDef {
+                method: ::actionkit_runtime::request::Method::Post,
+                path: "v1/identify",
+                rate_limit: ::core::option::Option::Some("identify"),
+                json: ::core::option::Option::Some(
+                    "{\"user_id\":{\"@path\":\"$.payload.userId\"},\"metadata\":{\"@path\":\"$.computed.metadata\"},\"company\":{\"@if\":{\"exists\":{\"@path\":\"$.payload.companyId\"},\"then\":{\"id\":{\"@path\":\"$.payload.companyId\"}}}}}",
+                ),
+                busy_statuses: &[],
+                response_id: ::core::option::Option::None,
+            }),
+            batch: ::core::option::Option::None,
+            merges: ::core::option::Option::Some(::actionkit_runtime::destination::MergesDef {
+                record: "user",
+                id: "user_id",
+                merged: &["metadata"],
+            }),
+            hook: ::core::option::Option::Some(
+                identify_user_company_hook as ::actionkit_runtime::destination::HookFn,
+            ),
+        },
+        ::actionkit_runtime::destination::ActionDef {
+            id: "akUpBulkUsers7mQ2vX9sLd",
+            key: "identifyUsersBulk",
+            name: "Identify Users in Bulk",
+            description: "Defines many users in Userpilot with one request to its bulk identify endpoint, at most 10,000 users a request. Userpilot processes the request as a background job (about 1,200 users a minute, one job at a time per app), so users show up a little later than with Identify User, but far fewer requests count against the API's limits.",
+            default_trigger: "type = \"identify\"",
+            beyond_segment: true,
+            fields: &[
+                ::actionkit_runtime::fields::FieldDef {
+                    key: "userId",
+                    label: "User ID",
+                    description: "The ID of the logged-in user.",
+                    field_type: ::actionkit_runtime::fields::FieldType::String,
+                    required: ::actionkit_runtime::fields::Required::Always,
+                    default: ::core::option::Option::Some(
+                        "{\"@if\":{\"exists\":{\"@path\":\"$.userId\"},\"then\":{\"@path\":\"$.userId\"},\"else\":{\"@path\":\"$.anonymousId\"}}}",
+                    ),
+                    ..::actionkit_runtime::fields::FieldDef::BASE
+                },
+                ::actionkit_runtime::fields::FieldDef {
+                    key: "companyId",
+                    label: "Company ID",
+                    description: "The company the user belongs to: `traits.company.id` by default, else the event's `context.groupId`. Userpilot links the user to this company.",
+                    field_type: ::actionkit_runtime::fields::FieldType::String,
+                    required: ::actionkit_runtime::fields::Required::No,
+                    default: ::core::option::Option::Some(
+                        "{\"@if\":{\"exists\":{\"@path\":\"$.traits.company.id\"},\"then\":{\"@path\":\"$.traits.company.id\"},\"else\":{\"@path\":\"$.context.groupId\"}}}",
+                    ),
+                    ..::actionkit_runtime::fields::FieldDef::BASE
+                },
+                ::actionkit_runtime::fields::FieldDef {
+                    key: "createdAt",
+                    label: "User Created At Date",
+                    description: "The date the user profile was created at",
+                    field_type: ::actionkit_runtime::fields::FieldType::Datetime,
+                    required: ::actionkit_runtime::fields::Required::No,
+                    default: ::core::option::Option::Some(
+                        "{\"@path\":\"$.traits.createdAt\"}",
+                    ),
+                    ..::actionkit_runtime::fields::FieldDef::BASE
+                },
+                ::actionkit_runtime::fields::FieldDef {
+                    key: "traits",
+                    label: "Traits",
+                    description: "Segment traits. Userpilot takes strings, numbers, booleans and null only, so nested objects become dotted keys (`address.city`) and lists their JSON text.",
+                    field_type: ::actionkit_runtime::fields::FieldType::Object,
+                    required: ::actionkit_runtime::fields::Required::No,
+                    default: ::core::option::Option::Some("{\"@path\":\"$.traits\"}"),
+                    ..::actionkit_runtime::fields::FieldDef::BASE
+                },
+            ],
+            request: ::core::option::Option::None,
+            batch: ::core::option::Option::Some(::actionkit_runtime::destination::BatchDef {
+                max_items: 10000usize,
+                max_bytes: ::core::option::Option::Some(50000000usize),
+                wait_ms: 2000u32,
+                keys: &[],
+                item: ::core::option::Option::Some(
+                    "{\"user_id\":{\"@path\":\"$.payload.userId\"},\"company_id\":{\"@path\":\"$.payload.companyId\"},\"metadata\":{\"@path\":\"$.computed.metadata\"}}",
+                ),
+                request: ::actionkit_runtime::destination::RequestDef {
+                    method: ::actionkit_runtime::request::Method::Post,
+                    path: "v1/users/bulk_identify",
+                    rate_limit: ::core::option::Option::None,
+                    json: ::core::option::Option::Some(
+                        "{\"users\":{\"@path\":\"$.items\"}}",
+                    ),
+                    busy_statuses: &[409u16],
+                    response_id: ::core::option::Option::Some("job_id"),
+                },
+            }),
+            merges: ::core::option::Option::Some(::actionkit_runtime::destination::MergesDef {
+                record: "user",
+                id: "user_id",
+                merged: &["metadata"],
+            }),
+            hook: ::core::option::Option::Some(
+                identify_users_bulk_hook as ::actionkit_runtime::destination::HookFn,
+            ),
+        },
+        ::actionkit_runtime::destination::ActionDef {
+            id: "akUpBulkCompanies3Rf8Yc",
+            key: "identifyCompaniesBulk",
+            name: "Identify Companies in Bulk",
+            description: "Defines many companies in Userpilot with one request to its bulk identify endpoint, at most 10,000 companies a request. Userpilot processes the request as a background job (about 1,200 companies a minute, one job at a time per app).",
+            default_trigger: "type = \"group\"",
+            beyond_segment: true,
+            fields: &[
+                ::actionkit_runtime::fields::FieldDef {
+                    key: "groupId",
+                    label: "Company ID",
+                    description: "The ID of the company.",
+                    field_type: ::actionkit_runtime::fields::FieldType::String,
+                    required: ::actionkit_runtime::fields::Required::Always,
+                    default: ::core::option::Option::Some("{\"@path\":\"$.groupId\"}"),
+                    ..::actionkit_runtime::fields::FieldDef::BASE
+                },
+                ::actionkit_runtime::fields::FieldDef {
+                    key: "createdAt",
+                    label: "Company Created At Date",
+                    description: "The date the company profile was created at",
+                    field_type: ::actionkit_runtime::fields::FieldType::Datetime,
+                    required: ::actionkit_runtime::fields::Required::No,
+                    default: ::core::option::Option::Some(
+                        "{\"@path\":\"$.traits.createdAt\"}",
+                    ),
+                    ..::actionkit_runtime::fields::FieldDef::BASE
+                },
+                ::actionkit_runtime::fields::FieldDef {
+                    key: "traits",
+                    label: "Traits",
+                    description: "Segment traits. Userpilot takes strings, numbers, booleans and null only, so nested objects become dotted keys (`address.city`) and lists their JSON text.",
+                    field_type: ::actionkit_runtime::fields::FieldType::Object,
+                    required: ::actionkit_runtime::fields::Required::No,
+                    default: ::core::option::Option::Some("{\"@path\":\"$.traits\"}"),
+                    ..::actionkit_runtime::fields::FieldDef::BASE
+                },
+            ],
+            request: ::core::option::Option::None,
+            batch: ::core::option::Option::Some(::actionkit_runtime::destination::BatchDef {
+                max_items: 10000usize,
+                max_bytes: ::core::option::Option::Some(50000000usize),
+                wait_ms: 2000u32,
+                keys: &[],
+                item: ::core::option::Option::Some(
+                    "{\"company_id\":{\"@path\":\"$.payload.groupId\"},\"metadata\":{\"@path\":\"$.computed.metadata\"}}",
+                ),
+                request: ::actionkit_runtime::destination::RequestDef {
+                    method: ::actionkit_runtime::request::Method::Post,
+                    path: "v1/companies/bulk_identify",
+                    rate_limit: ::core::option::Option::None,
+                    json: ::core::option::Option::Some(
+                        "{\"companies\":{\"@path\":\"$.items\"}}",
+                    ),
+                    busy_statuses: &[409u16],
+                    response_id: ::core::option::Option::Some("job_id"),
+                },
+            }),
+            merges: ::core::option::Option::Some(::actionkit_runtime::destination::MergesDef {
+                record: "company",
+                id: "company_id",
+                merged: &["metadata"],
+            }),
+            hook: ::core::option::Option::Some(
+                identify_companies_bulk_hook as ::actionkit_runtime::destination::HookFn,
             ),
         },
     ],
@@ -395,6 +853,8 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
         path: "v1/validate",
         rate_limit: ::core::option::Option::None,
         json: ::core::option::Option::None,
+        busy_statuses: &[],
+        response_id: ::core::option::Option::None,
     }),
     on_delete: ::core::option::Option::Some(::actionkit_runtime::destination::RequestDef {
         method: ::actionkit_runtime::request::Method::Delete,
@@ -403,6 +863,8 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
         json: ::core::option::Option::Some(
             "{\"users\":[{\"@template\":\"{{payload.userId}}\"}]}",
         ),
+        busy_statuses: &[],
+        response_id: ::core::option::Option::None,
     }),
     deletions: ::actionkit_runtime::destination::DeletionsDef {
         users: ::core::option::Option::Some(::actionkit_runtime::destination::DeletionDef {
@@ -414,6 +876,8 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                 json: ::core::option::Option::Some(
                     "{\"users\":{\"@path\":\"$.payload.ids\"}}",
                 ),
+                busy_statuses: &[],
+                response_id: ::core::option::Option::None,
             },
         }),
         companies: ::core::option::Option::Some(::actionkit_runtime::destination::DeletionDef {
@@ -425,6 +889,8 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                 json: ::core::option::Option::Some(
                     "{\"companies\":{\"@path\":\"$.payload.ids\"}}",
                 ),
+                busy_statuses: &[],
+                response_id: ::core::option::Option::None,
             },
         }),
     },

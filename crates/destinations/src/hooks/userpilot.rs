@@ -1,7 +1,7 @@
 //! Hand-written hooks of the Userpilot destination, called by the generated handler.
 //!
 //! `created_at_metadata` implements Segment's `createdAt` → `created_at` rule for Identify User and
-//! Identify Company (reference spec §6.2): a truthy `traits.createdAt` is removed (a falsy one such
+//! Identify Company (reference spec §6.2), and for the entries of their bulk forms: a truthy `traits.createdAt` is removed (a falsy one such
 //! as `""`, `0` or `false` stays under its key); the metadata is the remaining traits in order plus
 //! `created_at`, which is the `createdAt` field when it is truthy and otherwise the existing
 //! `traits.created_at`; an existing `created_at` keeps its position and is overwritten; when there
@@ -9,7 +9,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::generated::userpilot::{IdentifyCompanyPayload, IdentifyUserPayload, Settings};
+use crate::generated::userpilot::{
+    IdentifyCompaniesBulkPayload, IdentifyCompanyPayload, IdentifyUserCompanyPayload,
+    IdentifyUserPayload, IdentifyUsersBulkPayload, Settings,
+};
 
 /// A payload the `created_at_metadata` hook accepts: it has a `createdAt` field and `traits`.
 pub trait CreatedAtSource {
@@ -19,25 +22,30 @@ pub trait CreatedAtSource {
     fn traits(&self) -> Option<&Map<String, Value>>;
 }
 
-impl CreatedAtSource for IdentifyUserPayload {
-    fn created_at(&self) -> Option<&Value> {
-        self.created_at.as_ref()
-    }
+/// Implements [`CreatedAtSource`] for generated payloads with `created_at` and `traits` fields.
+macro_rules! created_at_source {
+    ($($payload:ty),+ $(,)?) => {
+        $(
+            impl CreatedAtSource for $payload {
+                fn created_at(&self) -> Option<&Value> {
+                    self.created_at.as_ref()
+                }
 
-    fn traits(&self) -> Option<&Map<String, Value>> {
-        self.traits.as_ref()
-    }
+                fn traits(&self) -> Option<&Map<String, Value>> {
+                    self.traits.as_ref()
+                }
+            }
+        )+
+    };
 }
 
-impl CreatedAtSource for IdentifyCompanyPayload {
-    fn created_at(&self) -> Option<&Value> {
-        self.created_at.as_ref()
-    }
-
-    fn traits(&self) -> Option<&Map<String, Value>> {
-        self.traits.as_ref()
-    }
-}
+created_at_source!(
+    IdentifyUserPayload,
+    IdentifyCompanyPayload,
+    IdentifyUserCompanyPayload,
+    IdentifyUsersBulkPayload,
+    IdentifyCompaniesBulkPayload,
+);
 
 /// The `created_at_metadata` hook: returns `{"metadata": M}`, placed at `$.computed` for the
 /// request mapping (`metadata: {"@path": "$.computed.metadata"}`).
@@ -49,6 +57,47 @@ pub fn created_at_metadata<P: CreatedAtSource>(
     let mut out = Map::new();
     out.insert("metadata".to_owned(), Value::Object(metadata));
     Ok(Value::Object(out))
+}
+
+/// The `flat_metadata` hook of the beyond-Segment actions: the metadata of
+/// [`created_at_metadata`], flattened to the primitives Userpilot supports (see [`flatten`]),
+/// as `{"metadata": M}`.
+pub fn flat_metadata<P: CreatedAtSource>(
+    payload: &P,
+    _settings: &Settings,
+) -> Result<Value, actionkit_runtime::destination::HookError> {
+    let metadata = flatten(metadata(payload.created_at(), payload.traits()));
+    let mut out = Map::new();
+    out.insert("metadata".to_owned(), Value::Object(metadata));
+    Ok(Value::Object(out))
+}
+
+/// Userpilot takes strings, numbers, booleans and null as metadata values, and its bulk
+/// endpoints refuse anything else (reference §4 says to flatten or drop nested values). An
+/// object becomes one key per leaf, joined with dots (`{"address": {"city": "Oslo"}}` gives
+/// `address.city`); a list becomes its JSON text (`["a","b"]`), so nothing is lost. Keys keep
+/// their order; a flattened key never overwrites a key the traits hold as such.
+pub fn flatten(metadata: Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::with_capacity(metadata.len());
+    let mut nested = Vec::new();
+    for (key, value) in metadata {
+        match value {
+            Value::Object(inner) => nested.push((key, inner)),
+            Value::Array(items) => {
+                let text = Value::Array(items).to_string();
+                out.insert(key, Value::String(text));
+            }
+            primitive => {
+                out.insert(key, primitive);
+            }
+        }
+    }
+    for (prefix, inner) in nested {
+        for (key, value) in flatten(inner) {
+            out.entry(format!("{prefix}.{key}")).or_insert(value);
+        }
+    }
+    out
 }
 
 /// JavaScript truthiness of a JSON value.
@@ -169,6 +218,30 @@ mod tests {
         assert_eq!(
             Value::Object(metadata(Some(&json!("2021-02-01")), None)),
             json!({"created_at": "2021-02-01"})
+        );
+    }
+
+    #[test]
+    fn flattening_keeps_primitives_and_turns_nesting_into_dotted_keys() {
+        let traits = map(json!({
+            "name": "Ada",
+            "company": {"id": "acme", "name": "Acme", "address": {"city": "Oslo"}},
+            "tags": ["a", "b"],
+            "company.id": "kept",
+            "empty": {},
+            "none": null,
+        }));
+        let out = flatten(metadata(None, Some(&traits)));
+        assert_eq!(
+            Value::Object(out),
+            json!({
+                "name": "Ada",
+                "tags": "[\"a\",\"b\"]",
+                "company.id": "kept",
+                "none": null,
+                "company.name": "Acme",
+                "company.address.city": "Oslo",
+            })
         );
     }
 

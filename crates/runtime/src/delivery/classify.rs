@@ -30,6 +30,16 @@ pub enum Outcome {
         /// How long the server asked to wait (`Retry-After`), already capped.
         after: Option<Duration>,
     },
+    /// The destination is busy (a status the request declares busy, such as Userpilot's 409
+    /// while a bulk job runs): send again later, without spending the retry budget.
+    Busy {
+        /// The HTTP status.
+        status: u16,
+        /// What the destination said; never contains request header values.
+        reason: String,
+        /// How long the server asked to wait (`Retry-After`), already capped.
+        after: Option<Duration>,
+    },
     /// The attempt failed in a way that retrying cannot fix.
     Failed {
         /// The HTTP status, when a response arrived at all.
@@ -43,7 +53,7 @@ impl Outcome {
     /// The HTTP status of the response, if a response arrived.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Outcome::Delivered { status, .. } => Some(*status),
+            Outcome::Delivered { status, .. } | Outcome::Busy { status, .. } => Some(*status),
             Outcome::Retry { status, .. } | Outcome::Failed { status, .. } => *status,
         }
     }
@@ -52,13 +62,40 @@ impl Outcome {
     pub fn reason(&self) -> Option<&str> {
         match self {
             Outcome::Delivered { .. } => None,
-            Outcome::Retry { reason, .. } | Outcome::Failed { reason, .. } => Some(reason),
+            Outcome::Retry { reason, .. }
+            | Outcome::Busy { reason, .. }
+            | Outcome::Failed { reason, .. } => Some(reason),
         }
     }
 
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Outcome::Retry { .. })
+        matches!(self, Outcome::Retry { .. } | Outcome::Busy { .. })
+    }
+
+    /// The same outcome as [`Outcome::Busy`] when its status is one of `busy` (a retryable or
+    /// final answer whose status the request declares as "busy").
+    pub fn busy_if(self, busy: &[u16]) -> Outcome {
+        match self {
+            Outcome::Retry {
+                status: Some(status),
+                reason,
+                after,
+            } if busy.contains(&status) => Outcome::Busy {
+                status,
+                reason,
+                after,
+            },
+            Outcome::Failed {
+                status: Some(status),
+                reason,
+            } if busy.contains(&status) => Outcome::Busy {
+                status,
+                reason,
+                after: None,
+            },
+            other => other,
+        }
     }
 
     /// Applies `f` to the reason text, if there is one (used to redact secrets).
@@ -69,6 +106,15 @@ impl Outcome {
                 reason,
                 after,
             } => Outcome::Retry {
+                status,
+                reason: f(reason),
+                after,
+            },
+            Outcome::Busy {
+                status,
+                reason,
+                after,
+            } => Outcome::Busy {
                 status,
                 reason: f(reason),
                 after,

@@ -53,6 +53,11 @@ pub struct DeliveryConfig {
     pub user_agent: String,
     /// A fixed seed for the backoff jitter, for reproducible tests; `None` seeds from the OS.
     pub jitter_seed: Option<u64>,
+    /// The pause after a busy answer (a request's `busy_statuses`) without `Retry-After` (5 s).
+    pub busy_poll: Duration,
+    /// The longest total wait on busy answers per request before it counts as out of retries
+    /// (15 min); busy answers spend neither attempts nor `max_elapsed`.
+    pub max_busy: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -68,6 +73,8 @@ impl Default for DeliveryConfig {
             rate_limits: Vec::new(),
             user_agent: DEFAULT_USER_AGENT.to_string(),
             jitter_seed: None,
+            busy_poll: Duration::from_secs(5),
+            max_busy: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -175,6 +182,8 @@ impl DeliveryClient {
             max_attempts: config.max_attempts,
             max_elapsed: config.max_elapsed,
             backoff,
+            busy_poll: config.busy_poll,
+            max_busy: config.max_busy,
         };
         Ok(DeliveryClient {
             http,
@@ -214,10 +223,13 @@ impl DeliveryClient {
         };
         let key = request.rate_limit_key.as_deref();
         let prepared = &prepared;
-        let outcome = self
-            .policy
-            .run(move |_attempt| self.layered_attempt(key, prepared))
-            .await;
+        let busy = request.busy_statuses;
+        let outcome =
+            self.policy
+                .run(move |_attempt| async move {
+                    self.layered_attempt(key, prepared).await.busy_if(busy)
+                })
+                .await;
         tracing::debug!(
             request = ?request,
             verdict = ?outcome.verdict,

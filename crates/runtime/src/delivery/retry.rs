@@ -22,6 +22,11 @@ pub struct RetryPolicy {
     pub max_elapsed: Duration,
     /// The delays between attempts when the server gives no `Retry-After`.
     pub backoff: Backoff,
+    /// The pause after a busy answer ([`Outcome::Busy`]) without `Retry-After`.
+    pub busy_poll: Duration,
+    /// The longest total time spent waiting on busy answers; past it the delivery gives up as
+    /// out of retries. Busy answers count neither as attempts nor against `max_elapsed`.
+    pub max_busy: Duration,
 }
 
 /// How the delivery of one event ended.
@@ -109,13 +114,49 @@ impl RetryPolicy {
         let start = Instant::now();
         let max_attempts = self.max_attempts.max(1);
         let mut log: Vec<AttemptRecord> = Vec::new();
+        // Attempts that count against the budget; busy answers do not.
         let mut number = 0u32;
+        let mut calls = 0u32;
+        let mut busy_waited = Duration::ZERO;
         loop {
             number += 1;
+            calls += 1;
             let started = Instant::now();
-            let outcome = attempt(number).await;
+            let outcome = attempt(calls).await;
+            if let Outcome::Busy { after, reason, .. } = &outcome {
+                let delay = after.unwrap_or(self.busy_poll);
+                let status = outcome.status();
+                let mut record = AttemptRecord {
+                    number: calls,
+                    started_after: started - start,
+                    duration: started.elapsed(),
+                    outcome: outcome.clone(),
+                    next_delay: None,
+                };
+                if busy_waited + delay > self.max_busy {
+                    let reason = format!(
+                        "gave up because the destination stayed busy for {busy_waited:?}: {reason}"
+                    );
+                    log.push(record);
+                    return finish(
+                        Verdict::RetriesExhausted,
+                        status,
+                        Some(reason),
+                        None,
+                        Some(delay),
+                        start,
+                        log,
+                    );
+                }
+                record.next_delay = Some(delay);
+                log.push(record);
+                busy_waited += delay;
+                number -= 1;
+                sleep(delay).await;
+                continue;
+            }
             let mut record = AttemptRecord {
-                number,
+                number: calls,
                 started_after: started - start,
                 duration: started.elapsed(),
                 outcome,
@@ -137,6 +178,12 @@ impl RetryPolicy {
                     reason,
                     after,
                 } => (*status, reason.clone(), *after),
+                // Handled before the record was made.
+                Outcome::Busy {
+                    status,
+                    reason,
+                    after,
+                } => (Some(*status), reason.clone(), *after),
             };
             if number >= max_attempts {
                 log.push(record);
@@ -152,7 +199,11 @@ impl RetryPolicy {
                 );
             }
             let delay = after.unwrap_or_else(|| self.backoff.delay(number - 1));
-            let next_start = start.elapsed().checked_add(delay);
+            // Time spent waiting on a busy destination does not count against the budget.
+            let next_start = start
+                .elapsed()
+                .saturating_sub(busy_waited)
+                .checked_add(delay);
             if next_start.is_none_or(|next_start| next_start > self.max_elapsed) {
                 log.push(record);
                 let reason = format!(
