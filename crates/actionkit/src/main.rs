@@ -7,6 +7,7 @@ mod cmd;
 mod events;
 mod input;
 mod setup;
+mod units;
 mod worker;
 
 use clap::{Parser, Subcommand};

@@ -33,6 +33,11 @@ pub struct TargetArgs {
     /// secret, is never echoed in an error.
     #[arg(long = "setting", value_name = "NAME=VALUE")]
     pub settings: Vec<String>,
+    /// Send every request of actions whose API merges by id, even one that changes nothing
+    /// delivered before, one request per event as Segment does (the configuration's
+    /// `send_only_changes: false` does the same per instance).
+    #[arg(long)]
+    pub send_unchanged: bool,
     /// Per-attempt timeout in seconds.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub timeout: f64,
@@ -42,6 +47,10 @@ pub struct TargetArgs {
     /// Requests in flight at once, per destination instance.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub concurrency: usize,
+    /// Multiply the destination's declared rate limits by this factor (only for tests against
+    /// a mock whose limits are scaled alike, `mock-userpilot --rate-limit-scale`).
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    pub rate_limit_scale: f64,
     /// Turn off the destination's declared rate limits (only for mocks and load tests).
     #[arg(long)]
     pub no_rate_limits: bool,
@@ -97,6 +106,9 @@ pub struct Target {
     pub instance: Arc<Instance>,
     /// The delivery client with the instance's rate limits.
     pub client: Arc<DeliveryClient>,
+    /// Whether requests of actions whose API merges by id are skipped when they change nothing
+    /// and merged when they wait together (`send_only_changes` in the configuration).
+    pub send_only_changes: bool,
 }
 
 /// Compiles the generated destinations.
@@ -140,6 +152,7 @@ pub fn embedded_default(
         name: "userpilot".to_owned(),
         instance: Arc::new(instance),
         client: Arc::new(client),
+        send_only_changes: !args.send_unchanged,
     })
 }
 
@@ -161,6 +174,7 @@ pub fn from_config_file(path: &std::path::Path, args: &TargetArgs) -> anyhow::Re
         max_attempts: delivery.max_attempts,
         concurrency: delivery.concurrency,
         no_rate_limits: args.no_rate_limits || !delivery.rate_limits,
+        rate_limit_scale: args.rate_limit_scale * delivery.rate_limit_scale,
         ..args.clone()
     };
     for (idx, config) in loaded.config.destinations.iter().enumerate() {
@@ -235,6 +249,7 @@ pub fn from_config_file(path: &std::path::Path, args: &TargetArgs) -> anyhow::Re
                 name: config.name.clone(),
                 instance: Arc::new(instance),
                 client: Arc::new(delivery_client(dest, &delivery_args)?),
+                send_only_changes: config.send_only_changes && !args.send_unchanged,
             }),
             Err(InstanceError::Mappings(list)) => {
                 for problem in list {
@@ -332,11 +347,29 @@ fn check_required(defs: &'static [SettingDef], settings: &Value) -> anyhow::Resu
     }
 }
 
-/// A delivery client with the destination's declared rate limits (unless turned off).
+/// `max_requests` times `scale`, rounded down but at least 1.
+fn scaled(max_requests: u32, scale: f64) -> u32 {
+    let scaled = (f64::from(max_requests) * scale).floor();
+    if scaled.is_finite() && scaled >= 1.0 {
+        // The value is finite and at least 1; the cast saturates at u32::MAX.
+        scaled as u32
+    } else {
+        1
+    }
+}
+
+/// A delivery client with the destination's declared rate limits (unless turned off), scaled by
+/// `--rate-limit-scale`.
 pub fn delivery_client(
     dest: &CompiledDestination,
     args: &TargetArgs,
 ) -> anyhow::Result<DeliveryClient> {
+    if !(args.rate_limit_scale.is_finite() && args.rate_limit_scale > 0.0) {
+        bail!(
+            "--rate-limit-scale must be a positive number, got {}",
+            args.rate_limit_scale
+        );
+    }
     let rate_limits = if args.no_rate_limits {
         Vec::new()
     } else {
@@ -346,7 +379,7 @@ pub fn delivery_client(
             .map(|limit| {
                 RateLimit::new(
                     limit.key,
-                    limit.max_requests,
+                    scaled(limit.max_requests, args.rate_limit_scale),
                     Duration::from_secs(u64::from(limit.per_seconds)),
                 )
             })

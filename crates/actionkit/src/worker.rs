@@ -21,12 +21,14 @@
 //! `delivery_deadline`). Rows whose outcome cannot be written (the queue failed) stay in flight
 //! and come back after their lease runs out, so the failure costs a duplicate, never a loss.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actionkit_intake::{MetricsRegistry, is_enabled_for};
-use actionkit_queue::{Lease, LeaseId, Queue, QueueError, RetryOutcome};
+use actionkit_queue::{FingerprintPart, Lease, LeaseId, Queue, QueueError, RetryOutcome};
 use actionkit_runtime::batch::Batcher;
+use actionkit_runtime::changes::{Fingerprint, Known};
 use actionkit_runtime::delivery::{Backoff, FinalOutcome, Verdict};
 use actionkit_runtime::dispatch::{BatchItem, Outcome};
 use actionkit_runtime::request::Request;
@@ -34,6 +36,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use crate::setup::Target;
+use crate::units::{self, Unit, Work};
 
 /// The name of the counter of delivery outcomes, labelled by `destination` and `outcome`.
 pub const DELIVERIES_TOTAL: &str = "actionkit_deliveries_total";
@@ -46,6 +49,12 @@ pub const DELIVERY_REQUEST_DURATION: &str = "actionkit_delivery_request_duration
 /// Batch entries sent to destinations, labelled by `destination`, `action` and `outcome` (as
 /// for [`DELIVERY_REQUESTS_TOTAL`]); the requests that carried them are not counted there.
 pub const DELIVERY_BATCH_ENTRIES_TOTAL: &str = "actionkit_delivery_batch_entries_total";
+/// Requests not sent because they would change nothing delivered before, labelled by
+/// `destination` and `action` (actions whose API merges by id, with `send_only_changes` on).
+pub const DELIVERY_SKIPPED_UNCHANGED_TOTAL: &str = "actionkit_delivery_skipped_unchanged_total";
+/// Requests saved by coalescing: events whose request for a record was merged into another
+/// event's request for the same record, labelled by `destination` and `action`.
+pub const DELIVERY_COALESCED_TOTAL: &str = "actionkit_delivery_coalesced_total";
 /// Time from an event's enqueue to its delivery to an instance, in seconds, labelled by
 /// `destination`: what queueing, retries and the destination together add.
 pub const DELIVERY_EVENT_AGE: &str = "actionkit_delivery_event_age_seconds";
@@ -89,6 +98,8 @@ impl Default for WorkerConfig {
 pub enum RowOutcome {
     /// Every request was delivered.
     Delivered,
+    /// Every request would have changed nothing delivered before, so none was sent.
+    Unchanged,
     /// No mapping's trigger matched, so there was nothing to send.
     NoTrigger,
     /// The event's `integrations` switched this instance off.
@@ -113,6 +124,7 @@ impl RowOutcome {
     fn label(&self) -> &'static str {
         match self {
             RowOutcome::Delivered => "delivered",
+            RowOutcome::Unchanged => "skipped_unchanged",
             RowOutcome::NoTrigger => "skipped",
             RowOutcome::Filtered => "filtered",
             RowOutcome::Retry { .. } => "retried",
@@ -136,62 +148,305 @@ fn integrations_key<'a>(event: &Value, target: &'a Target) -> &'a str {
     }
 }
 
-/// Delivers one stored event to one target and says what should become of its row; each request
-/// sent is counted and timed in `metrics`.
+/// Delivers one stored event to one target and says what should become of its row (see
+/// [`deliver_rows`]; a lone event has nothing to coalesce with and skips nothing).
+#[cfg(test)]
 pub async fn deliver_payload(
-    target: &Target,
+    target: &Arc<Target>,
     batcher: &Batcher,
     payload: &[u8],
     metrics: &MetricsRegistry,
 ) -> RowOutcome {
-    let Planned {
-        requests,
-        batched,
-        invalid,
-    } = match plan_payload(target, payload) {
-        Ok(planned) => planned,
-        Err(outcome) => return outcome,
-    };
-    let mut sent = Vec::with_capacity(requests.len() + batched.len());
-    for (action, item) in batched {
-        let action = action.unwrap_or("?");
-        let result = batcher.submit(item).await;
-        let labels = [("destination", target.name.as_str()), ("action", action)];
-        let verdict = verdict_label(result.outcome.verdict);
-        metrics
-            .counter(
-                DELIVERY_BATCH_ENTRIES_TOTAL,
-                &[labels[0], labels[1], ("outcome", verdict)],
-            )
-            .increment(1);
-        if let Some(id) = &result.response_id {
-            tracing::debug!(
-                destination = %target.name,
-                action,
-                response_id = %id,
-                batch_len = result.batch_len,
-                "Entry delivered in a batch."
-            );
+    let mut outcomes =
+        deliver_rows(target, batcher, &Changes::Off, &[payload], None, metrics).await;
+    outcomes.pop().unwrap_or(RowOutcome::NoTrigger)
+}
+
+/// Where a worker keeps what was delivered to each record, for skipping unchanged requests.
+pub enum Changes {
+    /// Nothing is kept and nothing skipped.
+    Off,
+    /// The queue's database keeps it, under the target's name.
+    Queue {
+        /// The queue.
+        queue: Queue,
+        /// The runtime whose blocking pool runs the queue calls (see [`WorkerConfig`]).
+        calls: Option<tokio::runtime::Handle>,
+    },
+}
+
+impl Changes {
+    /// What was delivered to the records `units` write, by record kind and id; a failure to
+    /// read is logged and skips nothing.
+    async fn known(
+        &self,
+        target: &Target,
+        units: &[Unit],
+    ) -> HashMap<(&'static str, String), Known> {
+        let Changes::Queue { queue, calls } = self else {
+            return HashMap::new();
+        };
+        let mut known = HashMap::new();
+        for (record, ids) in units::wanted_records(units) {
+            let queue = queue.clone();
+            let destination = target.name.clone();
+            let read = blocking(calls.as_ref(), move || {
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                queue.fingerprints(&destination, record, &ids)
+            })
+            .await;
+            match read {
+                Ok(found) => {
+                    for (id, parts) in found {
+                        let parts = parts.into_iter().map(|p| (p.part, p.hash));
+                        known.insert((record, id), Known::from_parts(parts));
+                    }
+                }
+                Err(err) => tracing::error!(
+                    destination = %target.name,
+                    error = %err,
+                    "Reading what was delivered failed; sending without skipping."
+                ),
+            }
         }
-        sent.push((action, result.outcome));
+        known
     }
-    for (action, request) in &requests {
-        let action = action.unwrap_or("?");
-        let outcome = target.client.send(request).await;
-        let labels = [("destination", target.name.as_str()), ("action", action)];
-        metrics
-            .histogram(DELIVERY_REQUEST_DURATION, &labels)
-            .record(outcome.elapsed.as_secs_f64());
-        let verdict = verdict_label(outcome.verdict);
-        metrics
-            .counter(
-                DELIVERY_REQUESTS_TOTAL,
-                &[labels[0], labels[1], ("outcome", verdict)],
-            )
-            .increment(1);
-        sent.push((action, outcome));
+
+    /// Records what the delivered `fingerprints` wrote; a failure is logged (it only costs
+    /// resending later).
+    async fn remember(&self, target: &Target, fingerprints: Vec<Fingerprint>) {
+        let Changes::Queue { queue, calls } = self else {
+            return;
+        };
+        let mut by_record: HashMap<&'static str, Vec<(String, Vec<FingerprintPart>)>> =
+            HashMap::new();
+        for fingerprint in fingerprints {
+            let parts = fingerprint
+                .parts
+                .into_iter()
+                .map(|(part, hash)| FingerprintPart { part, hash })
+                .collect();
+            by_record
+                .entry(fingerprint.record)
+                .or_default()
+                .push((fingerprint.id, parts));
+        }
+        for (record, entries) in by_record {
+            let queue = queue.clone();
+            let destination = target.name.clone();
+            let written = blocking(calls.as_ref(), move || {
+                queue.remember_fingerprints(&destination, record, &entries, SystemTime::now())
+            })
+            .await;
+            if let Err(err) = written {
+                tracing::error!(
+                    destination = %target.name,
+                    error = %err,
+                    "Recording what was delivered failed; those records will be sent again."
+                );
+            }
+        }
     }
-    decide(invalid, &sent)
+}
+
+/// Delivers the stored events `payloads` to `target` together and says what should become of
+/// each row, in order.
+///
+/// Every row is planned first; the requests of all rows become units ([`units::build_units`]:
+/// requests for one record of an action whose API merges by id are coalesced into one), units
+/// that would change nothing are skipped, and the rest are sent at once (batch entries through
+/// `batcher`). A row is delivered when every unit it waits for was delivered or skipped. Units
+/// still running after `deadline` are cut off and their rows retried.
+pub async fn deliver_rows(
+    target: &Arc<Target>,
+    batcher: &Batcher,
+    changes: &Changes,
+    payloads: &[&[u8]],
+    deadline: Option<Duration>,
+    metrics: &MetricsRegistry,
+) -> Vec<RowOutcome> {
+    let started = tokio::time::Instant::now();
+    let mut outcomes: Vec<Option<RowOutcome>> = vec![None; payloads.len()];
+    let mut invalid: Vec<Vec<String>> = vec![Vec::new(); payloads.len()];
+    let mut planned_rows = Vec::with_capacity(payloads.len());
+    for (row, payload) in payloads.iter().enumerate() {
+        match plan_payload(target, payload) {
+            Ok(planned) => {
+                invalid[row] = planned.invalid;
+                let mut works: Vec<(&'static str, Work)> = Vec::new();
+                for (action, request) in planned.requests {
+                    works.push((action.unwrap_or("?"), Work::Request(request)));
+                }
+                for (action, item) in planned.batched {
+                    works.push((action.unwrap_or("?"), Work::Entry(item)));
+                }
+                planned_rows.push((row, works));
+            }
+            Err(outcome) => outcomes[row] = Some(outcome),
+        }
+    }
+    let planned_requests: usize = planned_rows.iter().map(|(_, w)| w.len()).sum();
+    let mut units = units::build_units(target, planned_rows);
+    let labels = |action: &'static str| {
+        [
+            ("destination", target.name.clone()),
+            ("action", action.to_owned()),
+        ]
+    };
+    for unit in &units {
+        if unit.rows.len() > 1 {
+            let [d, a] = labels(unit.action);
+            metrics
+                .counter(
+                    DELIVERY_COALESCED_TOTAL,
+                    &[(d.0, d.1.as_str()), (a.0, a.1.as_str())],
+                )
+                .increment((unit.rows.len() - 1) as u64);
+        }
+    }
+    debug_assert!(units.len() <= planned_requests);
+    let known = changes.known(target, &units).await;
+    units::skip_unchanged(&mut units, &known);
+
+    // Send every unit that changes something, each in its own task.
+    let mut tasks = tokio::task::JoinSet::new();
+    for (idx, unit) in units.iter().enumerate() {
+        if unit.unchanged {
+            let [d, a] = labels(unit.action);
+            metrics
+                .counter(
+                    DELIVERY_SKIPPED_UNCHANGED_TOTAL,
+                    &[(d.0, d.1.as_str()), (a.0, a.1.as_str())],
+                )
+                .increment(1);
+            continue;
+        }
+        let target = Arc::clone(target);
+        let batcher = batcher.clone();
+        let metrics = metrics.clone();
+        let work = unit.work.clone();
+        let action = unit.action;
+        tasks.spawn(async move {
+            let outcome = send_work(&target, &batcher, action, work, &metrics).await;
+            (idx, outcome)
+        });
+    }
+    let mut results: Vec<Option<FinalOutcome>> = vec![None; units.len()];
+    loop {
+        let next = match deadline {
+            Some(allowed) => {
+                match tokio::time::timeout_at(started + allowed, tasks.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            }
+            None => tasks.join_next().await,
+        };
+        let Some(done) = next else { break };
+        match done {
+            Ok((idx, outcome)) => results[idx] = Some(outcome),
+            // A panicked unit leaves its rows without an outcome; they are cut off below.
+            Err(err) => {
+                tracing::error!(destination = %target.name, error = %err, "A delivery task failed.")
+            }
+        }
+    }
+    tasks.abort_all();
+
+    let delivered: Vec<Fingerprint> = units
+        .iter()
+        .zip(&results)
+        .filter(|(unit, result)| {
+            !unit.unchanged && result.as_ref().is_some_and(FinalOutcome::is_delivered)
+        })
+        .filter_map(|(unit, _)| unit.fingerprint.clone())
+        .collect();
+    if !delivered.is_empty() {
+        changes.remember(target, delivered).await;
+    }
+
+    // Each row's outcome from its units.
+    let mut sent: Vec<Vec<(&'static str, FinalOutcome)>> = vec![Vec::new(); payloads.len()];
+    let mut waits: Vec<usize> = vec![0; payloads.len()];
+    let mut skipped: Vec<usize> = vec![0; payloads.len()];
+    let mut unfinished: Vec<bool> = vec![false; payloads.len()];
+    for (unit, result) in units.iter().zip(results) {
+        for &row in &unit.rows {
+            waits[row] += 1;
+            if unit.unchanged {
+                skipped[row] += 1;
+                continue;
+            }
+            match &result {
+                Some(outcome) => sent[row].push((unit.action, outcome.clone())),
+                None => unfinished[row] = true,
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(row, outcome)| {
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+            if unfinished[row] {
+                return cut_off(deadline.unwrap_or_default());
+            }
+            let invalid = std::mem::take(&mut invalid[row]);
+            if waits[row] > 0 && skipped[row] == waits[row] && invalid.is_empty() {
+                return RowOutcome::Unchanged;
+            }
+            decide(invalid, &sent[row])
+        })
+        .collect()
+}
+
+/// Sends one unit's work and counts it in `metrics`.
+async fn send_work(
+    target: &Target,
+    batcher: &Batcher,
+    action: &'static str,
+    work: Work,
+    metrics: &MetricsRegistry,
+) -> FinalOutcome {
+    let labels = [("destination", target.name.as_str()), ("action", action)];
+    match work {
+        Work::Entry(item) => {
+            let result = batcher.submit(item).await;
+            let verdict = verdict_label(result.outcome.verdict);
+            metrics
+                .counter(
+                    DELIVERY_BATCH_ENTRIES_TOTAL,
+                    &[labels[0], labels[1], ("outcome", verdict)],
+                )
+                .increment(1);
+            if let Some(id) = &result.response_id {
+                tracing::debug!(
+                    destination = %target.name,
+                    action,
+                    response_id = %id,
+                    batch_len = result.batch_len,
+                    "Entry delivered in a batch."
+                );
+            }
+            result.outcome
+        }
+        Work::Request(request) => {
+            let outcome = target.client.send(&request).await;
+            metrics
+                .histogram(DELIVERY_REQUEST_DURATION, &labels)
+                .record(outcome.elapsed.as_secs_f64());
+            let verdict = verdict_label(outcome.verdict);
+            metrics
+                .counter(
+                    DELIVERY_REQUESTS_TOTAL,
+                    &[labels[0], labels[1], ("outcome", verdict)],
+                )
+                .increment(1);
+            outcome
+        }
+    }
 }
 
 /// The metric label of a request's verdict.
@@ -448,30 +703,30 @@ async fn process_batch(
     config: &WorkerConfig,
     metrics: &MetricsRegistry,
 ) {
-    let mut tasks = tokio::task::JoinSet::new();
     let lease_duration = queue.config().lease_duration;
-    for lease in leases {
-        let target = Arc::clone(target);
-        let batcher = batcher.clone();
-        let metrics = metrics.clone();
-        let allowed = delivery_deadline(lease.lease_until, lease_duration, SystemTime::now());
-        tasks.spawn(async move {
-            let delivery = deliver_payload(&target, &batcher, &lease.payload, &metrics);
-            let outcome = match tokio::time::timeout(allowed, delivery).await {
-                Ok(outcome) => outcome,
-                Err(_) => cut_off(allowed),
-            };
-            (lease, outcome)
-        });
-    }
+    let now = SystemTime::now();
+    // Rows leased together run out together; the earliest lease bounds them all.
+    let allowed = leases
+        .iter()
+        .map(|lease| delivery_deadline(lease.lease_until, lease_duration, now))
+        .min()
+        .unwrap_or_default();
+    let changes = if target.send_only_changes {
+        Changes::Queue {
+            queue: queue.clone(),
+            calls: config.queue_calls.clone(),
+        }
+    } else {
+        Changes::Off
+    };
+    let payloads: Vec<&[u8]> = leases
+        .iter()
+        .map(|lease| lease.payload.as_slice())
+        .collect();
+    let outcomes = deliver_rows(target, batcher, &changes, &payloads, Some(allowed), metrics).await;
     let mut acks: Vec<LeaseId> = Vec::new();
     let mut others: Vec<(Lease, RowOutcome)> = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        let Ok((lease, outcome)) = done else {
-            // A panicked delivery leaves its row in flight; the lease expiry brings it back.
-            tracing::error!(destination = %target.name, "A delivery task failed.");
-            continue;
-        };
+    for (lease, outcome) in leases.into_iter().zip(outcomes) {
         metrics
             .counter(
                 DELIVERIES_TOTAL,
@@ -481,7 +736,7 @@ async fn process_batch(
                 ],
             )
             .increment(1);
-        if outcome == RowOutcome::Delivered {
+        if matches!(outcome, RowOutcome::Delivered | RowOutcome::Unchanged) {
             let age = SystemTime::now()
                 .duration_since(lease.enqueued_at)
                 .unwrap_or_default();
@@ -490,7 +745,10 @@ async fn process_batch(
                 .record(age.as_secs_f64());
         }
         match outcome {
-            RowOutcome::Delivered | RowOutcome::NoTrigger | RowOutcome::Filtered => {
+            RowOutcome::Delivered
+            | RowOutcome::Unchanged
+            | RowOutcome::NoTrigger
+            | RowOutcome::Filtered => {
                 tracing::debug!(
                     destination = %target.name,
                     message_id = %lease.message_id,
@@ -601,7 +859,10 @@ async fn record_failure(
                 ),
             }
         }
-        RowOutcome::Delivered | RowOutcome::NoTrigger | RowOutcome::Filtered => {}
+        RowOutcome::Delivered
+        | RowOutcome::Unchanged
+        | RowOutcome::NoTrigger
+        | RowOutcome::Filtered => {}
     }
 }
 
@@ -615,11 +876,18 @@ pub async fn run_reclaimer(queue: Queue, every: Duration, mut shutdown: watch::R
         if *shutdown.borrow() {
             return;
         }
-        let queue = queue.clone();
-        match blocking(None, move || queue.reclaim_expired(SystemTime::now())).await {
+        let reclaim = queue.clone();
+        match blocking(None, move || reclaim.reclaim_expired(SystemTime::now())).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "Returned expired leases to pending."),
             Err(err) => tracing::error!(error = %err, "Reclaiming expired leases failed."),
+        }
+        // What was delivered to each record is kept within its age and row bounds.
+        let prune = queue.clone();
+        match blocking(None, move || prune.prune_fingerprints(SystemTime::now())).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "Forgot old delivered fingerprints."),
+            Err(err) => tracing::error!(error = %err, "Pruning fingerprints failed."),
         }
     }
 }
@@ -644,6 +912,8 @@ mod tests {
             backoff_cap: 0.01,
             max_retry_after: 60.0,
             max_elapsed: 120.0,
+            rate_limit_scale: 1.0,
+            send_unchanged: false,
         };
         embedded_default(&args, Some(endpoint)).expect("the embedded target builds")
     }
@@ -716,7 +986,7 @@ mod tests {
 
     #[tokio::test]
     async fn unreadable_unmatched_and_invalid_events_never_reach_the_network() {
-        let target = offline();
+        let target = Arc::new(offline());
         let dead = |outcome: RowOutcome, needle: &str| match outcome {
             RowOutcome::Dead { reason } => assert!(reason.contains(needle), "{reason}"),
             other => panic!("expected a dead letter, got {other:?}"),
@@ -902,5 +1172,93 @@ mod tests {
         assert_eq!(rows[0].attempts, 1);
         let error = rows[0].last_error.as_deref().unwrap_or_default();
         assert!(error.contains("before its lease ran out"), "{error}");
+    }
+
+    /// Identifies of one user waiting together are merged into one request; what changes
+    /// nothing delivered before is not sent at all; `send_only_changes: false` sends each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn identifies_are_coalesced_and_unchanged_ones_skipped() {
+        let mock = actionkit_mock_userpilot::spawn(actionkit_mock_userpilot::MockConfig::default())
+            .await
+            .expect("the mock starts");
+        let embedded = Arc::new(target(&mock.base_url(), 10.0));
+        assert!(embedded.send_only_changes, "on by default");
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let queue = Queue::open(dir.path().join("q.sqlite"), QueueConfig::default())
+            .expect("the queue opens");
+        let changes = Changes::Queue {
+            queue: queue.clone(),
+            calls: None,
+        };
+        let batcher = Batcher::spawn(Arc::clone(&embedded.instance), Arc::clone(&embedded.client));
+        let metrics = MetricsRegistry::new();
+        let identify = |user: &str, traits: Value| {
+            json!({"type": "identify", "userId": user, "traits": traits}).to_string()
+        };
+        let deliver = |payloads: Vec<String>| {
+            let (target, batcher, metrics) = (&embedded, &batcher, &metrics);
+            let changes = &changes;
+            async move {
+                let refs: Vec<&[u8]> = payloads.iter().map(String::as_bytes).collect();
+                deliver_rows(target, batcher, changes, &refs, None, metrics).await
+            }
+        };
+        let sent = || {
+            mock.requests()
+                .into_iter()
+                .filter(|r| r.path == "/v1/identify")
+                .count()
+        };
+
+        let rows = deliver(vec![
+            identify("u1", json!({"plan": "pro"})),
+            identify("u1", json!({"seats": 3})),
+            identify("u2", json!({"plan": "free"})),
+            identify("u1", json!({"plan": "max"})),
+        ])
+        .await;
+        assert_eq!(rows, vec![RowOutcome::Delivered; 4]);
+        assert_eq!(sent(), 2, "u1's three identifies went as one");
+        let state = mock.state();
+        assert_eq!(
+            state["users"]["u1"]["metadata"],
+            json!({"plan": "max", "seats": 3}),
+            "merged in event order"
+        );
+
+        // Nothing new for u1, a change for u2: one request.
+        let rows = deliver(vec![
+            identify("u1", json!({"seats": 3})),
+            identify("u2", json!({"plan": "growth"})),
+        ])
+        .await;
+        assert_eq!(rows, vec![RowOutcome::Unchanged, RowOutcome::Delivered]);
+        assert_eq!(sent(), 3);
+        let rendered = metrics.render();
+        assert!(
+            rendered.contains(&format!(
+                "{DELIVERY_SKIPPED_UNCHANGED_TOTAL}{{destination=\"userpilot\",action=\"identifyUser\"}} 1"
+            )),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains(&format!(
+                "{DELIVERY_COALESCED_TOTAL}{{destination=\"userpilot\",action=\"identifyUser\"}} 2"
+            )),
+            "{rendered}"
+        );
+
+        // Switched off, every identify is sent, as Segment does.
+        let mut plain = target(&mock.base_url(), 10.0);
+        plain.send_only_changes = false;
+        let plain = Arc::new(plain);
+        let refs: Vec<String> = vec![
+            identify("u1", json!({"seats": 3})),
+            identify("u1", json!({"seats": 3})),
+        ];
+        let refs: Vec<&[u8]> = refs.iter().map(String::as_bytes).collect();
+        let rows = deliver_rows(&plain, &batcher, &Changes::Off, &refs, None, &metrics).await;
+        assert_eq!(rows, vec![RowOutcome::Delivered; 2]);
+        assert_eq!(sent(), 5);
     }
 }

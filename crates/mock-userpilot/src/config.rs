@@ -162,6 +162,27 @@ impl RateLimits {
         }
     }
 
+    /// These limits with every `max_requests` multiplied by `factor` (rounded down, at least
+    /// 1), windows unchanged: with the same factor on the client's limits, a test runs at
+    /// `factor` times Userpilot's pace and still checks that the client never exceeds them.
+    pub fn scaled(mut self, factor: f64) -> Self {
+        for limit in [
+            &mut self.identify,
+            &mut self.companies_identify,
+            &mut self.track,
+            &mut self.delete,
+        ] {
+            let scaled = (f64::from(limit.max_requests) * factor).floor();
+            limit.max_requests = if scaled.is_finite() && scaled >= 1.0 {
+                // Finite and at least 1; the cast saturates at u32::MAX.
+                scaled as u32
+            } else {
+                1
+            };
+        }
+        self
+    }
+
     /// Userpilot's limits, switched off.
     pub const fn disabled() -> Self {
         let mut limits = Self::userpilot();
@@ -632,6 +653,19 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scaled_limits_multiply_the_counts_and_keep_the_windows() {
+        let limits = RateLimits::userpilot().scaled(50.0);
+        assert_eq!(
+            limits.identify,
+            RateLimit::new(30_000, Duration::from_secs(60))
+        );
+        assert_eq!(limits.delete, RateLimit::new(50, Duration::from_secs(2)));
+        let tiny = RateLimits::userpilot().scaled(0.0001);
+        assert_eq!(tiny.identify.max_requests, 1);
+        assert!(limits.enabled);
+    }
 
     #[test]
     fn parses_fixed_and_ranged_latency() {

@@ -17,6 +17,9 @@
 //! * `destination_counters`: how many deliveries were delivered, dead-lettered and purged per
 //!   destination. Delivered rows are deleted at once (pruned) and survive only in this counter,
 //!   so the database does not grow with the number of events ever delivered.
+//! * `fingerprints`: what was last delivered to each record of a destination, one hashed part
+//!   per row, so that workers can skip requests that would change nothing; bounded by age and
+//!   row count (see the `fingerprints` module).
 //! * `schema_migrations`: applied schema versions (see the `schema` module).
 //!
 //! # State machine of one delivery
@@ -118,6 +121,7 @@ mod checkpoint;
 mod delivery;
 mod dlq;
 mod error;
+mod fingerprints;
 mod schema;
 mod stats;
 mod types;
@@ -134,6 +138,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use dlq::{DlqEntry, DlqFilter, DlqItem, DlqSelection};
 pub use error::QueueError;
+pub use fingerprints::FingerprintPart;
 pub use stats::{DeliveryInfo, DestinationStats, QueueStats};
 pub use types::{
     DeliveryId, DeliveryState, Durability, EventId, Lease, LeaseId, NewEvent, QueueConfig,

@@ -72,6 +72,19 @@ const MIGRATIONS: &[&str] = &[
         purged        INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     "#,
+    // Version 2: what was last delivered to each record, part by part (see `fingerprints`).
+    r#"
+    CREATE TABLE fingerprints (
+        destination TEXT    NOT NULL,
+        record      TEXT    NOT NULL,
+        id          TEXT    NOT NULL,
+        part        TEXT    NOT NULL,
+        hash        INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (destination, record, id, part)
+    ) WITHOUT ROWID;
+    CREATE INDEX fingerprints_age ON fingerprints(updated_at);
+    "#,
 ];
 
 /// The newest schema version this build knows.

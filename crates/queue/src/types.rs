@@ -188,6 +188,12 @@ pub struct QueueConfig {
     pub busy_timeout: Duration,
     /// Most events written in one group-commit transaction; more waiting requests go in the next.
     pub max_events_per_commit: usize,
+    /// How long what was delivered to a record is remembered (7 days); after that, the next
+    /// request for the record is sent even if it changes nothing.
+    pub fingerprint_max_age: Duration,
+    /// Most remembered parts in all (5,000,000, a few hundred MB at most); the oldest beyond it
+    /// are forgotten.
+    pub fingerprint_max_rows: u64,
 }
 
 impl Default for QueueConfig {
@@ -202,6 +208,8 @@ impl Default for QueueConfig {
             recover_in_flight: true,
             busy_timeout: Duration::from_secs(5),
             max_events_per_commit: 20_000,
+            fingerprint_max_age: Duration::from_secs(7 * 24 * 60 * 60),
+            fingerprint_max_rows: 5_000_000,
         }
     }
 }
@@ -222,6 +230,16 @@ impl QueueConfig {
         if self.lease_duration.is_zero() {
             return Err(QueueError::InvalidConfig(
                 "lease_duration must be longer than zero".into(),
+            ));
+        }
+        if self.fingerprint_max_age.is_zero() {
+            return Err(QueueError::InvalidConfig(
+                "fingerprint_max_age must be longer than zero".into(),
+            ));
+        }
+        if self.fingerprint_max_rows == 0 {
+            return Err(QueueError::InvalidConfig(
+                "fingerprint_max_rows must be at least 1".into(),
             ));
         }
         if self.max_events_per_commit == 0 {

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use actionkit_queue::{
     CommitInfo, CommitObserver, DeliveryId, DeliveryState, DlqFilter, DlqSelection, EventId,
-    FULL_HINT_TTL, NewEvent, Queue, QueueConfig, QueueError, RetryOutcome,
+    FULL_HINT_TTL, FingerprintPart, NewEvent, Queue, QueueConfig, QueueError, RetryOutcome,
 };
 use tempfile::TempDir;
 
@@ -587,7 +587,7 @@ fn schema_is_versioned_and_newer_databases_are_refused() {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, [1]);
+        assert_eq!(versions, [1, 2]);
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
             .unwrap();
@@ -604,7 +604,7 @@ fn schema_is_versioned_and_newer_databases_are_refused() {
             err,
             QueueError::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: 2
             }
         ),
         "{err:?}"
@@ -889,4 +889,151 @@ fn large_groups_are_written_whole_with_ids_that_are_never_reused() {
     }
     let third = q.enqueue(events("third", 1), &names).unwrap();
     assert!(third[0] > second[1], "{third:?} after {:?}", second[1]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fingerprints: what was last delivered to each record.
+
+fn parts(pairs: &[(&str, u64)]) -> Vec<FingerprintPart> {
+    pairs
+        .iter()
+        .map(|(part, hash)| FingerprintPart {
+            part: (*part).to_owned(),
+            hash: *hash,
+        })
+        .collect()
+}
+
+fn sorted(mut parts: Vec<FingerprintPart>) -> Vec<(String, u64)> {
+    parts.sort_by(|a, b| a.part.cmp(&b.part));
+    parts.into_iter().map(|p| (p.part, p.hash)).collect()
+}
+
+#[test]
+fn fingerprints_are_upserted_part_by_part_per_destination_and_record() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    let now = SystemTime::now();
+    q.remember_fingerprints(
+        "up",
+        "user",
+        &[
+            ("u1".to_owned(), parts(&[("", 0), ("metadata.plan", 7)])),
+            (
+                "u2".to_owned(),
+                parts(&[("", 0), ("metadata.plan", u64::MAX)]),
+            ),
+        ],
+        now,
+    )
+    .unwrap();
+    // A later delivery updates one part and adds another; the rest is kept.
+    q.remember_fingerprints(
+        "up",
+        "user",
+        &[(
+            "u1".to_owned(),
+            parts(&[("metadata.plan", 8), ("company", 3)]),
+        )],
+        now,
+    )
+    .unwrap();
+    let found = q.fingerprints("up", "user", &["u1", "u2", "u3"]).unwrap();
+    assert_eq!(found.len(), 2, "u3 has none");
+    assert_eq!(
+        sorted(found["u1"].clone()),
+        [
+            (String::new(), 0),
+            ("company".to_owned(), 3),
+            ("metadata.plan".to_owned(), 8)
+        ]
+    );
+    // The top bit survives the trip through a signed column.
+    assert!(found["u2"].iter().any(|p| p.hash == u64::MAX));
+    // Other destinations and record kinds see nothing.
+    assert!(q.fingerprints("other", "user", &["u1"]).unwrap().is_empty());
+    assert!(q.fingerprints("up", "company", &["u1"]).unwrap().is_empty());
+    // Forgetting removes only the named ids.
+    assert_eq!(q.forget_fingerprints("up", "user", &["u1"]).unwrap(), 3);
+    let left = q.fingerprints("up", "user", &["u1", "u2"]).unwrap();
+    assert_eq!(left.keys().collect::<Vec<_>>(), ["u2"]);
+    assert_eq!(q.fingerprint_count().unwrap(), 2);
+}
+
+#[test]
+fn fingerprints_are_pruned_by_age_and_by_row_count() {
+    let dir = TempDir::new().unwrap();
+    let config = QueueConfig {
+        fingerprint_max_age: Duration::from_secs(3600),
+        fingerprint_max_rows: 3,
+        ..QueueConfig::default()
+    };
+    let q = open(&dir, config);
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let at = |secs: u64| t0 + Duration::from_secs(secs);
+    for (idx, id) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        q.remember_fingerprints(
+            "up",
+            "user",
+            &[((*id).to_owned(), parts(&[("", 0)]))],
+            at(idx as u64 * 1000),
+        )
+        .unwrap();
+    }
+    // At t0 + 4000 s, "a" (t0) is over an hour old; of the four left the oldest, "b", goes for
+    // the row bound of three.
+    assert_eq!(q.prune_fingerprints(at(4000)).unwrap(), 2);
+    let left = q
+        .fingerprints("up", "user", &["a", "b", "c", "d", "e"])
+        .unwrap();
+    let mut ids: Vec<&String> = left.keys().collect();
+    ids.sort();
+    assert_eq!(ids, ["c", "d", "e"]);
+    assert_eq!(q.prune_fingerprints(at(4000)).unwrap(), 0);
+}
+
+#[test]
+fn a_version_1_queue_gains_the_fingerprint_table_and_keeps_its_events() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("queue.db");
+    {
+        let q = Queue::open(&path, QueueConfig::default()).unwrap();
+        q.enqueue(events("old", 2), &dests(&["a"])).unwrap();
+    }
+    // Turn the file back into a version-1 database.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE fingerprints; DELETE FROM schema_migrations WHERE version = 2;",
+        )
+        .unwrap();
+    }
+    let q = Queue::open(&path, QueueConfig::default()).unwrap();
+    assert_eq!(q.lease("a", 10, SystemTime::now()).unwrap().len(), 2);
+    q.remember_fingerprints(
+        "a",
+        "user",
+        &[("u".to_owned(), parts(&[("", 0)]))],
+        SystemTime::now(),
+    )
+    .unwrap();
+    assert_eq!(q.fingerprint_count().unwrap(), 1);
+}
+
+#[test]
+fn fingerprint_bounds_must_not_be_zero() {
+    let dir = TempDir::new().unwrap();
+    for config in [
+        QueueConfig {
+            fingerprint_max_age: Duration::ZERO,
+            ..QueueConfig::default()
+        },
+        QueueConfig {
+            fingerprint_max_rows: 0,
+            ..QueueConfig::default()
+        },
+    ] {
+        let err = Queue::open(dir.path().join("queue.db"), config).unwrap_err();
+        assert!(err.to_string().contains("fingerprint_max"), "{err}");
+    }
 }

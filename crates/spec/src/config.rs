@@ -225,13 +225,18 @@ pub struct InstanceConfig {
     /// Instances that are not enabled receive nothing.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// For actions whose API merges by id (`merges_by_id`): skip a request that would change
+    /// nothing that was delivered before, and send requests for one record that wait together
+    /// as one (default true). `false` sends one request per event, as Segment does.
+    #[serde(default = "default_true")]
+    pub send_only_changes: bool,
 }
 
 /// Which mappings an instance runs.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Mappings {
-    /// The word `presets`: the destination's presets, all enabled.
+    /// The word `presets`: the destination's presets, those enabled by default (Segment's).
     Presets(PresetsKeyword),
     /// An explicit list of mappings.
     List(Vec<MappingConfig>),
@@ -286,6 +291,12 @@ pub struct DeliveryConfig {
     /// Whether the destinations' declared rate limits apply (default true).
     #[serde(default = "default_true")]
     pub rate_limits: bool,
+    /// A factor on every declared rate limit (default 1): 50 allows 30,000 identifies a minute
+    /// where Userpilot declares 600. Only for tests against a mock whose limits are scaled by
+    /// the same factor (`actionkit mock-userpilot --rate-limit-scale 50`).
+    #[serde(default = "default_scale")]
+    #[schemars(range(min = 0.001, max = 1000000))]
+    pub rate_limit_scale: f64,
 }
 
 impl Default for DeliveryConfig {
@@ -295,12 +306,17 @@ impl Default for DeliveryConfig {
             max_attempts: default_attempts(),
             concurrency: default_concurrency(),
             rate_limits: true,
+            rate_limit_scale: default_scale(),
         }
     }
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn default_scale() -> f64 {
+    1.0
 }
 
 fn default_timeout() -> f64 {

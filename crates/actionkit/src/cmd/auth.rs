@@ -46,7 +46,27 @@ pub struct DeleteUserArgs {
     #[arg(long)]
     anonymous_id: Option<String>,
     #[command(flatten)]
+    forget: ForgetArgs,
+    #[command(flatten)]
     target: TargetArgs,
+}
+
+/// Where `serve` remembers what it delivered, so that a deleted record is sent again in full.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The queue file of a `serve` that sends only what changed (`server.queue.path`): after the
+    /// destination accepts a deletion, what that serve remembers delivering to the deleted ids
+    /// is forgotten, so their next identify is sent even if it repeats old traits.
+    #[arg(long, value_name = "FILE")]
+    queue: Option<PathBuf>,
+    /// The instance whose memory to clear in --queue (its `name` in the configuration).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "userpilot",
+        requires = "queue"
+    )]
+    instance: String,
 }
 
 /// Delete companies in the destination, with its bulk company deletion (beyond Segment).
@@ -61,6 +81,8 @@ pub struct DeleteCompanyArgs {
     /// Also read ids from FILE, one per line (blank lines are skipped; `-` is stdin).
     #[arg(long, value_name = "FILE")]
     from: Option<PathBuf>,
+    #[command(flatten)]
+    forget: ForgetArgs,
     #[command(flatten)]
     target: TargetArgs,
 }
@@ -98,17 +120,21 @@ pub fn delete_user(args: DeleteUserArgs) -> anyhow::Result<ExitCode> {
             .on_delete_request(&event)
             .map_err(|err| anyhow::anyhow!("{err}"))?
             .context("this destination has no on-delete request")?;
-        return send_deletions(&target, ("user", "users"), &ids, vec![(0..1, request)]);
+        let code = send_deletions(&target, ("user", "users"), &ids, vec![(0..1, request)])?;
+        forget(&args.forget, DeletionKind::Users, &ids, code)?;
+        return Ok(code);
     }
     if args.anonymous_id.is_some() {
         bail!("--anonymous-id goes with one user id, not {}", ids.len());
     }
-    bulk_delete(
+    let code = bulk_delete(
         &target,
         DeletionKind::Users,
         &ids,
         "this destination declares no bulk user deletion (`deletions.users`); delete one user at a time",
-    )
+    )?;
+    forget(&args.forget, DeletionKind::Users, &ids, code)?;
+    Ok(code)
 }
 
 /// Runs `delete-company`; exit code 1 when the destination refused any request or could not be
@@ -116,12 +142,54 @@ pub fn delete_user(args: DeleteUserArgs) -> anyhow::Result<ExitCode> {
 pub fn delete_company(args: DeleteCompanyArgs) -> anyhow::Result<ExitCode> {
     let ids = collect_ids(args.company_ids, args.from.as_deref())?;
     let target = setup::embedded_default(&args.target, None)?;
-    bulk_delete(
+    let code = bulk_delete(
         &target,
         DeletionKind::Companies,
         &ids,
         "this destination declares no company deletion (`deletions.companies`)",
-    )
+    )?;
+    forget(&args.forget, DeletionKind::Companies, &ids, code)?;
+    Ok(code)
+}
+
+/// Forgets what the serve of `args.queue` remembers delivering to the deleted `ids`, once every
+/// deletion was accepted (`code` is success). The record kinds are `user` and `company`, as the
+/// identify actions name them in `merges_by_id`.
+fn forget(
+    args: &ForgetArgs,
+    kind: DeletionKind,
+    ids: &[String],
+    code: ExitCode,
+) -> anyhow::Result<()> {
+    let Some(path) = &args.queue else {
+        return Ok(());
+    };
+    if code != ExitCode::SUCCESS {
+        println!("Not forgetting what was delivered, because a deletion failed.");
+        return Ok(());
+    }
+    let config = actionkit_queue::QueueConfig {
+        // Another process (serve) may hold rows in flight; they stay its own.
+        recover_in_flight: false,
+        ..actionkit_queue::QueueConfig::default()
+    };
+    let queue = actionkit_queue::Queue::open(path, config)
+        .with_context(|| format!("cannot open the queue {}", path.display()))?;
+    let record = match kind {
+        DeletionKind::Users => "user",
+        DeletionKind::Companies => "company",
+    };
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let n = queue
+        .forget_fingerprints(&args.instance, record, &refs)
+        .with_context(|| format!("cannot forget delivered records in {}", path.display()))?;
+    println!(
+        "Forgot {n} remembered part(s) of {} deleted {}(s) for instance '{}'.",
+        ids.len(),
+        record,
+        args.instance
+    );
+    Ok(())
 }
 
 /// Deletes `ids` with the destination's bulk deletion of `kind`, or fails with `missing` when it

@@ -36,6 +36,11 @@ pub struct MockArgs {
     /// Answer without Userpilot's rate limits.
     #[arg(long)]
     no_rate_limits: bool,
+    /// Multiply Userpilot's rate limits by this factor (windows unchanged), to run a test at a
+    /// multiple of Userpilot's pace; give the client the same factor
+    /// (`delivery.rate_limit_scale`, or `--rate-limit-scale` of `send`).
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR", value_parser = positive_factor)]
+    rate_limit_scale: f64,
     /// Share of requests answered with the error status, from 0 to 1 (of the requests
     /// --fault-endpoints selects, as for every fault below).
     #[arg(long, default_value_t = 0.0)]
@@ -85,6 +90,14 @@ fn parse_script(input: &str) -> Result<Script, actionkit_mock_userpilot::ConfigE
     FaultConfig::parse_script(input).map(Script)
 }
 
+/// Parses a positive, finite factor.
+fn positive_factor(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("'{text}' is not a positive number")),
+    }
+}
+
 /// Runs the mock until Ctrl-C or SIGTERM.
 pub fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
     let config = MockConfig {
@@ -93,7 +106,7 @@ pub fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
         rate_limits: if args.no_rate_limits {
             RateLimits::disabled()
         } else {
-            RateLimits::userpilot()
+            RateLimits::userpilot().scaled(args.rate_limit_scale)
         },
         faults: FaultConfig {
             error_rate: args.error_rate,

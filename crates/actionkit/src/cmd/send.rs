@@ -20,6 +20,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use actionkit_runtime::batch::Batcher;
+use actionkit_runtime::changes::{self, Fingerprint, MemoryStore};
 use actionkit_runtime::dispatch::BatchItem;
 
 use super::progress::{Progress, limit_stats, rate_limit_report};
@@ -70,6 +71,10 @@ enum OutputFormat {
     Ndjson,
     None,
 }
+
+/// The most records `send` remembers per instance to skip unchanged requests; beyond it, it
+/// starts over (which only costs resending).
+const MAX_RECORDS_REMEMBERED: usize = 1_000_000;
 
 /// The most events that wait in flight for their batches at once, whatever the largest batch.
 const MAX_EVENTS_WAITING_FOR_BATCHES: usize = 20_000;
@@ -183,6 +188,32 @@ struct Delivery {
     reason: Option<String>,
     /// For a batch entry: how many entries its request carried, and the answer's response id.
     batch: Option<(usize, Option<String>)>,
+    /// Not sent: it would have changed nothing delivered before in this run.
+    unchanged: bool,
+}
+
+impl Delivery {
+    /// A request skipped because it would change nothing.
+    fn unchanged() -> Delivery {
+        Delivery {
+            delivered: true,
+            status: None,
+            attempts: 0,
+            reason: None,
+            batch: None,
+            unchanged: true,
+        }
+    }
+}
+
+/// The fingerprint of a request body or batch entry of `action`, when `target` sends only
+/// changes and the action's API merges by id.
+fn fingerprint_of(target: &Target, action: &str, body: &Value) -> Option<Fingerprint> {
+    if !target.send_only_changes {
+        return None;
+    }
+    let merges = target.instance.destination().action(action)?.def.merges?;
+    changes::fingerprint(&merges, body)
 }
 
 /// Everything that happened to one input item.
@@ -271,6 +302,13 @@ async fn pump(
         .sum::<usize>()
         .max(8)
         .max(batch_room);
+    // What was delivered to each record in this run, per target, to skip unchanged requests.
+    let known: Arc<Vec<MemoryStore>> = Arc::new(
+        targets
+            .iter()
+            .map(|_| MemoryStore::new(MAX_RECORDS_REMEMBERED))
+            .collect(),
+    );
     let batchers: Arc<Vec<Batcher>> = Arc::new(
         targets
             .iter()
@@ -301,36 +339,74 @@ async fn pump(
             }
             let targets = Arc::clone(targets);
             let batchers = Arc::clone(&batchers);
+            let known = Arc::clone(&known);
             in_flight.spawn(async move {
                 let mut report = report;
-                for (target_idx, _, request) in &report.requests {
-                    let outcome = targets[*target_idx].client.send(request).await;
+                for (target_idx, action, request) in &report.requests {
+                    let target = &targets[*target_idx];
+                    let fingerprint = request
+                        .json
+                        .as_ref()
+                        .and_then(|body| fingerprint_of(target, action, body));
+                    if fingerprint
+                        .as_ref()
+                        .is_some_and(|fp| known[*target_idx].covers(fp))
+                    {
+                        report.deliveries.push(Delivery::unchanged());
+                        continue;
+                    }
+                    let outcome = target.client.send(request).await;
+                    if let (Some(fp), true) = (&fingerprint, outcome.is_delivered()) {
+                        known[*target_idx].remember(fp);
+                    }
                     report.deliveries.push(Delivery {
                         delivered: outcome.is_delivered(),
                         status: outcome.status,
                         attempts: outcome.attempts,
                         reason: outcome.reason,
                         batch: None,
+                        unchanged: false,
                     });
                 }
                 // Every entry joins its batch at once; an event's entries may share one.
                 let batched: Vec<_> = report
                     .batched
                     .iter()
-                    .map(|(target_idx, _, item)| {
+                    .map(|(target_idx, action, item)| {
+                        let fingerprint =
+                            fingerprint_of(&targets[*target_idx], action, &item.entry);
+                        let unchanged = fingerprint
+                            .as_ref()
+                            .is_some_and(|fp| known[*target_idx].covers(fp));
                         let batcher = batchers[*target_idx].clone();
                         let item = item.clone();
-                        tokio::spawn(async move { batcher.submit(item).await })
+                        let known = Arc::clone(&known);
+                        let target_idx = *target_idx;
+                        tokio::spawn(async move {
+                            if unchanged {
+                                return None;
+                            }
+                            let result = batcher.submit(item).await;
+                            if let (Some(fp), true) = (&fingerprint, result.outcome.is_delivered())
+                            {
+                                known[target_idx].remember(fp);
+                            }
+                            Some(result)
+                        })
                     })
                     .collect();
                 for handle in batched {
-                    let result = handle.await.context("a batch submission failed")?;
+                    let Some(result) = handle.await.context("a batch submission failed")? else {
+                        report.deliveries.push(Delivery::unchanged());
+                        continue;
+                    };
                     report.deliveries.push(Delivery {
                         delivered: result.outcome.is_delivered(),
                         status: result.outcome.status,
                         attempts: result.outcome.attempts,
                         reason: result.outcome.reason,
                         batch: Some((result.batch_len, result.response_id)),
+                        unchanged: false,
                     });
                 }
                 anyhow::Ok(report)
@@ -482,15 +558,7 @@ fn report_json(report: &Report, show: impl Fn(usize, &Request) -> Request) -> Va
         .map(|(idx, (target_idx, _, request))| {
             let mut obj = request_json(&show(*target_idx, request));
             if let (Some(delivery), Value::Object(map)) = (report.deliveries.get(idx), &mut obj) {
-                map.insert(
-                    "result".to_owned(),
-                    json!({
-                        "delivered": delivery.delivered,
-                        "status": delivery.status,
-                        "attempts": delivery.attempts,
-                        "reason": delivery.reason,
-                    }),
-                );
+                map.insert("result".to_owned(), result_json(delivery));
             }
             obj
         })
@@ -507,17 +575,12 @@ fn report_json(report: &Report, show: impl Fn(usize, &Request) -> Request) -> Va
                 (report.deliveries.get(offset + idx), &mut obj)
             {
                 let (batch_len, response_id) = delivery.batch.clone().unwrap_or((0, None));
-                map.insert(
-                    "result".to_owned(),
-                    json!({
-                        "delivered": delivery.delivered,
-                        "status": delivery.status,
-                        "attempts": delivery.attempts,
-                        "reason": delivery.reason,
-                        "batch_len": batch_len,
-                        "response_id": response_id,
-                    }),
-                );
+                let mut result = result_json(delivery);
+                if let Value::Object(result) = &mut result {
+                    result.insert("batch_len".to_owned(), json!(batch_len));
+                    result.insert("response_id".to_owned(), json!(response_id));
+                }
+                map.insert("result".to_owned(), result);
             }
             obj
         })
@@ -539,6 +602,23 @@ fn report_json(report: &Report, show: impl Fn(usize, &Request) -> Request) -> Va
         map.insert("batched".to_owned(), Value::Array(batched));
     }
     line
+}
+
+/// The `result` of one delivery in `--output ndjson`; `unchanged: true` only on requests that
+/// were not sent because they changed nothing.
+fn result_json(delivery: &Delivery) -> Value {
+    let mut result = json!({
+        "delivered": delivery.delivered,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "reason": delivery.reason,
+    });
+    if delivery.unchanged
+        && let Value::Object(map) = &mut result
+    {
+        map.insert("unchanged".to_owned(), Value::Bool(true));
+    }
+    result
 }
 
 /// A batch entry as it may be shown: redacted like a request body unless secrets were asked for.
@@ -610,7 +690,9 @@ fn report_pretty(report: &Report, show: impl Fn(usize, &Request) -> Request) -> 
                 .status
                 .map_or("no response".to_owned(), |s| s.to_string());
             let attempts = plural(delivery.attempts as usize, "attempt");
-            if delivery.delivered {
+            if delivery.unchanged {
+                out.push_str("     → not sent: it changes nothing delivered before\n");
+            } else if delivery.delivered {
                 out.push_str(&format!("     → delivered: {status} after {attempts}\n"));
             } else {
                 let reason = delivery.reason.as_deref().unwrap_or("unknown reason");
@@ -634,7 +716,9 @@ fn report_pretty(report: &Report, show: impl Fn(usize, &Request) -> Request) -> 
                 .map_or("no response".to_owned(), |s| s.to_string());
             let (batch_len, response_id) = delivery.batch.clone().unwrap_or((0, None));
             let id = response_id.map_or(String::new(), |id| format!(", {id}"));
-            if delivery.delivered {
+            if delivery.unchanged {
+                out.push_str("     → not sent: it changes nothing delivered before\n");
+            } else if delivery.delivered {
                 out.push_str(&format!(
                     "     → delivered in a batch of {batch_len}: {status}{id}\n"
                 ));
@@ -678,6 +762,8 @@ struct Summary {
 #[derive(Debug, Default)]
 struct ActionCounts {
     delivered: usize,
+    /// Not sent because they changed nothing delivered before.
+    unchanged: usize,
     failed: BTreeMap<String, usize>,
 }
 
@@ -708,6 +794,7 @@ impl Summary {
             match report.deliveries.get(idx) {
                 // A dry run counts built requests as delivered ("would send").
                 None => counts.delivered += 1,
+                Some(delivery) if delivery.unchanged => counts.unchanged += 1,
                 Some(delivery) if delivery.delivered => counts.delivered += 1,
                 Some(delivery) => {
                     let reason = delivery
@@ -768,6 +855,19 @@ impl Summary {
             out.push_str(&format!(
                 "  {action:<24} {:>10} {failed:>8}\n",
                 counts.delivered
+            ));
+        }
+        let unchanged: Vec<String> = self
+            .per_action
+            .iter()
+            .filter(|(_, c)| c.unchanged > 0)
+            .map(|(action, c)| format!("{action} {}", c.unchanged))
+            .collect();
+        if !unchanged.is_empty() {
+            let total: usize = self.per_action.values().map(|c| c.unchanged).sum();
+            out.push_str(&format!(
+                "  not sent, changing nothing delivered before: {total} ({})\n",
+                unchanged.join(", ")
             ));
         }
         out.push_str(&format!(
