@@ -394,6 +394,12 @@ pub fn delivery_client(
         max_attempts: args.max_attempts,
         concurrency: args.concurrency,
         rate_limits,
+        // A busy destination is polled at the scaled pace too: with its limits scaled, a
+        // destination's background jobs end sooner by the same factor.
+        busy_poll: DeliveryConfig::default()
+            .busy_poll
+            .div_f64(args.rate_limit_scale)
+            .max(Duration::from_millis(10)),
         ..DeliveryConfig::default()
     };
     DeliveryClient::new(config).map_err(|err| anyhow::anyhow!("{err}"))

@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use actionkit_intake::{MetricsRegistry, is_enabled_for};
 use actionkit_queue::{FingerprintPart, Lease, LeaseId, Queue, QueueError, RetryOutcome};
-use actionkit_runtime::batch::Batcher;
+use actionkit_runtime::batch::{Batcher, ItemResult};
 use actionkit_runtime::changes::{Fingerprint, Known};
 use actionkit_runtime::delivery::{Backoff, FinalOutcome, Verdict};
 use actionkit_runtime::dispatch::{BatchItem, Outcome};
@@ -308,7 +308,18 @@ pub async fn deliver_rows(
     let known = changes.known(target, &units).await;
     units::skip_unchanged(&mut units, &known);
 
-    // Send every unit that changes something, each in its own task.
+    // Send every unit that changes something, each in its own task. Batch entries are handed
+    // to the batcher first, in order, and flushed: no more rows arrive until these are done, so
+    // waiting for batches to fill would only add latency.
+    let mut entries: HashMap<usize, _> = HashMap::new();
+    for (idx, unit) in units.iter().enumerate() {
+        if let (false, Work::Entry(item)) = (unit.unchanged, &unit.work) {
+            entries.insert(idx, batcher.enqueue(item.clone()));
+        }
+    }
+    if !entries.is_empty() {
+        batcher.flush();
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for (idx, unit) in units.iter().enumerate() {
         if unit.unchanged {
@@ -324,12 +335,22 @@ pub async fn deliver_rows(
         let target = Arc::clone(target);
         let batcher = batcher.clone();
         let metrics = metrics.clone();
-        let work = unit.work.clone();
         let action = unit.action;
-        tasks.spawn(async move {
-            let outcome = send_work(&target, &batcher, action, work, &metrics).await;
-            (idx, outcome)
-        });
+        match entries.remove(&idx) {
+            Some(result) => {
+                tasks.spawn(async move {
+                    let result = result.await;
+                    (idx, entry_outcome(&target, action, result, &metrics))
+                });
+            }
+            None => {
+                let work = unit.work.clone();
+                tasks.spawn(async move {
+                    let outcome = send_work(&target, &batcher, action, work, &metrics).await;
+                    (idx, outcome)
+                });
+            }
+        }
     }
     let mut results: Vec<Option<FinalOutcome>> = vec![None; units.len()];
     loop {
@@ -402,6 +423,36 @@ pub async fn deliver_rows(
         .collect()
 }
 
+/// Counts and logs a settled batch entry; returns its outcome.
+fn entry_outcome(
+    target: &Target,
+    action: &'static str,
+    result: ItemResult,
+    metrics: &MetricsRegistry,
+) -> FinalOutcome {
+    let verdict = verdict_label(result.outcome.verdict);
+    metrics
+        .counter(
+            DELIVERY_BATCH_ENTRIES_TOTAL,
+            &[
+                ("destination", target.name.as_str()),
+                ("action", action),
+                ("outcome", verdict),
+            ],
+        )
+        .increment(1);
+    if let Some(id) = &result.response_id {
+        tracing::debug!(
+            destination = %target.name,
+            action,
+            response_id = %id,
+            batch_len = result.batch_len,
+            "Entry delivered in a batch."
+        );
+    }
+    result.outcome
+}
+
 /// Sends one unit's work and counts it in `metrics`.
 async fn send_work(
     target: &Target,
@@ -414,23 +465,7 @@ async fn send_work(
     match work {
         Work::Entry(item) => {
             let result = batcher.submit(item).await;
-            let verdict = verdict_label(result.outcome.verdict);
-            metrics
-                .counter(
-                    DELIVERY_BATCH_ENTRIES_TOTAL,
-                    &[labels[0], labels[1], ("outcome", verdict)],
-                )
-                .increment(1);
-            if let Some(id) = &result.response_id {
-                tracing::debug!(
-                    destination = %target.name,
-                    action,
-                    response_id = %id,
-                    batch_len = result.batch_len,
-                    "Entry delivered in a batch."
-                );
-            }
-            result.outcome
+            entry_outcome(target, action, result, metrics)
         }
         Work::Request(request) => {
             let outcome = target.client.send(&request).await;

@@ -40,10 +40,15 @@ pub struct ItemResult {
     pub response_id: Option<String>,
 }
 
-/// One entry waiting for its batch, with where its result goes.
-struct Submission {
-    item: BatchItem,
-    done: oneshot::Sender<ItemResult>,
+/// What the gathering task is told.
+enum Submission {
+    /// One entry waiting for its batch, with where its result goes.
+    Entry {
+        item: BatchItem,
+        done: oneshot::Sender<ItemResult>,
+    },
+    /// Send every open batch now.
+    Flush,
 }
 
 /// Gathers the batch entries of one destination instance and sends them in batches.
@@ -71,14 +76,34 @@ impl Batcher {
 
     /// Hands `item` to its batch and waits until the request that carries it is settled.
     pub async fn submit(&self, item: BatchItem) -> ItemResult {
+        self.enqueue(item).await
+    }
+
+    /// Hands `item` to its batch at once (entries enqueued one after the other keep their
+    /// order) and returns what waits for the request that carries it.
+    pub fn enqueue(
+        &self,
+        item: BatchItem,
+    ) -> impl std::future::Future<Output = ItemResult> + use<> {
         let (done, result) = oneshot::channel();
-        if self.tx.send(Submission { item, done }).is_err() {
-            return not_sent("the batcher has stopped".to_owned());
+        let sent = self.tx.send(Submission::Entry { item, done }).is_ok();
+        async move {
+            if !sent {
+                return not_sent("the batcher has stopped".to_owned());
+            }
+            match result.await {
+                Ok(result) => result,
+                Err(_) => not_sent("the batch carrying the entry was dropped".to_owned()),
+            }
         }
-        match result.await {
-            Ok(result) => result,
-            Err(_) => not_sent("the batch carrying the entry was dropped".to_owned()),
-        }
+    }
+
+    /// Sends every open batch now, with the entries enqueued before, instead of waiting for
+    /// them to fill: for a caller that knows no more entries are coming for a while (a serve
+    /// worker that handed over every row it leased).
+    pub fn flush(&self) {
+        // A stopped batcher has nothing open to send.
+        let _ = self.tx.send(Submission::Flush);
     }
 }
 
@@ -238,11 +263,17 @@ async fn gather(
         let next_deadline = gatherer.next_deadline();
         tokio::select! {
             message = rx.recv() => {
-                let Some(Submission { item, done }) = message else { break };
-                match gatherer.push(&instance, item, done, Instant::now()) {
-                    Ok(complete) => send(&mut flights, complete),
-                    Err(done) => {
-                        let _ = done.send(not_sent("the action has no batch form".to_owned()));
+                match message {
+                    None => break,
+                    Some(Submission::Flush) => send(&mut flights, gatherer.drain()),
+                    Some(Submission::Entry { item, done }) => {
+                        match gatherer.push(&instance, item, done, Instant::now()) {
+                            Ok(complete) => send(&mut flights, complete),
+                            Err(done) => {
+                                let _ = done
+                                    .send(not_sent("the action has no batch form".to_owned()));
+                            }
+                        }
                     }
                 }
             }

@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 pub mod clients;
 pub mod serve;
+pub mod traffic;
 
 use serde_json::{Value, json};
 
