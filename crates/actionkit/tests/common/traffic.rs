@@ -37,7 +37,7 @@ pub const DAY: Shape = Shape {
     change: 0.05,
     track: 0.5,
     group: 0.1,
-    seed: 0x5eed_0f_da7,
+    seed: 0x0005_eed0_fda7,
 };
 
 /// A generated day: the calls of each round, in order.
