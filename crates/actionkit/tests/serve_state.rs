@@ -299,7 +299,7 @@ fn first_difference(a: &Value, b: &Value) -> String {
                 );
             }
         }
-        for id in right.keys().filter(|id| !left.contains_key(*id)) {
+        if let Some(id) = right.keys().find(|id| !left.contains_key(*id)) {
             return format!("{kind} '{id}' only exists at volume");
         }
     }
