@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 pub mod clients;
 pub mod serve;
 pub mod traffic;
+pub mod volume;
 
 use serde_json::{Value, json};
 
