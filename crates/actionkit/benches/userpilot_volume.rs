@@ -34,9 +34,9 @@ fn count(requests: &BTreeMap<String, u64>, path: &str) -> u64 {
 
 /// Rows of every bulk job the mock ran.
 fn bulk_rows(outcome: &Outcome) -> u64 {
-    outcome.state["jobs"]
-        .as_array()
-        .map_or(0, |jobs| jobs.iter().filter_map(|j| j["total_rows"].as_u64()).sum())
+    outcome.state["jobs"].as_array().map_or(0, |jobs| {
+        jobs.iter().filter_map(|j| j["total_rows"].as_u64()).sum()
+    })
 }
 
 /// Minutes until identify and group state is current at Userpilot's real limits.
@@ -74,7 +74,10 @@ fn main() {
         "/v1/track",
         "/v1/users",
     ];
-    println!("{:<30} {:>12} {:>12}", "requests accepted", "one by one", "at volume");
+    println!(
+        "{:<30} {:>12} {:>12}",
+        "requests accepted", "one by one", "at volume"
+    );
     for path in paths {
         println!(
             "{path:<30} {:>12} {:>12}",
@@ -99,7 +102,10 @@ fn main() {
         "{:<30} {:>12} {:>12}",
         "skipped as unchanged", one_by_one.unchanged, at_volume.unchanged
     );
-    let (slow, fast) = (minutes_to_current(&one_by_one), minutes_to_current(&at_volume));
+    let (slow, fast) = (
+        minutes_to_current(&one_by_one),
+        minutes_to_current(&at_volume),
+    );
     println!(
         "{:<30} {:>10.1} m {:>10.1} m   {:.1}x sooner",
         "identify/group current at",

@@ -47,6 +47,10 @@ pub struct TargetArgs {
     /// Requests in flight at once, per destination instance.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub concurrency: usize,
+    /// The longest wait on a busy destination per request before it counts as out of retries;
+    /// `serve` keeps it within a lease, so that a busy row is postponed rather than cut off.
+    #[arg(skip)]
+    pub max_busy: Option<Duration>,
     /// Multiply the destination's declared rate limits by this factor (only for tests against
     /// a mock whose limits are scaled alike, `mock-userpilot --rate-limit-scale`).
     #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
@@ -396,6 +400,7 @@ pub fn delivery_client(
         rate_limits,
         // A busy destination is polled at the scaled pace too: with its limits scaled, a
         // destination's background jobs end sooner by the same factor.
+        max_busy: args.max_busy.unwrap_or(DeliveryConfig::default().max_busy),
         busy_poll: DeliveryConfig::default()
             .busy_poll
             .div_f64(args.rate_limit_scale)

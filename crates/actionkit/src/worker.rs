@@ -29,7 +29,7 @@ use actionkit_intake::{MetricsRegistry, is_enabled_for};
 use actionkit_queue::{FingerprintPart, Lease, LeaseId, Queue, QueueError, RetryOutcome};
 use actionkit_runtime::batch::{Batcher, ItemResult};
 use actionkit_runtime::changes::{Fingerprint, Known};
-use actionkit_runtime::delivery::{Backoff, FinalOutcome, Verdict};
+use actionkit_runtime::delivery::{Backoff, FinalOutcome, Outcome as Attempt, Verdict};
 use actionkit_runtime::dispatch::{BatchItem, Outcome};
 use actionkit_runtime::request::Request;
 use serde_json::Value;
@@ -111,6 +111,9 @@ pub enum RowOutcome {
         reason: String,
         /// The destination's `Retry-After`, if it sent one.
         retry_after: Option<Duration>,
+        /// Every failure was the destination being busy (its `busy_statuses`): the row waits
+        /// again without counting an attempt.
+        busy: bool,
     },
     /// A final failure: validation, a non-retryable status, or an unreadable stored event.
     Dead {
@@ -552,6 +555,7 @@ fn plan_payload(target: &Target, payload: &[u8]) -> Result<Planned, RowOutcome> 
 /// was delivered.
 fn decide(invalid: Vec<String>, sent: &[(&str, FinalOutcome)]) -> RowOutcome {
     let mut retry: Option<(String, Option<Duration>)> = None;
+    let mut all_busy = true;
     let mut failed = invalid;
     for (action, outcome) in sent {
         let reason = || {
@@ -565,6 +569,11 @@ fn decide(invalid: Vec<String>, sent: &[(&str, FinalOutcome)]) -> RowOutcome {
             Verdict::Delivered => {}
             Verdict::Failed => failed.push(reason()),
             Verdict::RetriesExhausted => {
+                let busy = outcome
+                    .log
+                    .last()
+                    .is_some_and(|attempt| matches!(attempt.outcome, Attempt::Busy { .. }));
+                all_busy &= busy;
                 let after = match (&retry, outcome.retry_after) {
                     (Some((_, Some(prev))), Some(now)) => Some((*prev).max(now)),
                     (Some((_, prev)), now) => now.or(*prev),
@@ -588,6 +597,7 @@ fn decide(invalid: Vec<String>, sent: &[(&str, FinalOutcome)]) -> RowOutcome {
                 format!("{reason}; {}", failed.join("; "))
             };
             RowOutcome::Retry {
+                busy: all_busy && failed.is_empty(),
                 reason,
                 retry_after,
             }
@@ -626,6 +636,7 @@ fn cut_off(allowed: Duration) -> RowOutcome {
             allowed.as_millis()
         ),
         retry_after: None,
+        busy: false,
     }
 }
 
@@ -825,18 +836,31 @@ async fn record_failure(
         RowOutcome::Retry {
             reason,
             retry_after,
+            busy,
         } => {
             let delay = retry_after.unwrap_or_else(|| config.backoff.delay(lease.attempts));
             let when = now.checked_add(delay).unwrap_or(now);
-            let attempts = lease.attempts + 1;
+            let attempts = lease.attempts + u32::from(!busy);
             let res = {
                 let reason = reason.clone();
                 blocking(config.queue_calls.as_ref(), move || {
-                    queue.schedule_retry(&lease, when, &reason, now)
+                    if busy {
+                        queue.schedule_postpone(&lease, when, &reason, now)
+                    } else {
+                        queue.schedule_retry(&lease, when, &reason, now)
+                    }
                 })
                 .await
             };
             match res {
+                Ok(RetryOutcome::RetryScheduled) if busy => tracing::info!(
+                    destination = %target.name,
+                    message_id = %message_id,
+                    attempts,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    reason = %reason,
+                    "The destination is busy; delivery postponed without counting an attempt."
+                ),
                 Ok(RetryOutcome::RetryScheduled) => tracing::warn!(
                     destination = %target.name,
                     message_id = %message_id,
@@ -949,6 +973,7 @@ mod tests {
             max_elapsed: 120.0,
             rate_limit_scale: 1.0,
             send_unchanged: false,
+            max_busy: None,
         };
         embedded_default(&args, Some(endpoint)).expect("the embedded target builds")
     }
@@ -1088,6 +1113,7 @@ mod tests {
                          c: PayloadValidationError: bad; e: 404: why"
                     .to_owned(),
                 retry_after: Some(Duration::from_secs(7)),
+                busy: false,
             }
         );
         assert_eq!(
@@ -1098,6 +1124,7 @@ mod tests {
             RowOutcome::Retry {
                 reason: "a: 503: why".to_owned(),
                 retry_after: None,
+                busy: false,
             }
         );
         // Only rejected by a mapping: final.

@@ -23,8 +23,8 @@ mod common;
 
 use common::traffic::{self, DAY};
 use common::volume::{
-    AT_VOLUME, ONE_BY_ONE, Sender, client_ready, comparable, first_difference,
-    identify_and_group, python, run_day,
+    AT_VOLUME, ONE_BY_ONE, Sender, client_ready, comparable, first_difference, identify_and_group,
+    python, run_day,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

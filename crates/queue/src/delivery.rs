@@ -249,12 +249,36 @@ impl Queue {
         when: SystemTime,
         last_error: &str,
     ) -> Result<bool, QueueError> {
+        self.reschedule(lease, when, last_error, true)
+    }
+
+    /// Sends a delivery back to wait until `when` without counting an attempt, keeping
+    /// `last_error`: the destination was busy (for example a bulk job was running), which says
+    /// nothing about the event. Returns `false` when the lease is no longer current. Does not
+    /// apply the maximum-age policy; [`Queue::schedule_postpone`] does.
+    pub fn postpone_at(
+        &self,
+        lease: LeaseId,
+        when: SystemTime,
+        last_error: &str,
+    ) -> Result<bool, QueueError> {
+        self.reschedule(lease, when, last_error, false)
+    }
+
+    fn reschedule(
+        &self,
+        lease: LeaseId,
+        when: SystemTime,
+        last_error: &str,
+        count_attempt: bool,
+    ) -> Result<bool, QueueError> {
         let when_ms = to_ms(when);
+        let added = i64::from(count_attempt);
         self.write_tx(SyncMode::Normal, "scheduling a retry", |tx| {
             let n = tx
                 .prepare_cached(
                     "UPDATE deliveries
-                     SET state = ?1, due_at = ?2, attempts = attempts + 1, last_error = ?3
+                     SET state = ?1, due_at = ?2, attempts = attempts + ?7, last_error = ?3
                      WHERE id = ?4 AND state = ?5 AND lease_gen = ?6",
                 )
                 .ctx("preparing the retry update")?
@@ -264,7 +288,8 @@ impl Queue {
                     last_error,
                     lease.delivery.0,
                     state::IN_FLIGHT,
-                    lease.generation
+                    lease.generation,
+                    added
                 ])
                 .ctx("scheduling a retry")?;
             Ok(n == 1)
@@ -328,8 +353,32 @@ impl Queue {
         last_error: &str,
         now: SystemTime,
     ) -> Result<RetryOutcome, QueueError> {
+        self.schedule(lease, when, last_error, now, true)
+    }
+
+    /// Like [`Queue::schedule_retry`], without counting an attempt ([`Queue::postpone_at`]):
+    /// a delivery the destination was too busy to take still ends in the DLQ past the maximum
+    /// age.
+    pub fn schedule_postpone(
+        &self,
+        lease: &Lease,
+        when: SystemTime,
+        last_error: &str,
+        now: SystemTime,
+    ) -> Result<RetryOutcome, QueueError> {
+        self.schedule(lease, when, last_error, now, false)
+    }
+
+    fn schedule(
+        &self,
+        lease: &Lease,
+        when: SystemTime,
+        last_error: &str,
+        now: SystemTime,
+        count_attempt: bool,
+    ) -> Result<RetryOutcome, QueueError> {
         let applied_as = if when <= self.inner.config.retry_deadline(lease) {
-            self.retry_at(lease.id, when, last_error)?
+            self.reschedule(lease.id, when, last_error, count_attempt)?
                 .then_some(RetryOutcome::RetryScheduled)
         } else {
             let reason = format!("max age exceeded: {last_error}");

@@ -1037,3 +1037,39 @@ fn fingerprint_bounds_must_not_be_zero() {
         assert!(err.to_string().contains("fingerprint_max"), "{err}");
     }
 }
+
+#[test]
+fn a_postponed_delivery_keeps_its_attempt_count_and_ages_out_like_a_retry() {
+    let dir = TempDir::new().unwrap();
+    let q = open(
+        &dir,
+        QueueConfig {
+            max_age: Duration::from_secs(60),
+            ..QueueConfig::default()
+        },
+    );
+    q.enqueue(events("p", 1), &dests(&["a"])).unwrap();
+    let now = SystemTime::now();
+    let lease = q.lease("a", 1, now).unwrap().remove(0);
+    assert_eq!(lease.attempts, 0);
+    let soon = now + Duration::from_secs(1);
+    assert_eq!(
+        q.schedule_postpone(&lease, soon, "busy: a bulk job runs", now)
+            .unwrap(),
+        RetryOutcome::RetryScheduled
+    );
+    let again = q.lease("a", 1, soon).unwrap().remove(0);
+    assert_eq!(again.attempts, 0, "a postponement is no attempt");
+    // A retry counts; a postponement past the maximum age dead-letters.
+    assert_eq!(
+        q.schedule_retry(&again, soon, "503", soon).unwrap(),
+        RetryOutcome::RetryScheduled
+    );
+    let third = q.lease("a", 1, soon).unwrap().remove(0);
+    assert_eq!(third.attempts, 1);
+    let late = now + Duration::from_secs(3600);
+    assert_eq!(
+        q.schedule_postpone(&third, late, "busy", soon).unwrap(),
+        RetryOutcome::DeadLettered
+    );
+}

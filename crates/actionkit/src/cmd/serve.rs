@@ -486,7 +486,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             server.listen
         )
     })?;
-    let targets: Vec<Arc<Target>> = setup::from_config_file(&args.config, &args.target)?
+    // A busy destination is waited out within half a lease; longer, the row is postponed
+    // (not counted as an attempt) instead of being cut off when its lease runs out.
+    let mut target_args = args.target.clone();
+    target_args.max_busy = Some(queue_config(&server, true).lease_duration / 2);
+    let targets: Vec<Arc<Target>> = setup::from_config_file(&args.config, &target_args)?
         .into_iter()
         .map(Arc::new)
         .collect();

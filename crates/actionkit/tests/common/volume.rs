@@ -335,4 +335,3 @@ fn replay(python: &str, server: &Server, dir: &Path, round: usize, calls: &[Valu
         String::from_utf8_lossy(&out.stderr)
     );
 }
-
