@@ -15,7 +15,6 @@
 //! times sooner.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::collections::BTreeMap;
