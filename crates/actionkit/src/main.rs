@@ -7,7 +7,6 @@ mod cmd;
 mod events;
 mod input;
 mod setup;
-mod units;
 mod worker;
 
 use clap::{Parser, Subcommand};

@@ -32,11 +32,11 @@ use actionkit_runtime::changes::{Fingerprint, Known};
 use actionkit_runtime::delivery::{Backoff, FinalOutcome, Outcome as Attempt, Verdict};
 use actionkit_runtime::dispatch::{BatchItem, Outcome};
 use actionkit_runtime::request::Request;
+use actionkit_runtime::units::{self, Unit, Work};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use crate::setup::Target;
-use crate::units::{self, Unit, Work};
 
 /// The name of the counter of delivery outcomes, labelled by `destination` and `outcome`.
 pub const DELIVERIES_TOTAL: &str = "actionkit_deliveries_total";
@@ -289,7 +289,12 @@ pub async fn deliver_rows(
         }
     }
     let planned_requests: usize = planned_rows.iter().map(|(_, w)| w.len()).sum();
-    let mut units = units::build_units(target, planned_rows);
+    let mut units = units::build_units(planned_rows, |action| {
+        target
+            .send_only_changes
+            .then(|| target.instance.merges(action))
+            .flatten()
+    });
     let labels = |action: &'static str| {
         [
             ("destination", target.name.clone()),

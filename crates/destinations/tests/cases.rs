@@ -15,6 +15,10 @@
 //!   keys cut batches): the actual list is each single request in event order, each batch
 //!   request when its batch is complete, then the batches still open, in the order they opened.
 //!   In a `dispatch` case, a batch action's entry shows as the batch request it would make alone.
+//!   `changes` feeds each list of `rounds` (lists of events) to dispatch as one leased batch of
+//!   serve with `send_only_changes` on: requests of one record are coalesced, and those that
+//!   change nothing delivered in an earlier round are not sent; the actual list is what is sent,
+//!   round after round (batch entries as batches of one).
 //! - `event`: the Segment event (required for `dispatch` and `on_delete`); `events`: the list of
 //!   events of a `batch` case.
 //! - `ids`: the ids to delete (required for `delete_users` and `delete_companies`).
@@ -45,15 +49,18 @@
 //! line, case name and a line diff of expected (`-`) against actual (`+`). Run it with
 //! `cargo test -p actionkit-destinations --test cases -- --nocapture` to also see known failures.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actionkit_runtime::batch::{Gatherer, Pending};
 use actionkit_runtime::build::BuildError;
+use actionkit_runtime::changes::Known;
 use actionkit_runtime::destination::{CompiledDestination, DeletionKind, Registry};
 use actionkit_runtime::dispatch::{Instance, InstanceError, MappingConfig, Outcome};
 use actionkit_runtime::request::Request;
+use actionkit_runtime::units::{self, Work};
 use actionkit_runtime::validate::fill_setting_defaults;
 use serde_json::{Map, Value, json};
 
@@ -64,6 +71,7 @@ const CASE_KEYS: &[&str] = &[
     "kind",
     "event",
     "events",
+    "rounds",
     "ids",
     "settings",
     "fill_defaults",
@@ -88,6 +96,7 @@ enum Kind {
     OnDelete,
     Deletion(DeletionKind),
     Batch,
+    Changes,
 }
 
 /// The result of one case.
@@ -226,9 +235,10 @@ fn run_case_inner(target: &Target, case: &Value) -> Result<(), String> {
         Some(Some("delete_users")) => Kind::Deletion(DeletionKind::Users),
         Some(Some("delete_companies")) => Kind::Deletion(DeletionKind::Companies),
         Some(Some("batch")) => Kind::Batch,
+        Some(Some("changes")) => Kind::Changes,
         Some(_) => {
             return Err(
-                "`kind` must be dispatch, batch, test_authentication, on_delete, delete_users or delete_companies"
+                "`kind` must be dispatch, batch, changes, test_authentication, on_delete, delete_users or delete_companies"
                     .to_owned(),
             );
         }
@@ -238,6 +248,18 @@ fn run_case_inner(target: &Target, case: &Value) -> Result<(), String> {
         (Kind::Batch, _) => return Err("a batch case needs `events`, a non-empty list".to_owned()),
         (_, Some(_)) => return Err("`events` goes with `kind: batch`".to_owned()),
         (_, None) => None,
+    };
+    let rounds: Vec<Vec<Value>> = match (kind, case.get("rounds")) {
+        (Kind::Changes, Some(Value::Array(rounds))) if !rounds.is_empty() => rounds
+            .iter()
+            .map(|round| round.as_array().cloned())
+            .collect::<Option<_>>()
+            .ok_or("`rounds` must be a list of lists of events")?,
+        (Kind::Changes, _) => {
+            return Err("a changes case needs `rounds`, a list of lists of events".to_owned());
+        }
+        (_, Some(_)) => return Err("`rounds` goes with `kind: changes`".to_owned()),
+        (_, None) => Vec::new(),
     };
     let event = case.get("event");
     let ids: Option<Vec<String>> = match (kind, case.get("ids")) {
@@ -251,8 +273,8 @@ fn run_case_inner(target: &Target, case: &Value) -> Result<(), String> {
         (_, Some(_)) => return Err("`ids` goes with delete_users or delete_companies".to_owned()),
         (_, None) => None,
     };
-    if event.is_some() && kind == Kind::Batch {
-        return Err("a batch case takes `events`, not `event`".to_owned());
+    if event.is_some() && matches!(kind, Kind::Batch | Kind::Changes) {
+        return Err("a batch or changes case takes `events` or `rounds`, not `event`".to_owned());
     }
     if event.is_none() && matches!(kind, Kind::Dispatch | Kind::OnDelete) {
         return Err("this case needs an `event`".to_owned());
@@ -286,6 +308,7 @@ fn run_case_inner(target: &Target, case: &Value) -> Result<(), String> {
                 .collect()
         }
         Kind::Batch => batch_outcomes(&instance, events.map_or(&[][..], Vec::as_slice)),
+        Kind::Changes => changes_outcomes(&instance, &rounds),
         Kind::TestAuthentication => built_json(instance.test_authentication_request()),
         Kind::OnDelete => {
             let event = event.cloned().unwrap_or(Value::Null);
@@ -346,7 +369,7 @@ fn make_instance(
                     );
                 }
             };
-            if !matches!(kind, Kind::Dispatch | Kind::Batch) {
+            if !matches!(kind, Kind::Dispatch | Kind::Batch | Kind::Changes) {
                 return Err("`action` and `mapping` only apply to dispatch cases".to_owned());
             }
             let trigger = match case.get("trigger") {
@@ -552,6 +575,44 @@ fn batch_outcomes(instance: &Instance, events: &[Value]) -> Vec<Value> {
         }
     }
     out.extend(gatherer.drain().into_iter().flat_map(batch_json));
+    out
+}
+
+/// Sends `rounds` as serve does with `send_only_changes` on (see the module docs): what is sent.
+fn changes_outcomes(instance: &Instance, rounds: &[Vec<Value>]) -> Vec<Value> {
+    let mut known: HashMap<(&'static str, String), Known> = HashMap::new();
+    let mut out = Vec::new();
+    for round in rounds {
+        let mut planned = Vec::new();
+        for (row, event) in round.iter().enumerate() {
+            let mut works = Vec::new();
+            for outcome in instance.dispatch(event) {
+                let action = outcome.action_key.unwrap_or("?");
+                match outcome.outcome {
+                    Outcome::Request(request) => works.push((action, Work::Request(request))),
+                    Outcome::Batch(item) => works.push((action, Work::Entry(item))),
+                    Outcome::Skipped { .. } => {}
+                    other => out.push(outcome_json(instance, other)),
+                }
+            }
+            planned.push((row, works));
+        }
+        let mut units = units::build_units(planned, |action| instance.merges(action));
+        units::skip_unchanged(&mut units, &known);
+        for unit in units.into_iter().filter(|unit| !unit.unchanged) {
+            // Every request sent is taken as delivered.
+            if let Some(fingerprint) = &unit.fingerprint {
+                known
+                    .entry((fingerprint.record, fingerprint.id.clone()))
+                    .or_default()
+                    .absorb(fingerprint);
+            }
+            match unit.work {
+                Work::Request(request) => out.push(json!({ "request": request_json(request) })),
+                Work::Entry(item) => out.push(outcome_json(instance, Outcome::Batch(item))),
+            }
+        }
+    }
     out
 }
 

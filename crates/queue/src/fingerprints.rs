@@ -3,22 +3,47 @@
 //!
 //! The runtime describes a record (a kind such as `user` and an id) by parts, each a short text
 //! such as `metadata.plan` with a 64-bit hash of its value. The queue stores them opaquely, one
-//! row per part, so remembering a delivery is an upsert of the parts it wrote: parts it did not
-//! write are kept, as the destination keeps the keys it is not sent.
+//! row per part of the `fingerprints` table, keyed by (destination, record, id, part); the hash
+//! is stored bit for bit as SQLite's signed integer. Remembering a delivery is an upsert of the
+//! parts it wrote: parts it did not write are kept, as the destination keeps the keys it is not
+//! sent.
 //!
-//! The table is bounded: [`Queue::prune_fingerprints`] deletes parts older than
-//! [`QueueConfig::fingerprint_max_age`](crate::QueueConfig::fingerprint_max_age) and the oldest
+//! # Durability
+//!
+//! Writes here follow the delivery side's rule (`synchronous=NORMAL`, see the crate docs): a
+//! fingerprint lost to a power loss only means the next request for that record is sent
+//! although it changes nothing, and a fingerprint is only remembered after the destination
+//! accepted the request, so a lost one can never make a worker skip a change.
+//!
+//! # Bound
+//!
+//! [`Queue::prune_fingerprints`] deletes parts older than
+//! [`QueueConfig::fingerprint_max_age`](crate::QueueConfig::fingerprint_max_age), then the oldest
 //! beyond [`QueueConfig::fingerprint_max_rows`](crate::QueueConfig::fingerprint_max_rows). A
-//! pruned part only means the next request for that record is sent again.
+//! pruned part only means the next request for that record is sent again. Both deletions walk
+//! the `updated_at` index, and the number of rows comes from `fingerprint_totals`, a counter
+//! that triggers keep in step with every insert and delete (so stats and pruning never count
+//! millions of rows, and the counter stays right when another process forgets fingerprints).
+//!
+//! Pruning deletes at most [`PRUNE_CHUNK`] rows per transaction and releases the write
+//! connection between transactions, so that enqueues go on while a large backlog (such as a
+//! backfill of a million records a week ago, all expiring at once) is deleted; a call still
+//! runs until everything it found is gone.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use rusqlite::params;
+use rusqlite::{Transaction, params};
 
 use crate::error::{QueueError, SqlContext};
 use crate::types::{dur_ms, to_ms};
 use crate::{Queue, SyncMode, lock};
+
+/// Most rows [`Queue::prune_fingerprints`] deletes in one transaction.
+///
+/// Deleting a row costs a few microseconds (the table, its index and the counter), so a chunk
+/// holds the write connection for tens of milliseconds, about as long as a large group commit.
+pub(crate) const PRUNE_CHUNK: u64 = 10_000;
 
 /// One stored part of a record: its name and the hash of its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,30 +54,96 @@ pub struct FingerprintPart {
     pub hash: u64,
 }
 
+/// The stored form of a hash: the same 64 bits as SQLite's signed integer.
+fn hash_to_sql(hash: u64) -> i64 {
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// The inverse of [`hash_to_sql`].
+fn hash_from_sql(stored: i64) -> u64 {
+    u64::from_ne_bytes(stored.to_ne_bytes())
+}
+
+/// Saturating conversion of a row count SQLite reported.
+fn rows(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The number of fingerprint rows, from the counter the triggers keep.
+pub(crate) fn stored_rows(conn: &rusqlite::Connection) -> Result<u64, QueueError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT rows FROM fingerprint_totals WHERE id = 1")
+        .ctx("preparing the fingerprint count")?
+        .query_row([], |row| row.get(0))
+        .ctx("reading the fingerprint count")?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Deletes up to `limit` of the oldest rows, only those updated before `before_ms` when given;
+/// returns the rows deleted.
+fn delete_oldest(
+    tx: &Transaction<'_>,
+    before_ms: Option<i64>,
+    limit: u64,
+) -> Result<u64, QueueError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // The subquery walks the `updated_at` index (which holds the primary key), and the delete
+    // then finds each row by its primary key.
+    let n = match before_ms {
+        Some(before_ms) => tx
+            .prepare_cached(
+                "DELETE FROM fingerprints WHERE (destination, record, id, part) IN (
+                     SELECT destination, record, id, part FROM fingerprints
+                     WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
+            )
+            .ctx("preparing the fingerprint age prune")?
+            .execute(params![before_ms, limit])
+            .ctx("deleting old fingerprints")?,
+        None => tx
+            .prepare_cached(
+                "DELETE FROM fingerprints WHERE (destination, record, id, part) IN (
+                     SELECT destination, record, id, part FROM fingerprints
+                     ORDER BY updated_at LIMIT ?1)",
+            )
+            .ctx("preparing the fingerprint row prune")?
+            .execute(params![limit])
+            .ctx("deleting the oldest fingerprints")?,
+    };
+    Ok(rows(n))
+}
+
 impl Queue {
     /// The stored parts of each of `ids` (records of kind `record`) for `destination`; ids with
     /// none are absent from the map.
+    ///
+    /// Reads on the read-only connection, from one snapshot, with one primary-key lookup per
+    /// id; a few hundred ids take well under a millisecond.
     pub fn fingerprints(
         &self,
         destination: &str,
         record: &str,
         ids: &[&str],
     ) -> Result<HashMap<String, Vec<FingerprintPart>>, QueueError> {
+        let mut out = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
         let conn = lock(&self.inner.reader);
-        let mut stmt = conn
+        let tx = conn
+            .unchecked_transaction()
+            .ctx("starting a fingerprint read")?;
+        let mut stmt = tx
             .prepare_cached(
                 "SELECT part, hash FROM fingerprints
                  WHERE destination = ?1 AND record = ?2 AND id = ?3",
             )
             .ctx("preparing the fingerprint read")?;
-        let mut out = HashMap::new();
         for id in ids {
             let parts = stmt
                 .query_map(params![destination, record, id], |row| {
                     Ok(FingerprintPart {
                         part: row.get(0)?,
-                        // Stored bit for bit as a signed integer.
-                        hash: row.get::<_, i64>(1)? as u64,
+                        hash: hash_from_sql(row.get(1)?),
                     })
                 })
                 .ctx("reading fingerprints")?
@@ -65,8 +156,9 @@ impl Queue {
         Ok(out)
     }
 
-    /// Records the parts delivered to records of kind `record` for `destination`, one
-    /// transaction for all: each part is inserted or updated; other parts are kept.
+    /// Records the parts delivered to records of kind `record` for `destination` at `now`, in
+    /// one transaction for all `entries` (each an id with its parts): each part is inserted, or
+    /// its hash and time updated; parts not mentioned are kept.
     pub fn remember_fingerprints(
         &self,
         destination: &str,
@@ -74,7 +166,7 @@ impl Queue {
         entries: &[(String, Vec<FingerprintPart>)],
         now: SystemTime,
     ) -> Result<(), QueueError> {
-        if entries.is_empty() {
+        if entries.iter().all(|(_, parts)| parts.is_empty()) {
             return Ok(());
         }
         let now = to_ms(now);
@@ -95,7 +187,7 @@ impl Queue {
                             record,
                             id,
                             part.part,
-                            part.hash as i64,
+                            hash_to_sql(part.hash),
                             now
                         ])
                         .ctx("writing a fingerprint")?;
@@ -124,51 +216,62 @@ impl Queue {
                 .ctx("preparing the fingerprint delete")?;
             let mut n = 0u64;
             for id in ids {
-                n += delete
+                let deleted = delete
                     .execute(params![destination, record, id])
-                    .ctx("deleting fingerprints")? as u64;
+                    .ctx("deleting fingerprints")?;
+                n = n.saturating_add(rows(deleted));
             }
             Ok(n)
         })
     }
 
-    /// Deletes parts older than the configured age and the oldest beyond the configured number
-    /// of rows; returns the rows deleted.
+    /// Deletes parts last updated more than [`QueueConfig::fingerprint_max_age`] before `now`,
+    /// then, while more than [`QueueConfig::fingerprint_max_rows`] rows remain, the oldest
+    /// beyond that bound; returns the rows deleted.
+    ///
+    /// Runs in transactions of at most 10,000 deleted rows each, releasing the write connection
+    /// in between so that enqueues are not held up by a large backlog; the call returns when
+    /// both bounds hold. Both deletions walk the `updated_at` index and the row count is read
+    /// from a counter, so a call with nothing to delete costs two small transactions.
+    ///
+    /// [`QueueConfig::fingerprint_max_age`]: crate::QueueConfig::fingerprint_max_age
+    /// [`QueueConfig::fingerprint_max_rows`]: crate::QueueConfig::fingerprint_max_rows
     pub fn prune_fingerprints(&self, now: SystemTime) -> Result<u64, QueueError> {
         let cutoff = to_ms(now).saturating_sub(dur_ms(self.inner.config.fingerprint_max_age));
-        let max_rows = i64::try_from(self.inner.config.fingerprint_max_rows).unwrap_or(i64::MAX);
-        self.write_tx(SyncMode::Normal, "pruning fingerprints", |tx| {
-            let old = tx
-                .execute(
-                    "DELETE FROM fingerprints WHERE updated_at < ?1",
-                    params![cutoff],
-                )
-                .ctx("deleting old fingerprints")? as u64;
-            let rows: i64 = tx
-                .query_row("SELECT count(*) FROM fingerprints", [], |row| row.get(0))
-                .ctx("counting fingerprints")?;
-            let excess = rows.saturating_sub(max_rows);
-            let over = if excess > 0 {
-                tx.execute(
-                    "DELETE FROM fingerprints WHERE (destination, record, id, part) IN (
-                         SELECT destination, record, id, part FROM fingerprints
-                         ORDER BY updated_at LIMIT ?1)",
-                    params![excess],
-                )
-                .ctx("deleting the oldest fingerprints")? as u64
-            } else {
-                0
-            };
-            Ok(old + over)
-        })
+        let max_rows = self.inner.config.fingerprint_max_rows;
+        let mut total = 0u64;
+        loop {
+            let n = self.write_tx(SyncMode::Normal, "pruning old fingerprints", |tx| {
+                delete_oldest(tx, Some(cutoff), PRUNE_CHUNK)
+            })?;
+            total = total.saturating_add(n);
+            if n < PRUNE_CHUNK {
+                break;
+            }
+        }
+        loop {
+            // The excess is read again in each transaction, since other writers may have
+            // added or removed rows in between.
+            let (n, excess) =
+                self.write_tx(SyncMode::Normal, "pruning excess fingerprints", |tx| {
+                    let excess = stored_rows(tx)?.saturating_sub(max_rows);
+                    if excess == 0 {
+                        return Ok((0, 0));
+                    }
+                    Ok((delete_oldest(tx, None, excess.min(PRUNE_CHUNK))?, excess))
+                })?;
+            total = total.saturating_add(n);
+            // Stop when the bound holds, or when the counter claims rows the table does not
+            // have (it cannot, as the triggers keep it, but a loop must not trust that).
+            if excess <= PRUNE_CHUNK || n == 0 {
+                break;
+            }
+        }
+        Ok(total)
     }
 
-    /// How many parts are stored, for `queue stats`.
+    /// How many parts are stored, from a counter (it costs no scan).
     pub fn fingerprint_count(&self) -> Result<u64, QueueError> {
-        let conn = lock(&self.inner.reader);
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM fingerprints", [], |row| row.get(0))
-            .ctx("counting fingerprints")?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        stored_rows(&lock(&self.inner.reader))
     }
 }

@@ -17,9 +17,12 @@
 //! * `destination_counters`: how many deliveries were delivered, dead-lettered and purged per
 //!   destination. Delivered rows are deleted at once (pruned) and survive only in this counter,
 //!   so the database does not grow with the number of events ever delivered.
-//! * `fingerprints`: what was last delivered to each record of a destination, one hashed part
-//!   per row, so that workers can skip requests that would change nothing; bounded by age and
-//!   row count (see the `fingerprints` module).
+//! * `fingerprints`: what was last delivered to each record of a destination, one row per
+//!   (destination, record kind, record id, part) with the part's 64-bit hash and the time it
+//!   was written, so that workers can skip requests that would change nothing; bounded by age
+//!   and row count, oldest `updated_at` first (see the `fingerprints` module).
+//! * `fingerprint_totals`: the number of `fingerprints` rows, kept by triggers on that table,
+//!   so that pruning and stats need not count them.
 //! * `schema_migrations`: applied schema versions (see the `schema` module).
 //!
 //! # State machine of one delivery
@@ -108,8 +111,8 @@
 //!
 //! [`Queue`] is cheap to clone and may be shared by any number of threads. Enqueues go to the
 //! writer thread; it and the other writes share one connection behind a mutex (so they never
-//! contend for SQLite's lock inside this process), and reads (stats, DLQ listing) use a second,
-//! read-only connection that WAL lets run beside the writer. A third connection on its own
+//! contend for SQLite's lock inside this process), and reads (stats, DLQ listing, fingerprints)
+//! use a second, read-only connection that WAL lets run beside the writer. A third connection on its own
 //! thread runs WAL checkpoints (see the `checkpoint` module). Other processes (the
 //! `actionkit dlq` commands) may open the same file; SQLite's locking and the busy timeout
 //! serialise their writes.

@@ -85,6 +85,24 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX fingerprints_age ON fingerprints(updated_at);
     "#,
+    // Version 3: the number of fingerprint rows, kept by triggers so that pruning and stats
+    // need not count 5 million rows (see `fingerprints`). The upsert's update path fires no
+    // insert trigger, so only rows that are really added or removed move the counter.
+    r#"
+    CREATE TABLE fingerprint_totals (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        rows INTEGER NOT NULL
+    );
+    INSERT INTO fingerprint_totals (id, rows) SELECT 1, count(*) FROM fingerprints;
+    CREATE TRIGGER fingerprints_count_insert AFTER INSERT ON fingerprints
+    BEGIN
+        UPDATE fingerprint_totals SET rows = rows + 1 WHERE id = 1;
+    END;
+    CREATE TRIGGER fingerprints_count_delete AFTER DELETE ON fingerprints
+    BEGIN
+        UPDATE fingerprint_totals SET rows = rows - 1 WHERE id = 1;
+    END;
+    "#,
 ];
 
 /// The newest schema version this build knows.
@@ -92,6 +110,12 @@ pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database up to [`LATEST_VERSION`], returning the version found before migrating.
 pub(crate) fn migrate(conn: &mut Connection, now_ms: i64) -> Result<i64, QueueError> {
+    migrate_to(conn, now_ms, LATEST_VERSION)
+}
+
+/// Applies the migrations missing up to `target` (tests build older databases with it),
+/// returning the version found before migrating.
+fn migrate_to(conn: &mut Connection, now_ms: i64, target: i64) -> Result<i64, QueueError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
@@ -114,7 +138,7 @@ pub(crate) fn migrate(conn: &mut Connection, now_ms: i64) -> Result<i64, QueueEr
     }
     for (idx, sql) in MIGRATIONS.iter().enumerate() {
         let version = idx as i64 + 1;
-        if version <= found {
+        if version <= found || version > target {
             continue;
         }
         let tx = conn

@@ -358,6 +358,11 @@ impl Instance {
             .map(|batch| batch.def)
     }
 
+    /// The merge rule of the action `action_key` (`merges_by_id`), if it declares one.
+    pub fn merges(&self, action_key: &str) -> Option<crate::destination::MergesDef> {
+        self.dest.action(action_key)?.def.merges
+    }
+
     /// The key of the action at `action_index`.
     pub fn action_key(&self, action_index: usize) -> Option<&'static str> {
         self.dest.actions.get(action_index).map(|a| a.def.key)

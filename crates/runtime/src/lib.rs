@@ -11,6 +11,8 @@
 //!   retries, backoff, rate limits and timeouts.
 //! - [`changes`]: fingerprints and merging for actions whose API merges by id, so that requests
 //!   that would change nothing are skipped and requests for one record are sent as one.
+//! - [`units`]: the requests of many events as the units actually sent (coalesced, and marked
+//!   when they change nothing).
 //! - [`batch`]: gathering the entries of batch actions into requests, and settling each entry
 //!   (halving a batch refused as a whole).
 
@@ -23,4 +25,5 @@ pub mod dispatch;
 pub mod fields;
 pub mod redact;
 pub mod request;
+pub mod units;
 pub mod validate;

@@ -212,8 +212,7 @@ fn fingerprint_of(target: &Target, action: &str, body: &Value) -> Option<Fingerp
     if !target.send_only_changes {
         return None;
     }
-    let merges = target.instance.destination().action(action)?.def.merges?;
-    changes::fingerprint(&merges, body)
+    changes::fingerprint(&target.instance.merges(action)?, body)
 }
 
 /// Everything that happened to one input item.

@@ -5,18 +5,19 @@
 //! outcome. [`build_units`] makes one unit per planned request, except that requests of one
 //! action for one record are merged in event order into the first one's unit (coalescing).
 //! [`skip_unchanged`] then marks the units whose fingerprint the store already covers: their
-//! rows count them as delivered without sending. Both apply only when the target's
-//! `send_only_changes` is on; otherwise every planned request is its own unit, as Segment sends.
+//! rows count them as delivered without sending. Both apply only to actions the caller gives a
+//! merge rule for (`serve` and `send` give none when the instance's `send_only_changes` is off);
+//! every other planned request is its own unit, as Segment sends. Pure: the caller reads and
+//! writes what was delivered (serve in its queue, the data-driven cases in memory).
 
 use std::collections::HashMap;
 
-use actionkit_runtime::changes::{self, Fingerprint, Known};
-use actionkit_runtime::destination::MergesDef;
-use actionkit_runtime::dispatch::BatchItem;
-use actionkit_runtime::request::Request;
 use serde_json::Value;
 
-use crate::setup::Target;
+use crate::changes::{self, Fingerprint, Known};
+use crate::destination::MergesDef;
+use crate::dispatch::BatchItem;
+use crate::request::Request;
 
 /// What a unit sends.
 #[derive(Debug, Clone)]
@@ -52,23 +53,19 @@ pub struct Unit {
     pub unchanged: bool,
 }
 
-/// The merge rule of `action` on `target`, when the target sends only changes.
-fn merges_of(target: &Target, action: &str) -> Option<MergesDef> {
-    if !target.send_only_changes {
-        return None;
-    }
-    target.instance.destination().action(action)?.def.merges
-}
-
 /// Makes the units of `planned`: per row (in event order), the action and work of each of its
-/// requests. Returns the units in the order their first request was planned.
-pub fn build_units(target: &Target, planned: Vec<(usize, Vec<(&'static str, Work)>)>) -> Vec<Unit> {
+/// requests; `merges_of` gives the merge rule of an action, if it is to be coalesced and
+/// fingerprinted. Returns the units in the order their first request was planned.
+pub fn build_units(
+    planned: Vec<(usize, Vec<(&'static str, Work)>)>,
+    merges_of: impl Fn(&str) -> Option<MergesDef>,
+) -> Vec<Unit> {
     let mut units: Vec<Unit> = Vec::new();
     // (action, batch group, record id) -> unit index.
     let mut open: HashMap<(&'static str, String, String), usize> = HashMap::new();
     for (row, works) in planned {
         for (action, work) in works {
-            let merges = merges_of(target, action);
+            let merges = merges_of(action);
             let key = merges.and_then(|def| {
                 let id = changes::record_id(&def, work.body()?)?;
                 // The form is part of the key: an action with both forms may plan a request
@@ -102,7 +99,7 @@ pub fn build_units(target: &Target, planned: Vec<(usize, Vec<(&'static str, Work
         }
     }
     for unit in &mut units {
-        unit.fingerprint = merges_of(target, unit.action)
+        unit.fingerprint = merges_of(unit.action)
             .zip(unit.work.body())
             .and_then(|(def, body)| changes::fingerprint(&def, body));
     }
