@@ -21,8 +21,8 @@
 //!   (destination, record kind, record id, part) with the part's 64-bit hash and the time it
 //!   was written, so that workers can skip requests that would change nothing; bounded by age
 //!   and row count, oldest `updated_at` first (see the `fingerprints` module).
-//! * `fingerprint_totals`: the number of `fingerprints` rows, kept by triggers on that table,
-//!   so that pruning and stats need not count them.
+//! * `fingerprint_totals`: the number of `fingerprints` rows, moved by the transactions that
+//!   insert or delete them, so that pruning and stats need not count them.
 //! * `schema_migrations`: applied schema versions (see the `schema` module).
 //!
 //! # State machine of one delivery
@@ -76,6 +76,8 @@
 //! WAL is append-only, the next fsynced commit also makes every earlier one durable, so a
 //! delivery-side write can never be kept while an earlier enqueue is lost. DLQ replay and purge
 //! run with the configured durability because an operator expects them to stick.
+//! Fingerprints are remembered and pruned with `synchronous=NORMAL` and forgotten with the
+//! configured durability (the `fingerprints` module says why).
 //!
 //! Group commit (see the `writer` module) keeps this affordable: one fsync covers every request
 //! that arrived while the previous commit was being written.
@@ -112,8 +114,8 @@
 //! [`Queue`] is cheap to clone and may be shared by any number of threads. Enqueues go to the
 //! writer thread; it and the other writes share one connection behind a mutex (so they never
 //! contend for SQLite's lock inside this process), and reads (stats, DLQ listing, fingerprints)
-//! use a second, read-only connection that WAL lets run beside the writer. A third connection on its own
-//! thread runs WAL checkpoints (see the `checkpoint` module). Other processes (the
+//! use a second, read-only connection that WAL lets run beside the writer. A third connection
+//! on its own thread runs WAL checkpoints (see the `checkpoint` module). Other processes (the
 //! `actionkit dlq` commands) may open the same file; SQLite's locking and the busy timeout
 //! serialise their writes.
 //!

@@ -85,23 +85,15 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX fingerprints_age ON fingerprints(updated_at);
     "#,
-    // Version 3: the number of fingerprint rows, kept by triggers so that pruning and stats
-    // need not count 5 million rows (see `fingerprints`). The upsert's update path fires no
-    // insert trigger, so only rows that are really added or removed move the counter.
+    // Version 3: the number of fingerprint rows, so that pruning and stats need not count
+    // millions of rows. Every transaction that inserts or deletes fingerprints moves it (see
+    // `fingerprints`).
     r#"
     CREATE TABLE fingerprint_totals (
         id   INTEGER PRIMARY KEY CHECK (id = 1),
         rows INTEGER NOT NULL
     );
     INSERT INTO fingerprint_totals (id, rows) SELECT 1, count(*) FROM fingerprints;
-    CREATE TRIGGER fingerprints_count_insert AFTER INSERT ON fingerprints
-    BEGIN
-        UPDATE fingerprint_totals SET rows = rows + 1 WHERE id = 1;
-    END;
-    CREATE TRIGGER fingerprints_count_delete AFTER DELETE ON fingerprints
-    BEGIN
-        UPDATE fingerprint_totals SET rows = rows - 1 WHERE id = 1;
-    END;
     "#,
 ];
 
@@ -163,4 +155,103 @@ fn migrate_to(conn: &mut Connection, now_ms: i64, target: i64) -> Result<i64, Qu
         tx.commit().ctx("committing a schema migration")?;
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::{FingerprintPart, Queue, QueueConfig};
+
+    /// Creates a database at `path` as a build that knew only migrations up to `version` would.
+    fn create_at_version(path: &std::path::Path, version: i64) -> Connection {
+        let mut conn = Connection::open(path).unwrap();
+        assert_eq!(migrate_to(&mut conn, 1, version).unwrap(), 0);
+        conn
+    }
+
+    fn versions(path: &std::path::Path) -> Vec<i64> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_events() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("queue.db");
+        {
+            let conn = create_at_version(&path, 1);
+            // What an enqueue of one event for destination `a` wrote under version 1.
+            conn.execute_batch(
+                "INSERT INTO events (id, message_id, payload, size, enqueued_at)
+                     VALUES (1, 'm-1', X'7B7D', 5, 1000);
+                 INSERT INTO deliveries (event_id, destination, state, due_at, enqueued_at, age_from)
+                     VALUES (1, 'a', 0, 1000, 1000, 1000);
+                 UPDATE totals SET events = 1, bytes = 5 WHERE id = 1;",
+            )
+            .unwrap();
+        }
+        assert_eq!(versions(&path), [1]);
+
+        let q = Queue::open(&path, QueueConfig::default()).unwrap();
+        assert_eq!(versions(&path), (1..=LATEST_VERSION).collect::<Vec<_>>());
+        let stats = q.stats(SystemTime::now()).unwrap();
+        assert_eq!((stats.events_stored, stats.fingerprints_stored), (1, 0));
+        let leased = q.lease("a", 10, SystemTime::now()).unwrap();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(leased[0].message_id, "m-1");
+        assert_eq!(leased[0].payload, b"{}");
+
+        // The new tables work, counter included.
+        let part = FingerprintPart {
+            part: String::new(),
+            hash: 1,
+        };
+        q.remember_fingerprints(
+            "a",
+            "user",
+            &[("u".to_owned(), vec![part])],
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(q.fingerprint_count().unwrap(), 1);
+        assert_eq!(q.ack_delivered(&[leased[0].id]).unwrap(), 1);
+        assert_eq!(q.stats(SystemTime::now()).unwrap().events_stored, 0);
+    }
+
+    #[test]
+    fn a_version_2_database_gains_a_counter_of_its_fingerprints() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("queue.db");
+        {
+            let conn = create_at_version(&path, 2);
+            conn.execute_batch(
+                "INSERT INTO fingerprints (destination, record, id, part, hash, updated_at)
+                 VALUES ('a', 'user', 'u1', '', -1, 1000),
+                        ('a', 'user', 'u1', 'metadata.plan', 7, 1000),
+                        ('b', 'user', 'u1', '', 0, 2000);",
+            )
+            .unwrap();
+        }
+        let q = Queue::open(&path, QueueConfig::default()).unwrap();
+        assert_eq!(q.fingerprint_count().unwrap(), 3);
+        let found = q.fingerprints("a", "user", &["u1"]).unwrap();
+        let mut hashes: Vec<u64> = found["u1"].iter().map(|p| p.hash).collect();
+        hashes.sort_unstable();
+        assert_eq!(hashes, [7, u64::MAX]);
+        // The counter starts from the existing rows.
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        assert_eq!(q.forget_fingerprints("a", "user", &["u1"]).unwrap(), 2);
+        assert_eq!(q.fingerprint_count().unwrap(), 1);
+        q.remember_fingerprints("b", "user", &[("u2".to_owned(), Vec::new())], t)
+            .unwrap();
+        assert_eq!(q.fingerprint_count().unwrap(), 1);
+    }
 }

@@ -57,7 +57,7 @@ pub struct QueueStats {
     /// number means something holds the database, and the WAL file grows meanwhile).
     pub checkpoint_failures: u64,
     /// Remembered fingerprint parts of delivered records (rows of `fingerprints`, read from a
-    /// counter kept by triggers, so it costs no scan).
+    /// counter, so it costs no scan).
     pub fingerprints_stored: u64,
     /// Per-destination counts, sorted by destination name.
     pub destinations: Vec<DestinationStats>,

@@ -587,7 +587,7 @@ fn schema_is_versioned_and_newer_databases_are_refused() {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
             .unwrap();
@@ -604,7 +604,7 @@ fn schema_is_versioned_and_newer_databases_are_refused() {
             err,
             QueueError::SchemaTooNew {
                 found: 99,
-                supported: 2
+                supported: 3
             }
         ),
         "{err:?}"
@@ -993,31 +993,147 @@ fn fingerprints_are_pruned_by_age_and_by_row_count() {
 }
 
 #[test]
-fn a_version_1_queue_gains_the_fingerprint_table_and_keeps_its_events() {
+fn hashes_round_trip_bit_for_bit() {
     let dir = TempDir::new().unwrap();
-    let path = dir.path().join("queue.db");
-    {
-        let q = Queue::open(&path, QueueConfig::default()).unwrap();
-        q.enqueue(events("old", 2), &dests(&["a"])).unwrap();
-    }
-    // Turn the file back into a version-1 database.
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "DROP TABLE fingerprints; DELETE FROM schema_migrations WHERE version = 2;",
-        )
+    let q = open(&dir, QueueConfig::default());
+    let edges = [0, 1, i64::MAX as u64, 1 << 63, u64::MAX - 1, u64::MAX];
+    let entries: Vec<(String, Vec<FingerprintPart>)> = edges
+        .iter()
+        .map(|hash| (hash.to_string(), parts(&[("metadata.x", *hash)])))
+        .collect();
+    q.remember_fingerprints("up", "user", &entries, SystemTime::now())
         .unwrap();
+    let ids: Vec<String> = edges.iter().map(u64::to_string).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let found = q.fingerprints("up", "user", &refs).unwrap();
+    for hash in edges {
+        assert_eq!(found[&hash.to_string()][0].hash, hash);
     }
-    let q = Queue::open(&path, QueueConfig::default()).unwrap();
-    assert_eq!(q.lease("a", 10, SystemTime::now()).unwrap().len(), 2);
+}
+
+#[test]
+fn forgetting_removes_only_the_named_ids_of_that_destination_and_record() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    let now = SystemTime::now();
+    let both = || {
+        vec![
+            ("u1".to_owned(), parts(&[("", 1), ("metadata.plan", 2)])),
+            ("u2".to_owned(), parts(&[("", 3)])),
+        ]
+    };
+    for (destination, record) in [("up", "user"), ("up", "company"), ("other", "user")] {
+        q.remember_fingerprints(destination, record, &both(), now)
+            .unwrap();
+    }
+    assert_eq!(q.fingerprint_count().unwrap(), 9);
+    assert_eq!(
+        q.forget_fingerprints("up", "user", &["u1", "nobody"])
+            .unwrap(),
+        2
+    );
+    assert_eq!(q.forget_fingerprints("up", "user", &["u1"]).unwrap(), 0);
+    assert_eq!(q.forget_fingerprints("up", "user", &[]).unwrap(), 0);
+    let ids = |destination: &str, record: &str| {
+        let mut ids: Vec<String> = q
+            .fingerprints(destination, record, &["u1", "u2"])
+            .unwrap()
+            .into_keys()
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids("up", "user"), ["u2"]);
+    assert_eq!(ids("up", "company"), ["u1", "u2"]);
+    assert_eq!(ids("other", "user"), ["u1", "u2"]);
+    assert_eq!(q.fingerprint_count().unwrap(), 7);
+}
+
+#[test]
+fn the_fingerprint_count_follows_inserts_updates_and_deletes() {
+    let dir = TempDir::new().unwrap();
+    let q = open(&dir, QueueConfig::default());
+    let now = SystemTime::now();
+    let stored = |q: &Queue| q.stats(SystemTime::now()).unwrap().fingerprints_stored;
+    assert_eq!(stored(&q), 0);
     q.remember_fingerprints(
-        "a",
+        "up",
         "user",
-        &[("u".to_owned(), parts(&[("", 0)]))],
-        SystemTime::now(),
+        &[("u".to_owned(), parts(&[("", 1), ("a", 2)]))],
+        now,
     )
     .unwrap();
-    assert_eq!(q.fingerprint_count().unwrap(), 1);
+    assert_eq!(stored(&q), 2);
+    // An update of a stored part adds no row; a new part does.
+    q.remember_fingerprints(
+        "up",
+        "user",
+        &[("u".to_owned(), parts(&[("a", 3), ("b", 4)]))],
+        now,
+    )
+    .unwrap();
+    assert_eq!(stored(&q), 3);
+    // Empty entries change nothing.
+    q.remember_fingerprints("up", "user", &[("v".to_owned(), Vec::new())], now)
+        .unwrap();
+    q.remember_fingerprints("up", "user", &[], now).unwrap();
+    assert_eq!(stored(&q), 3);
+    // Another process forgetting (the `delete-user` command) keeps the count right.
+    let other = open(
+        &dir,
+        QueueConfig {
+            recover_in_flight: false,
+            ..QueueConfig::default()
+        },
+    );
+    assert_eq!(other.forget_fingerprints("up", "user", &["u"]).unwrap(), 3);
+    assert_eq!(stored(&q), 0);
+    assert_eq!(count_rows(&dir, "fingerprints"), 0);
+}
+
+#[test]
+fn pruning_a_backlog_larger_than_one_transaction_keeps_the_newest() {
+    let dir = TempDir::new().unwrap();
+    let config = QueueConfig {
+        fingerprint_max_age: Duration::from_secs(3600),
+        fingerprint_max_rows: 3_000,
+        ..QueueConfig::default()
+    };
+    let q = open(&dir, config);
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let batch = |prefix: &str, n: usize| -> Vec<(String, Vec<FingerprintPart>)> {
+        (0..n)
+            .map(|idx| (format!("{prefix}{idx}"), parts(&[("", idx as u64)])))
+            .collect()
+    };
+    // 25,000 parts written at once (a backfill), then 12,000 and 4,000 more over an hour later.
+    q.remember_fingerprints("up", "user", &batch("old", 25_000), t0)
+        .unwrap();
+    q.remember_fingerprints(
+        "up",
+        "user",
+        &batch("mid", 12_000),
+        t0 + Duration::from_secs(4000),
+    )
+    .unwrap();
+    q.remember_fingerprints(
+        "up",
+        "user",
+        &batch("new", 4_000),
+        t0 + Duration::from_secs(5000),
+    )
+    .unwrap();
+    assert_eq!(q.fingerprint_count().unwrap(), 41_000);
+    // Two hours after t0 the backfill is too old; of the 16,000 left the 13,000 oldest go for
+    // the bound of 3,000: every "mid" part and 1,000 "new" ones.
+    let now = t0 + Duration::from_secs(7200);
+    assert_eq!(q.prune_fingerprints(now).unwrap(), 38_000);
+    assert_eq!(q.fingerprint_count().unwrap(), 3_000);
+    assert_eq!(count_rows(&dir, "fingerprints"), 3_000);
+    let probe = ["old0", "old24999", "mid0", "mid11999", "new3999"];
+    let left = q.fingerprints("up", "user", &probe).unwrap();
+    assert_eq!(left.keys().collect::<Vec<_>>(), ["new3999"]);
+    assert_eq!(q.prune_fingerprints(now).unwrap(), 0);
 }
 
 #[test]

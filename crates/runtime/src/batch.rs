@@ -14,6 +14,9 @@
 //!   without saying which: the batch is cut in halves and each half is sent again, so that one bad
 //!   payload ends alone with its own failure and the others are delivered. The number of extra
 //!   requests is bounded (see [`split_budget`]); past it the remaining entries share the failure;
+//! - a successful answer that lists refused entries where the action's `item_errors` says
+//!   (APIs that accept a batch in part) fails those entries with the destination's reason and
+//!   delivers the others;
 //! - any other outcome (out of retries, another final failure) is every entry's outcome.
 
 use std::collections::HashMap;
@@ -26,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::delivery::{DeliveryClient, FinalOutcome, Verdict};
+use crate::destination::ItemErrorsDef;
 use crate::dispatch::{BatchItem, Instance};
 use crate::request::Request;
 
@@ -367,6 +371,30 @@ pub async fn deliver_batch(
             continue;
         }
         let id = response_id(&request, &outcome);
+        let refused = match instance.batch_def(action_index).and_then(|d| d.item_errors) {
+            Some(def) if outcome.is_delivered() => refused_entries(&def, &outcome, range.len()),
+            _ => Vec::new(),
+        };
+        if !refused.is_empty() {
+            tracing::info!(
+                action,
+                entries = range.len(),
+                refused = refused.len(),
+                "The destination refused some entries of a batch."
+            );
+            for (offset, message) in refused {
+                let slot = range.start + offset;
+                let mut failed = outcome.clone();
+                failed.verdict = Verdict::Failed;
+                failed.body = None;
+                failed.reason = Some(format!("the destination refused this entry: {message}"));
+                results[slot] = Some(ItemResult {
+                    outcome: failed,
+                    batch_len: range.len(),
+                    response_id: id.clone(),
+                });
+            }
+        }
         if outcome.is_delivered() {
             tracing::info!(
                 action,
@@ -384,7 +412,46 @@ pub async fn deliver_batch(
         .collect()
 }
 
-/// Gives every entry of `range` the outcome of the request that carried it.
+/// The entries a successful answer lists as refused, by position in the batch (of `len`
+/// entries), with the destination's reason; positions outside the batch are ignored.
+fn refused_entries(
+    def: &ItemErrorsDef,
+    outcome: &FinalOutcome,
+    len: usize,
+) -> Vec<(usize, String)> {
+    let Some(body) = outcome.body.as_deref() else {
+        return Vec::new();
+    };
+    let Ok(body) = serde_json::from_str::<Value>(body) else {
+        return Vec::new();
+    };
+    let Some(list) = body.get(def.list).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut refused: Vec<(usize, String)> = Vec::new();
+    for item in list {
+        let Some(index) = item.get(def.index).and_then(Value::as_u64) else {
+            continue;
+        };
+        let Ok(index) = usize::try_from(index) else {
+            continue;
+        };
+        if index >= len || refused.iter().any(|(i, _)| *i == index) {
+            continue;
+        }
+        let message = def.message.and_then(|key| item.get(key)).map_or_else(
+            || "no reason given".to_owned(),
+            |m| match m {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            },
+        );
+        refused.push((index, message));
+    }
+    refused
+}
+
+/// Gives every entry of `range` not settled yet the outcome of the request that carried it.
 fn settle(
     results: &mut [Option<ItemResult>],
     range: Range<usize>,
@@ -392,7 +459,7 @@ fn settle(
     response_id: Option<String>,
 ) {
     let batch_len = range.len();
-    for slot in &mut results[range] {
+    for slot in results[range].iter_mut().filter(|slot| slot.is_none()) {
         *slot = Some(ItemResult {
             outcome: outcome.clone(),
             batch_len,

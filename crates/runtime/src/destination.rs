@@ -117,6 +117,19 @@ pub struct BatchDef {
     pub item: Option<&'static str>,
     /// The request; its body mapping reads `{"items": [...], "settings"}`.
     pub request: RequestDef,
+    /// Where a successful answer lists the entries the destination refused, if it can.
+    pub item_errors: Option<ItemErrorsDef>,
+}
+
+/// Where a batch answer's JSON object names refused entries: `{list: [{index, message}]}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemErrorsDef {
+    /// The key of the list of refused entries.
+    pub list: &'static str,
+    /// The key of a listed entry's 0-based position in the batch.
+    pub index: &'static str,
+    /// The key of a listed entry's reason, if the answer gives one.
+    pub message: Option<&'static str>,
 }
 
 /// One header applied to every request of a destination.

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use actionkit_runtime::batch::{Batcher, ItemResult, deliver_batch};
 use actionkit_runtime::delivery::{DeliveryClient, DeliveryConfig, Verdict};
 use actionkit_runtime::destination::{
-    ActionDef, BatchDef, CompiledDestination, DeletionsDef, DestinationDef, RequestDef,
-    RequestDefaultsDef,
+    ActionDef, BatchDef, CompiledDestination, DeletionsDef, DestinationDef, ItemErrorsDef,
+    RequestDef, RequestDefaultsDef,
 };
 use actionkit_runtime::dispatch::{BatchItem, Instance, MappingConfig, Outcome};
 use actionkit_runtime::fields::{FieldDef, FieldType, Required, SettingDef};
@@ -101,6 +101,7 @@ static BULK: DestinationDef = DestinationDef {
                 keys: &["group"],
                 item: Some(r#"{"id":{"@path":"$.payload.id"},"bad":{"@path":"$.payload.bad"}}"#),
                 request: BULK_REQUEST,
+                item_errors: None,
             }),
             merges: None,
             hook: None,
@@ -126,6 +127,37 @@ static BULK: DestinationDef = DestinationDef {
                 keys: &[],
                 item: None,
                 request: BULK_REQUEST,
+                item_errors: None,
+            }),
+            merges: None,
+            hook: None,
+        },
+        ActionDef {
+            id: "a3",
+            key: "partial",
+            name: "Partial",
+            description: "",
+            default_trigger: "",
+            beyond_segment: true,
+            fields: FIELDS,
+            request: None,
+            batch: Some(BatchDef {
+                max_items: 10,
+                max_bytes: None,
+                wait_ms: 100,
+                keys: &[],
+                item: Some(r#"{"id":{"@path":"$.payload.id"}}"#),
+                request: RequestDef {
+                    method: Method::Post,
+                    path: "v1/partial",
+                    json: Some(r#"{"rows":{"@path":"$.items"}}"#),
+                    ..RequestDef::BASE
+                },
+                item_errors: Some(ItemErrorsDef {
+                    list: "errors",
+                    index: "index",
+                    message: Some("message"),
+                }),
             }),
             merges: None,
             hook: None,
@@ -189,6 +221,19 @@ async fn start(bulk: Bulk) -> (SocketAddr, Arc<Bulk>) {
     let bulk = Arc::new(bulk);
     let router = Router::new()
         .route("/v1/bulk", post(bulk_endpoint))
+        .route(
+            "/v1/partial",
+            post(|| async {
+                // The second row refused, and an index outside the batch that must be ignored.
+                (
+                    StatusCode::MULTI_STATUS,
+                    axum::Json(json!({"errors": [
+                        {"index": 1, "message": "email is not valid"},
+                        {"index": 9, "message": "no such row"},
+                    ]})),
+                )
+            }),
+        )
         .with_state(Arc::clone(&bulk));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -461,4 +506,33 @@ async fn enable_batching_chooses_the_form_and_max_bytes_cuts_batches() {
             .all(|r| r.outcome.is_delivered() && r.batch_len == 1)
     );
     assert_eq!(bulk.requests.lock().expect("lock").len(), 3);
+}
+
+#[tokio::test]
+async fn entries_an_answer_lists_as_refused_fail_and_the_others_are_delivered() {
+    let (addr, _bulk) = start(Bulk {
+        max_rows: 100,
+        ..Bulk::default()
+    })
+    .await;
+    let mapping = MappingConfig {
+        name: "partial".to_owned(),
+        trigger: r#"type = "track""#.to_owned(),
+        action_key: "partial".to_owned(),
+        mapping: json!({"id": {"@path": "$.properties.id"}}),
+        enabled: true,
+    };
+    let instance = instance(addr, &[mapping]);
+    let entries: Vec<Value> = (0..3)
+        .map(|n| entry(&instance, json!({"id": format!("r{n}")})).entry)
+        .collect();
+    let results = deliver_batch(&instance, &client(1), 2, entries).await;
+    assert!(results[0].outcome.is_delivered());
+    assert!(results[2].outcome.is_delivered());
+    assert_eq!(results[1].outcome.verdict, Verdict::Failed);
+    assert_eq!(results[1].outcome.status, Some(207));
+    assert_eq!(
+        results[1].outcome.reason.as_deref(),
+        Some("the destination refused this entry: email is not valid")
+    );
 }

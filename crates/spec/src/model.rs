@@ -522,6 +522,23 @@ pub struct BatchSpec {
     /// The request; its `json` is a mapping-kit value over `{"items": [...], "settings"}`, where
     /// `items` holds every payload's entry in event order.
     pub request: RequestSpec,
+    /// Where a successful answer lists the entries the destination refused, for APIs that
+    /// accept a batch in part; the others are delivered. Without it a 2xx delivers every entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_errors: Option<ItemErrorsSpec>,
+}
+
+/// Where a batch answer names the entries it refused.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ItemErrorsSpec {
+    /// The key of the answer's JSON object holding the list of refused entries, such as `errors`.
+    pub list: String,
+    /// The key of each listed entry holding its 0-based position in the batch, such as `index`.
+    pub index: String,
+    /// The key of each listed entry holding why it was refused, such as `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 fn default_batch_wait_ms() -> u32 {

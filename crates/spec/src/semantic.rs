@@ -452,6 +452,21 @@ fn check_batch(
         items: true,
     };
     check_request(ctx, "/batch/request", &batch.request, &scope, out);
+    if let Some(errors) = &batch.item_errors {
+        for (key, value) in [("list", &errors.list), ("index", &errors.index)] {
+            if value.trim().is_empty() {
+                out.push(
+                    ctx.at_value(
+                        &format!("/batch/item_errors/{key}"),
+                        format!("empty item_errors {key}"),
+                    )
+                    .expected(
+                        "the key of the answer's JSON that holds it, such as errors or index",
+                    ),
+                );
+            }
+        }
+    }
     if batch.request.json.is_none() {
         out.push(
             ctx.at_key(

@@ -467,6 +467,7 @@ mod tests {
             hook: None,
             item: None,
             request: request.clone(),
+            item_errors: None,
         };
         let busy = "Busy statuses: 409, 423 (the request is sent again after a pause, \
                     without spending the retry budget)";

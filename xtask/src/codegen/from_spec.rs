@@ -315,6 +315,10 @@ fn batch(spec: &spec::BatchSpec) -> Batch {
         hook: spec.hook.clone(),
         item: spec.item.clone(),
         request: request(&spec.request),
+        item_errors: spec
+            .item_errors
+            .as_ref()
+            .map(|e| (e.list.clone(), e.index.clone(), e.message.clone())),
     }
 }
 

@@ -196,6 +196,8 @@ pub struct Batch {
     pub item: Option<Value>,
     /// The request, over `{"items", "settings"}`.
     pub request: Request,
+    /// Where a successful answer lists refused entries: list key, index key, message key.
+    pub item_errors: Option<(String, String, Option<String>)>,
 }
 
 /// The type of an action field.

@@ -517,8 +517,22 @@ fn batch_def(batch: &Batch) -> Result<TokenStream> {
     };
     let item = option_str(item.as_deref());
     let request = request_def(&batch.request)?;
+    let item_errors = match &batch.item_errors {
+        Some((list, index, message)) => {
+            let message = option_str(message.as_deref());
+            quote! {
+                ::core::option::Option::Some(::actionkit_runtime::destination::ItemErrorsDef {
+                    list: #list,
+                    index: #index,
+                    message: #message,
+                })
+            }
+        }
+        None => quote! { ::core::option::Option::None },
+    };
     Ok(quote! {
         ::actionkit_runtime::destination::BatchDef {
+            item_errors: #item_errors,
             max_items: #max_items,
             max_bytes: #max_bytes,
             wait_ms: #wait_ms,

@@ -753,6 +753,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
             ],
             request: ::core::option::Option::None,
             batch: ::core::option::Option::Some(::actionkit_runtime::destination::BatchDef {
+                item_errors: ::core::option::Option::None,
                 max_items: 10000usize,
                 max_bytes: ::core::option::Option::Some(50000000usize),
                 wait_ms: 2000u32,
@@ -820,6 +821,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
             ],
             request: ::core::option::Option::None,
             batch: ::core::option::Option::Some(::actionkit_runtime::destination::BatchDef {
+                item_errors: ::core::option::Option::None,
                 max_items: 10000usize,
                 max_bytes: ::core::option::Option::Some(50000000usize),
                 wait_ms: 2000u32,
