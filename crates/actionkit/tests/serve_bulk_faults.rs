@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use actionkit_mock_userpilot::{
     EndpointGroup, FaultConfig, FaultEndpoints, MockConfig, MockHandle, RateLimits,
 };
-use common::serve::{API_KEY, Server, metric_sum, post_batch, tool};
+use common::serve::{API_KEY, Server, metric_sum, post_batch, tool, write_serve_config};
 use common::volume::wait_until_settled;
 use serde_json::{Value, json};
 
@@ -21,35 +21,16 @@ use serde_json::{Value, json};
 const SCALE: f64 = 10.0;
 
 fn config(dir: &std::path::Path, endpoint: &str) -> std::path::PathBuf {
-    let text = format!(
-        r#"destinations:
-  - name: userpilot
-    destination: actions-userpilot-cloud
-    settings:
-      apiKey: ${{E2E_USERPILOT_KEY}}
-      endpoint: {endpoint}
-    mappings:
+    let mappings = r#"    mappings:
       - name: Identify Users in Bulk
         trigger: type = "identify"
         action: identifyUsersBulk
       - name: Identify Companies in Bulk
         trigger: type = "group"
         action: identifyCompaniesBulk
-delivery:
-  rate_limit_scale: {SCALE}
-server:
-  listen: 127.0.0.1:0
-  write_keys:
-    - name: web
-      key: ${{E2E_WRITE_KEY}}
-  queue:
-    path: {}
-"#,
-        dir.join("queue.sqlite").display()
-    );
-    let path = dir.join("actionkit.yaml");
-    std::fs::write(&path, text).expect("the config is written");
-    path
+"#;
+    let delivery = format!("  rate_limit_scale: {SCALE}\n");
+    write_serve_config(dir, endpoint, mappings, &delivery, "")
 }
 
 fn identify(user: &str) -> Value {

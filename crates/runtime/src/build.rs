@@ -236,15 +236,22 @@ fn finish(
         })?,
         None => None,
     };
-    Ok(Request {
-        method: request.def.method,
-        url: defaults.url(request.def.path),
-        headers: defaults.headers.clone(),
-        json,
-        rate_limit_key: request.def.rate_limit.map(str::to_owned),
-        busy_statuses: request.def.busy_statuses,
-        response_id: request.def.response_id,
-    })
+    Ok(request.with_body(defaults, json))
+}
+
+impl CompiledRequest {
+    /// The request of this template with `json` as its body.
+    fn with_body(&self, defaults: &RequestDefaults, json: Option<Value>) -> Request {
+        Request {
+            method: self.def.method,
+            url: defaults.url(self.def.path),
+            headers: defaults.headers.clone(),
+            json,
+            rate_limit_key: self.def.rate_limit.map(str::to_owned),
+            busy_statuses: self.def.busy_statuses,
+            response_id: self.def.response_id,
+        }
+    }
 }
 
 /// Where a copied body member comes from.
@@ -425,15 +432,7 @@ pub fn action_request(
         )?,
         None => None,
     };
-    Ok(Request {
-        method: request.def.method,
-        url: defaults.url(request.def.path),
-        headers: defaults.headers.clone(),
-        json,
-        rate_limit_key: request.def.rate_limit.map(str::to_owned),
-        busy_statuses: request.def.busy_statuses,
-        response_id: request.def.response_id,
-    })
+    Ok(request.with_body(defaults, json))
 }
 
 /// One payload's entry in a batch of `action`: the hook, then the batch's `item` mapping (the

@@ -217,6 +217,12 @@ async fn bulk_endpoint(State(bulk): State<Arc<Bulk>>, body: axum::body::Bytes) -
         .into_response()
 }
 
+/// The statuses the bulk server answered, in order.
+fn statuses(bulk: &Bulk) -> Vec<u16> {
+    let requests = bulk.requests.lock().expect("lock");
+    requests.iter().map(|(_, status)| *status).collect()
+}
+
 async fn start(bulk: Bulk) -> (SocketAddr, Arc<Bulk>) {
     let bulk = Arc::new(bulk);
     let router = Router::new()
@@ -418,13 +424,7 @@ async fn a_413_splits_the_batch_until_it_fits() {
         "{results:?}"
     );
     assert!(results.iter().all(|r| r.batch_len == 2));
-    let statuses: Vec<u16> = bulk
-        .requests
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|(_, status)| *status)
-        .collect();
+    let statuses = statuses(&bulk);
     assert_eq!(statuses, vec![413, 413, 202, 202, 413, 202, 202]);
 }
 
@@ -446,13 +446,7 @@ async fn busy_answers_wait_without_spending_attempts() {
         "{results:?}"
     );
     assert_eq!(results[0].response_id.as_deref(), Some("job-3"));
-    let statuses: Vec<u16> = bulk
-        .requests
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|(_, status)| *status)
-        .collect();
+    let statuses = statuses(&bulk);
     assert_eq!(statuses, vec![409, 409, 409, 202]);
 }
 

@@ -305,6 +305,25 @@ pub fn write_config_with(
     delivery: &str,
     server: &str,
 ) -> std::path::PathBuf {
+    write_serve_config(
+        dir,
+        endpoint,
+        "",
+        &format!("  rate_limits: false\n{delivery}"),
+        server,
+    )
+}
+
+/// The configuration of the serve tests: one instance `userpilot` delivering to `endpoint`,
+/// with `instance` appended to it (lines indented by four spaces, such as its mappings), the
+/// `delivery` and `server` sections' extra lines (indented by two), the queue in `dir`.
+pub fn write_serve_config(
+    dir: &Path,
+    endpoint: &str,
+    instance: &str,
+    delivery: &str,
+    server: &str,
+) -> std::path::PathBuf {
     let queue = dir.join("queue.sqlite");
     let text = format!(
         "destinations:
@@ -313,8 +332,7 @@ pub fn write_config_with(
     settings:
       apiKey: ${{E2E_USERPILOT_KEY}}
       endpoint: {endpoint}
-delivery:
-  rate_limits: false
+{instance}delivery:
 {delivery}server:
   listen: 127.0.0.1:0
   write_keys:

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use actionkit_mock_userpilot::{MockConfig, MockHandle, RateLimits};
 use serde_json::{Value, json};
 
-use super::serve::{API_KEY, Server, WRITE_KEY, metric_sum, metrics_text, post_batch};
+use super::serve::{
+    API_KEY, Server, WRITE_KEY, metric_sum, metrics_text, post_batch, write_serve_config,
+};
 use super::traffic::{self, DAY, Day};
 
 /// How the calls reach serve.
@@ -123,28 +125,8 @@ pub const AT_VOLUME: &str = r#"    send_only_changes: true
 "#;
 
 pub fn write_config(dir: &Path, endpoint: &str, mappings: &str) -> PathBuf {
-    let text = format!(
-        "destinations:
-  - name: userpilot
-    destination: actions-userpilot-cloud
-    settings:
-      apiKey: ${{E2E_USERPILOT_KEY}}
-      endpoint: {endpoint}
-{mappings}delivery:
-  rate_limit_scale: {SCALE}
-server:
-  listen: 127.0.0.1:0
-  write_keys:
-    - name: web
-      key: ${{E2E_WRITE_KEY}}
-  queue:
-    path: {}
-",
-        dir.join("queue.sqlite").display()
-    );
-    let path = dir.join("actionkit.yaml");
-    std::fs::write(&path, text).expect("the config is written");
-    path
+    let delivery = format!("  rate_limit_scale: {SCALE}\n");
+    write_serve_config(dir, endpoint, mappings, &delivery, "")
 }
 
 /// What one mode left behind.
