@@ -211,6 +211,23 @@ fn action_section(action: &Action, display_name: &str) -> ActionSection {
             items: batch_items(batch, action.request.is_some()),
         });
     }
+    if action.beyond_segment
+        && let Some(merges) = &action.merges_by_id
+    {
+        let merged: Vec<String> = merges.merged.iter().map(|key| code_span(key)).collect();
+        blocks.push(Block {
+            title: "Sends only what changed",
+            items: vec![
+                format!(
+                    "Record: {} by {}; keys merged one by one: {}",
+                    code_span(&merges.record),
+                    code_span(&merges.id),
+                    if merged.is_empty() { "none".to_owned() } else { merged.join(", ") }
+                ),
+                "A request that changes nothing delivered before for its record is not sent, and requests for one record waiting together go as one (`send_only_changes: false` sends each)".to_owned(),
+            ],
+        });
+    }
     ActionSection {
         name: action.name.clone(),
         anchor: anchor(&heading),
@@ -295,6 +312,16 @@ fn batch_items(batch: &Batch, has_single_form: bool) -> Vec<String> {
         )
     });
     items.extend(request);
+    if let Some((list, index, message)) = &batch.item_errors {
+        let message = message.as_deref().map_or_else(String::new, |m| {
+            format!(" and reasons under {}", code_span(m))
+        });
+        items.push(format!(
+            "Refused entries: a successful answer lists them under {} with their position under {}{message}; those fail, the others are delivered",
+            code_span(list),
+            code_span(index)
+        ));
+    }
     items
 }
 
