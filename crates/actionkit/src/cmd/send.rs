@@ -420,6 +420,11 @@ async fn pump(
             }
         }
     }
+    // The input is done: nothing more will join the open batches, so they need not wait to
+    // fill. Entries still being submitted start new batches, due after their wait as usual.
+    for batcher in batchers.iter() {
+        batcher.flush();
+    }
     while let Some(done) = in_flight.join_next().await {
         finish(
             done.context("a delivery task failed")??,
