@@ -184,6 +184,8 @@ pub const QUEUE_MAX_EVENTS: &str = "actionkit_queue_max_events";
 pub const QUEUE_MAX_BYTES: &str = "actionkit_queue_max_bytes";
 /// WAL checkpoints that failed since the queue was opened.
 pub const QUEUE_CHECKPOINT_FAILURES: &str = "actionkit_queue_checkpoint_failures";
+/// Remembered parts of what was delivered to each record (what `send_only_changes` skips by).
+pub const QUEUE_FINGERPRINTS: &str = "actionkit_queue_fingerprints";
 /// Delivery requests waiting for a rate limit right now, by `destination` and `limit`.
 pub const RATE_LIMIT_WAITING: &str = "actionkit_delivery_rate_limit_waiting";
 /// Seconds, since the server started, during which at least one delivery request of
@@ -231,6 +233,7 @@ fn record_queue_stats(metrics: &MetricsRegistry, stats: &QueueStats) {
         (QUEUE_MAX_EVENTS, stats.max_events),
         (QUEUE_MAX_BYTES, stats.max_bytes),
         (QUEUE_CHECKPOINT_FAILURES, stats.checkpoint_failures),
+        (QUEUE_FINGERPRINTS, stats.fingerprints_stored),
     ] {
         metrics.gauge(name, &[]).set(value as f64);
     }
@@ -709,6 +712,7 @@ mod tests {
             max_events: 100,
             max_bytes: 1 << 20,
             checkpoint_failures: 1,
+            fingerprints_stored: 42,
             destinations: vec![DestinationStats {
                 destination: "userpilot".to_owned(),
                 pending: 3,
@@ -733,6 +737,7 @@ mod tests {
             "actionkit_queue_max_events 100",
             "actionkit_queue_max_bytes 1048576",
             "actionkit_queue_checkpoint_failures 1",
+            "actionkit_queue_fingerprints 42",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
