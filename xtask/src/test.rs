@@ -13,8 +13,11 @@
 //!   again whenever the lockfile changes (a copy of the installed one is kept in `node_modules`).
 //! - **Python client**: `segment-analytics-python`, pinned, in a virtual environment under
 //!   `target/test-deps/python`.
+//! - **NATS server** with JetStream, for the JetStream queue's tests: `$ACTIONKIT_NATS_SERVER`,
+//!   else `nats-server` on the `PATH` or in `/usr/sbin`, else Debian's `nats-server` package.
 //!
-//! The tests are then told where everything is (`ACTIONKIT_CHROMIUM`, `ACTIONKIT_PYTHON`) and
+//! The tests are then told where everything is (`ACTIONKIT_CHROMIUM`, `ACTIONKIT_PYTHON`,
+//! `ACTIONKIT_NATS_SERVER`) and
 //! that a missing client is a failure, not a skip (`ACTIONKIT_REQUIRE_CLIENTS=1`).
 //! `--deps-only` installs and stops; anything after `--` goes to `cargo test`.
 
@@ -37,6 +40,8 @@ pub struct TestDeps {
     pub chromium: PathBuf,
     /// The Python interpreter of the virtual environment holding the Python client.
     pub python: PathBuf,
+    /// The NATS server binary.
+    pub nats_server: PathBuf,
 }
 
 /// Installs what is missing, then runs `cargo test --workspace --locked` with `cargo_args`.
@@ -56,6 +61,7 @@ pub fn run(root: &Path, deps_only: bool, cargo_args: &[String]) -> anyhow::Resul
         .args(cargo_args)
         .env("ACTIONKIT_CHROMIUM", &deps.chromium)
         .env("ACTIONKIT_PYTHON", &deps.python)
+        .env("ACTIONKIT_NATS_SERVER", &deps.nats_server)
         .env("ACTIONKIT_REQUIRE_CLIENTS", "1")
         .status()
         .context("cannot run cargo test")?;
@@ -76,7 +82,43 @@ pub fn install(root: &Path) -> anyhow::Result<TestDeps> {
     node()?;
     node_clients(&root.join(NODE_CLIENTS_DIR))?;
     let python = python_client(&root.join("target/test-deps/python"))?;
-    Ok(TestDeps { chromium, python })
+    let nats_server = nats_server()?;
+    println!(
+        "== nats-server: {} ({})",
+        nats_server.display(),
+        version(&nats_server)
+    );
+    Ok(TestDeps {
+        chromium,
+        python,
+        nats_server,
+    })
+}
+
+/// The NATS server: `$ACTIONKIT_NATS_SERVER`, else on the `PATH` or in `/usr/sbin`, else
+/// Debian's package.
+fn nats_server() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("ACTIONKIT_NATS_SERVER").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!(
+                "ACTIONKIT_NATS_SERVER is {}, which is not a file; unset it to use or install Debian's nats-server",
+                path.display()
+            );
+        }
+        return Ok(path);
+    }
+    let find = || {
+        which("nats-server").or_else(|| {
+            let sbin = PathBuf::from("/usr/sbin/nats-server");
+            sbin.is_file().then_some(sbin)
+        })
+    };
+    if let Some(path) = find() {
+        return Ok(path);
+    }
+    apt_install(&["nats-server"], "the JetStream queue tests")?;
+    find().context("nats-server is still not found after installing Debian's nats-server package")
 }
 
 /// The first line a program prints for `--version`, or why it printed nothing.
