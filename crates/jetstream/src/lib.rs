@@ -18,10 +18,15 @@
 //!   [`JetStreamQueue::ack`] ends it, [`JetStreamQueue::retry`] sends it back after a delay (a
 //!   negative acknowledgement with that delay), [`JetStreamQueue::dead_letter`] copies it to the
 //!   dead-letter stream with its reason and then ends it.
+//! - **One rate limit for the cluster** ([`rate_limit::ClusterRateLimit`]): slots reserved with
+//!   compare-and-set in a key-value bucket, so the destination's limit holds for all nodes
+//!   together.
 //!
 //! Names: an instance name made only of ASCII letters, digits, `-` and `_` is used as it is in
 //! consumer names and subjects; any other name is written as `x` and its bytes in hex, so that
 //! every name is a valid NATS token and two names never collide.
+
+pub mod rate_limit;
 
 use std::time::{Duration, SystemTime};
 

@@ -265,3 +265,43 @@ fn instance_names_become_distinct_nats_tokens() {
     assert_eq!(token("x61"), "x783631");
     assert_ne!(token("a"), token("x61"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_share_one_rate_limit() {
+    use actionkit_jetstream::rate_limit::ClusterRateLimit;
+    let Some(nats) = nats() else { return };
+    // Three nodes, each with its own connection, all sending for one instance's limit of 10
+    // requests per 500 ms: slots are 50 ms apart whoever takes them.
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let q = queue(&nats, Duration::from_secs(30)).await;
+        let limit =
+            ClusterRateLimit::new(&q, "userpilot", "identify", 10, Duration::from_millis(500))
+                .await
+                .expect("the limit");
+        nodes.push(limit);
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in &nodes {
+        for _ in 0..10 {
+            let node = node.clone();
+            tasks.spawn(async move { node.acquire().await.expect("a slot") });
+        }
+    }
+    let mut slots = Vec::new();
+    while let Some(slot) = tasks.join_next().await {
+        slots.push(slot.expect("the task"));
+    }
+    slots.sort();
+    assert_eq!(slots.len(), 30);
+    for pair in slots.windows(2) {
+        let gap = pair[1].duration_since(pair[0]).expect("sorted");
+        assert!(gap >= Duration::from_millis(50), "two slots {gap:?} apart");
+    }
+    // So no 500 ms window holds more than ten, and thirty take at least 29 intervals.
+    assert!(started.elapsed() >= Duration::from_millis(29 * 50 - 20));
+    let q = queue(&nats, Duration::from_secs(30)).await;
+    let zero = ClusterRateLimit::new(&q, "userpilot", "identify", 0, Duration::from_secs(1)).await;
+    assert!(zero.is_err(), "a limit of zero requests is refused");
+}

@@ -1,0 +1,175 @@
+//! One rate limit for a whole cluster of `serve` nodes, kept in a JetStream key-value bucket.
+//!
+//! Each destination instance's limit (Userpilot: 600 identify requests a minute) is one key of
+//! the bucket `actionkit_rate_limits`, holding the next free start time in milliseconds since
+//! the Unix epoch (the *theoretical arrival time* of the generic cell rate algorithm). A node
+//! that wants to send reads it, takes the later of it and now as its slot, and writes back slot
+//! plus one interval (`per / max_requests`) with compare-and-set on the revision it read; when
+//! another node wrote first, it reads again. Every request of the cluster thus gets its own
+//! slot, one interval apart, and the node waits for its slot before sending. No burst is
+//! allowed, so at most `max_requests` slots start in any window of length `per`, whichever
+//! nodes take them.
+//!
+//! The slots are wall-clock times, so the nodes' clocks must agree (NTP) to well within one
+//! interval (100 ms for 600 a minute); a node whose clock runs ahead takes slots the others
+//! see as future ones, which only slows the cluster down. When NATS cannot be reached,
+//! [`ClusterRateLimit::acquire`] fails and the caller waits and tries again: nothing is sent
+//! without a slot.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{kv, stream};
+use bytes::Bytes;
+
+use crate::{JetStreamError, JetStreamQueue, token};
+
+/// The bucket holding every limit's next free slot.
+pub const BUCKET: &str = "actionkit_rate_limits";
+
+/// A rate limit shared by every node connected to the same JetStream.
+#[derive(Clone)]
+pub struct ClusterRateLimit {
+    store: kv::Store,
+    key: String,
+    interval_ms: u64,
+}
+
+impl std::fmt::Debug for ClusterRateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterRateLimit")
+            .field("key", &self.key)
+            .field("interval_ms", &self.interval_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(reason: impl ToString) -> JetStreamError {
+    JetStreamError::Unavailable {
+        action: "rate limit",
+        reason: reason.to_string(),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl ClusterRateLimit {
+    /// The limit `limit` of destination instance `instance`: at most `max_requests` per `per`,
+    /// across the cluster.
+    pub async fn new(
+        queue: &JetStreamQueue,
+        instance: &str,
+        limit: &str,
+        max_requests: u32,
+        per: Duration,
+    ) -> Result<ClusterRateLimit, JetStreamError> {
+        if max_requests == 0 || per.is_zero() {
+            return Err(JetStreamError::Setup {
+                what: format!("rate limit {limit} of {instance}"),
+                reason: "a limit needs at least one request in a window longer than zero"
+                    .to_owned(),
+            });
+        }
+        let setup = |reason: String| JetStreamError::Setup {
+            what: format!("key-value bucket {BUCKET}"),
+            reason,
+        };
+        // The bucket's stream is created by hand with the key-value conventions (the client's
+        // own bucket creation sends settings that nats-server 2.9, Debian's, does not parse).
+        queue
+            .js
+            .get_or_create_stream(stream::Config {
+                name: format!("KV_{BUCKET}"),
+                subjects: vec![format!("$KV.{BUCKET}.>")],
+                max_messages_per_subject: 1,
+                discard: stream::DiscardPolicy::New,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                num_replicas: queue.config.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|err| setup(err.to_string()))?;
+        let store = queue
+            .js
+            .get_key_value(BUCKET)
+            .await
+            .map_err(|err| setup(err.to_string()))?;
+        let per_ms = u64::try_from(per.as_millis()).unwrap_or(u64::MAX);
+        Ok(ClusterRateLimit {
+            store,
+            key: format!("{}.{}", token(instance), token(limit)),
+            // Rounded up: never faster than the limit.
+            interval_ms: per_ms.div_ceil(u64::from(max_requests)).max(1),
+        })
+    }
+
+    /// Reserves the next free slot of the cluster and waits for it; returns the slot.
+    pub async fn acquire(&self) -> Result<SystemTime, JetStreamError> {
+        let slot = self.reserve().await?;
+        let now = now_ms();
+        if slot > now {
+            tokio::time::sleep(Duration::from_millis(slot - now)).await;
+        }
+        Ok(UNIX_EPOCH + Duration::from_millis(slot))
+    }
+
+    /// Takes the next free slot with compare-and-set, in milliseconds since the epoch.
+    async fn reserve(&self) -> Result<u64, JetStreamError> {
+        loop {
+            let now = now_ms();
+            let entry = self
+                .store
+                .entry(self.key.as_str())
+                .await
+                .map_err(unavailable)?;
+            let (next_free, revision) = match &entry {
+                Some(entry) if entry.operation == kv::Operation::Put => (
+                    std::str::from_utf8(&entry.value)
+                        .ok()
+                        .and_then(|text| text.parse::<u64>().ok())
+                        .unwrap_or(0),
+                    Some(entry.revision),
+                ),
+                Some(entry) => (0, Some(entry.revision)),
+                None => (0, None),
+            };
+            let slot = next_free.max(now);
+            let value = Bytes::from((slot + self.interval_ms).to_string());
+            let written = match revision {
+                Some(revision) => self
+                    .store
+                    .update(self.key.as_str(), value, revision)
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| {
+                        (
+                            err.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                            err.to_string(),
+                        )
+                    }),
+                None => self
+                    .store
+                    .create(self.key.as_str(), value)
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| {
+                        (
+                            err.kind() == kv::CreateErrorKind::AlreadyExists,
+                            err.to_string(),
+                        )
+                    }),
+            };
+            match written {
+                Ok(()) => return Ok(slot),
+                // Another node took a slot first: read again.
+                Err((true, _)) => continue,
+                Err((false, reason)) => return Err(unavailable(reason)),
+            }
+        }
+    }
+}
