@@ -37,9 +37,11 @@ fn binary() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Starts a JetStream server, or says why the test is skipped (`None`).
-fn nats() -> Option<Nats> {
-    let Some(binary) = binary() else {
+/// The server binary, or `None` after saying the test is skipped; a missing server fails the
+/// test in CI and under `cargo xtask test`.
+fn binary_or_skip() -> Option<PathBuf> {
+    let found = binary();
+    if found.is_none() {
         let required = std::env::var_os("CI").is_some()
             || std::env::var_os("ACTIONKIT_REQUIRE_CLIENTS").is_some();
         assert!(
@@ -47,8 +49,13 @@ fn nats() -> Option<Nats> {
             "nats-server is not installed; run `cargo xtask test`, which installs it"
         );
         eprintln!("skipped: nats-server is not installed; run `cargo xtask test`");
-        return None;
-    };
+    }
+    found
+}
+
+/// Starts a JetStream server, or says why the test is skipped (`None`).
+fn nats() -> Option<Nats> {
+    let binary = binary_or_skip()?;
     let dir = tempfile::tempdir().expect("a temp dir");
     let child = Command::new(&binary)
         .args(["-js", "-a", "127.0.0.1", "-p", "-1", "-sd"])
@@ -304,4 +311,165 @@ async fn three_nodes_share_one_rate_limit() {
     let q = queue(&nats, Duration::from_secs(30)).await;
     let zero = ClusterRateLimit::new(&q, "userpilot", "identify", 0, Duration::from_secs(1)).await;
     assert!(zero.is_err(), "a limit of zero requests is refused");
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A cluster of three JetStream servers on 127.0.0.1; each node can be stopped and started.
+struct Cluster {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    ports: Vec<(u16, u16)>,
+    nodes: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    fn start() -> Option<Cluster> {
+        let binary = binary_or_skip()?;
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let mut cluster = Cluster {
+            binary,
+            dir: tempfile::tempdir().expect("a temp dir"),
+            ports,
+            nodes: vec![None, None, None],
+        };
+        for node in 0..3 {
+            cluster.start_node(node);
+        }
+        Some(cluster)
+    }
+
+    fn start_node(&mut self, node: usize) {
+        let (client, route) = self.ports[node];
+        let routes: Vec<String> = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != node)
+            .map(|(_, (_, route))| format!("nats://127.0.0.1:{route}"))
+            .collect();
+        let child = Command::new(&self.binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &client.to_string()])
+            .args(["-n", &format!("node-{node}"), "--cluster_name", "actionkit"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{route}")])
+            .args(["--routes", &routes.join(",")])
+            .arg("-sd")
+            .arg(self.dir.path().join(format!("node-{node}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.nodes[node] = Some(child);
+    }
+
+    fn stop_node(&mut self, node: usize) {
+        if let Some(mut child) = self.nodes[node].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|(client, _)| format!("nats://127.0.0.1:{client}"))
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in 0..3 {
+            self.stop_node(node);
+        }
+    }
+}
+
+/// Retries `op` until it succeeds or `patience` runs out (a cluster electing a leader answers
+/// with errors for a few seconds).
+async fn eventually<T, F, Fut>(what: &str, patience: Duration, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, JetStreamError>>,
+{
+    let started = Instant::now();
+    loop {
+        match op().await {
+            Ok(value) => return value,
+            Err(_) if started.elapsed() < patience => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => panic!("{what} failed for {patience:?}: {err}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_loses_nothing_when_a_node_dies_and_returns() {
+    let Some(mut cluster) = Cluster::start() else {
+        return;
+    };
+    let patience = Duration::from_secs(60);
+    let config = Config {
+        urls: cluster.urls(),
+        replicas: 3,
+        lease_duration: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let q = eventually("connecting to the cluster", patience, || {
+        JetStreamQueue::connect(config.clone())
+    })
+    .await;
+    eventually("adding the consumer", patience, || {
+        q.add_destination("userpilot")
+    })
+    .await;
+    let mut sent = Vec::new();
+    for n in 0..40 {
+        let id = format!("m-{n}");
+        eventually("storing an event", patience, || {
+            q.enqueue(&id, Bytes::from(format!("{{\"n\":{n}}}")))
+        })
+        .await;
+        sent.push(id);
+        if n == 19 {
+            // A node dies halfway; the stream has two copies left and goes on.
+            cluster.stop_node(0);
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let started = Instant::now();
+    while seen.len() < sent.len() {
+        assert!(
+            started.elapsed() < patience,
+            "only {} of 40 came back",
+            seen.len()
+        );
+        let leased = match q.lease("userpilot", 10, Duration::from_millis(500)).await {
+            Ok(leased) => leased,
+            Err(_) => continue,
+        };
+        for event in leased {
+            assert!(
+                sent.contains(&event.message_id),
+                "unknown {}",
+                event.message_id
+            );
+            eventually("acknowledging", patience, || q.ack(&event)).await;
+            seen.insert(event.message_id.clone());
+        }
+        if seen.len() >= 30 && cluster.nodes[0].is_none() {
+            // The node comes back and catches up.
+            cluster.start_node(0);
+        }
+    }
+    assert_eq!(seen.len(), 40);
+    let left = eventually("reading the stream", patience, || q.stored(false)).await;
+    assert_eq!(left, 0, "every acknowledged event leaves the stream");
 }
