@@ -115,6 +115,18 @@ pub struct Target {
     pub send_only_changes: bool,
 }
 
+impl Target {
+    /// The merge rule of `action` when this target sends only what changed (none otherwise):
+    /// what coalescing and skipping unchanged requests go by.
+    pub fn merges(&self, action: &str) -> Option<actionkit_runtime::destination::MergesDef> {
+        if self.send_only_changes {
+            self.instance.merges(action)
+        } else {
+            None
+        }
+    }
+}
+
 /// Compiles the generated destinations.
 pub fn registry() -> anyhow::Result<Registry> {
     actionkit_destinations::registry().map_err(|problems| {

@@ -288,31 +288,13 @@ pub async fn deliver_rows(
             Err(outcome) => outcomes[row] = Some(outcome),
         }
     }
-    let planned_requests: usize = planned_rows.iter().map(|(_, w)| w.len()).sum();
-    let mut units = units::build_units(planned_rows, |action| {
-        target
-            .send_only_changes
-            .then(|| target.instance.merges(action))
-            .flatten()
-    });
-    let labels = |action: &'static str| {
-        [
-            ("destination", target.name.clone()),
-            ("action", action.to_owned()),
-        ]
-    };
-    for unit in &units {
-        if unit.rows.len() > 1 {
-            let [d, a] = labels(unit.action);
-            metrics
-                .counter(
-                    DELIVERY_COALESCED_TOTAL,
-                    &[(d.0, d.1.as_str()), (a.0, a.1.as_str())],
-                )
-                .increment((unit.rows.len() - 1) as u64);
-        }
+    let mut units = units::build_units(planned_rows, |action| target.merges(action));
+    let labels = |action| [("destination", target.name.as_str()), ("action", action)];
+    for unit in units.iter().filter(|unit| unit.rows.len() > 1) {
+        metrics
+            .counter(DELIVERY_COALESCED_TOTAL, &labels(unit.action))
+            .increment((unit.rows.len() - 1) as u64);
     }
-    debug_assert!(units.len() <= planned_requests);
     let known = changes.known(target, &units).await;
     units::skip_unchanged(&mut units, &known);
 
@@ -331,33 +313,30 @@ pub async fn deliver_rows(
     let mut tasks = tokio::task::JoinSet::new();
     for (idx, unit) in units.iter().enumerate() {
         if unit.unchanged {
-            let [d, a] = labels(unit.action);
             metrics
-                .counter(
-                    DELIVERY_SKIPPED_UNCHANGED_TOTAL,
-                    &[(d.0, d.1.as_str()), (a.0, a.1.as_str())],
-                )
+                .counter(DELIVERY_SKIPPED_UNCHANGED_TOTAL, &labels(unit.action))
                 .increment(1);
             continue;
         }
         let target = Arc::clone(target);
-        let batcher = batcher.clone();
         let metrics = metrics.clone();
         let action = unit.action;
-        match entries.remove(&idx) {
-            Some(result) => {
+        match (entries.remove(&idx), &unit.work) {
+            (Some(result), _) => {
                 tasks.spawn(async move {
                     let result = result.await;
                     (idx, entry_outcome(&target, action, result, &metrics))
                 });
             }
-            None => {
-                let work = unit.work.clone();
+            (None, Work::Request(request)) => {
+                let request = request.clone();
                 tasks.spawn(async move {
-                    let outcome = send_work(&target, &batcher, action, work, &metrics).await;
+                    let outcome = send_request(&target, action, &request, &metrics).await;
                     (idx, outcome)
                 });
             }
+            // Every entry that changes something was enqueued above.
+            (None, Work::Entry(_)) => {}
         }
     }
     let mut results: Vec<Option<FinalOutcome>> = vec![None; units.len()];
@@ -461,35 +440,26 @@ fn entry_outcome(
     result.outcome
 }
 
-/// Sends one unit's work and counts it in `metrics`.
-async fn send_work(
+/// Sends one request and counts and times it in `metrics`.
+async fn send_request(
     target: &Target,
-    batcher: &Batcher,
     action: &'static str,
-    work: Work,
+    request: &Request,
     metrics: &MetricsRegistry,
 ) -> FinalOutcome {
     let labels = [("destination", target.name.as_str()), ("action", action)];
-    match work {
-        Work::Entry(item) => {
-            let result = batcher.submit(item).await;
-            entry_outcome(target, action, result, metrics)
-        }
-        Work::Request(request) => {
-            let outcome = target.client.send(&request).await;
-            metrics
-                .histogram(DELIVERY_REQUEST_DURATION, &labels)
-                .record(outcome.elapsed.as_secs_f64());
-            let verdict = verdict_label(outcome.verdict);
-            metrics
-                .counter(
-                    DELIVERY_REQUESTS_TOTAL,
-                    &[labels[0], labels[1], ("outcome", verdict)],
-                )
-                .increment(1);
-            outcome
-        }
-    }
+    let outcome = target.client.send(request).await;
+    metrics
+        .histogram(DELIVERY_REQUEST_DURATION, &labels)
+        .record(outcome.elapsed.as_secs_f64());
+    let verdict = verdict_label(outcome.verdict);
+    metrics
+        .counter(
+            DELIVERY_REQUESTS_TOTAL,
+            &[labels[0], labels[1], ("outcome", verdict)],
+        )
+        .increment(1);
+    outcome
 }
 
 /// The metric label of a request's verdict.
@@ -725,11 +695,7 @@ fn batch_room(target: &Target) -> usize {
     target
         .instance
         .destination()
-        .actions
-        .iter()
-        .filter_map(|action| action.batch.as_ref().map(|batch| batch.def.max_items))
-        .max()
-        .unwrap_or(0)
+        .largest_batch()
         .min(MAX_BATCH_LEASE)
 }
 

@@ -70,13 +70,9 @@ impl Known {
 /// The fingerprint of `body` (a request body or a batch entry), or `None` when the body has no
 /// string or number id under `def.id` (then it is always sent).
 pub fn fingerprint(def: &MergesDef, body: &Value) -> Option<Fingerprint> {
+    let id = record_id(def, body)?;
     let Value::Object(body) = body else {
         return None;
-    };
-    let id = match body.get(def.id)? {
-        Value::String(id) => id.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
     };
     let mut parts = vec![(EXISTS.to_owned(), 0)];
     for (key, value) in body {

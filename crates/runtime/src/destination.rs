@@ -575,6 +575,16 @@ impl CompiledDestination {
         self.actions.iter().find(|a| a.def.key == key)
     }
 
+    /// The most entries one batch of any of the destination's batch actions carries (0 when it
+    /// has none): how many events must wait together for its batches to fill.
+    pub fn largest_batch(&self) -> usize {
+        self.actions
+            .iter()
+            .filter_map(|action| action.batch.as_ref().map(|batch| batch.def.max_items))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The index of an action in [`CompiledDestination::actions`].
     pub fn action_index(&self, key: &str) -> Option<usize> {
         self.actions.iter().position(|a| a.def.key == key)

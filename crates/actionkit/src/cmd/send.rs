@@ -209,10 +209,7 @@ impl Delivery {
 /// The fingerprint of a request body or batch entry of `action`, when `target` sends only
 /// changes and the action's API merges by id.
 fn fingerprint_of(target: &Target, action: &str, body: &Value) -> Option<Fingerprint> {
-    if !target.send_only_changes {
-        return None;
-    }
-    changes::fingerprint(&target.instance.merges(action)?, body)
+    changes::fingerprint(&target.merges(action)?, body)
 }
 
 /// Everything that happened to one input item.
@@ -285,13 +282,7 @@ async fn pump(
     // Events wait in flight for their batch, so a batch can only fill up to this many.
     let batch_room: usize = targets
         .iter()
-        .flat_map(|t| {
-            let dest = t.instance.destination();
-            dest.actions
-                .iter()
-                .filter_map(|a| a.batch.as_ref().map(|b| b.def.max_items))
-                .collect::<Vec<_>>()
-        })
+        .map(|t| t.instance.destination().largest_batch())
         .max()
         .unwrap_or(0)
         .min(MAX_EVENTS_WAITING_FOR_BATCHES);

@@ -119,21 +119,25 @@ impl RetryPolicy {
         let mut calls = 0u32;
         let mut busy_waited = Duration::ZERO;
         loop {
-            number += 1;
             calls += 1;
             let started = Instant::now();
             let outcome = attempt(calls).await;
-            if let Outcome::Busy { after, reason, .. } = &outcome {
+            let mut record = AttemptRecord {
+                number: calls,
+                started_after: started - start,
+                duration: started.elapsed(),
+                outcome,
+                next_delay: None,
+            };
+            if let Outcome::Busy {
+                status,
+                reason,
+                after,
+            } = &record.outcome
+            {
                 let delay = after.unwrap_or(self.busy_poll);
-                let status = outcome.status();
-                let mut record = AttemptRecord {
-                    number: calls,
-                    started_after: started - start,
-                    duration: started.elapsed(),
-                    outcome: outcome.clone(),
-                    next_delay: None,
-                };
                 if busy_waited + delay > self.max_busy {
+                    let status = Some(*status);
                     let reason = format!(
                         "gave up because the destination stayed busy for {busy_waited:?}: {reason}"
                     );
@@ -151,17 +155,10 @@ impl RetryPolicy {
                 record.next_delay = Some(delay);
                 log.push(record);
                 busy_waited += delay;
-                number -= 1;
                 sleep(delay).await;
                 continue;
             }
-            let mut record = AttemptRecord {
-                number: calls,
-                started_after: started - start,
-                duration: started.elapsed(),
-                outcome,
-                next_delay: None,
-            };
+            number += 1;
             let (status, reason, after) = match &record.outcome {
                 Outcome::Delivered { status, body } => {
                     let (status, body) = (Some(*status), body.clone());
@@ -178,7 +175,7 @@ impl RetryPolicy {
                     reason,
                     after,
                 } => (*status, reason.clone(), *after),
-                // Handled before the record was made.
+                // Waited out above, before counting the attempt.
                 Outcome::Busy {
                     status,
                     reason,
