@@ -19,6 +19,8 @@
 //! The tests are then told where everything is (`ACTIONKIT_CHROMIUM`, `ACTIONKIT_PYTHON`,
 //! `ACTIONKIT_NATS_SERVER`) and
 //! that a missing client is a failure, not a skip (`ACTIONKIT_REQUIRE_CLIENTS=1`).
+//! The serve suites then run a second time with the queue on JetStream
+//! (`ACTIONKIT_TEST_QUEUE=jetstream`, see [`JETSTREAM_SUITES`]), unless arguments were given.
 //! `--deps-only` installs and stops; anything after `--` goes to `cargo test`.
 
 use std::ffi::OsString;
@@ -67,6 +69,48 @@ pub fn run(root: &Path, deps_only: bool, cargo_args: &[String]) -> anyhow::Resul
         .context("cannot run cargo test")?;
     if !status.success() {
         bail!("cargo test failed ({status})");
+    }
+    if cargo_args.is_empty() {
+        run_on_jetstream(root, &deps)?;
+    }
+    Ok(())
+}
+
+/// The serve test suites that run a second time with the queue on JetStream.
+pub const JETSTREAM_SUITES: &[&str] = &[
+    "serve_bad_input",
+    "serve_e2e",
+    "serve_faults",
+    "serve_bulk_faults",
+    "serve_python",
+    "serve_state",
+];
+
+/// Runs [`JETSTREAM_SUITES`] again with `ACTIONKIT_TEST_QUEUE=jetstream`: every `serve` they
+/// start keeps its queue in a JetStream server of its own instead of an SQLite file.
+fn run_on_jetstream(root: &Path, deps: &TestDeps) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    println!(
+        "== tests on the JetStream queue: {}",
+        JETSTREAM_SUITES.join(", ")
+    );
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root)
+        .args(["test", "--locked", "-p", "actionkit"]);
+    for suite in JETSTREAM_SUITES {
+        command.args(["--test", suite]);
+    }
+    let status = command
+        .env("ACTIONKIT_TEST_QUEUE", "jetstream")
+        .env("ACTIONKIT_CHROMIUM", &deps.chromium)
+        .env("ACTIONKIT_PYTHON", &deps.python)
+        .env("ACTIONKIT_NATS_SERVER", &deps.nats_server)
+        .env("ACTIONKIT_REQUIRE_CLIENTS", "1")
+        .status()
+        .context("cannot run cargo test")?;
+    if !status.success() {
+        bail!("cargo test on the JetStream queue failed ({status})");
     }
     Ok(())
 }

@@ -3,10 +3,12 @@
 //! Each subcommand lives in its own module under `cmd`; this file only parses arguments and
 //! reports errors.
 
+mod cluster;
 mod cmd;
 mod events;
 mod input;
 mod setup;
+mod store;
 mod worker;
 
 use clap::{Parser, Subcommand};

@@ -10,7 +10,7 @@
 //!   destination's display name): the row is acknowledged;
 //! * any request failed with a retryable error after the delivery client's own retries: the row
 //!   is scheduled for a later retry at `now + Retry-After` (when the destination gave one) or
-//!   `now + backoff` ([`Queue::schedule_retry`] dead-letters it instead once the maximum age is
+//!   `now + backoff` ([`EventQueue::schedule`] dead-letters it instead once the maximum age is
 //!   past). A retry dispatches and sends the whole event again, so requests that were delivered
 //!   in the failed round are sent a second time (with the same `messageId`);
 //! * otherwise, when a request failed for good or a mapping rejected the event (validation), the
@@ -20,13 +20,16 @@
 //! failure, so its outcome is always written while the lease is still the worker's (see
 //! `delivery_deadline`). Rows whose outcome cannot be written (the queue failed) stay in flight
 //! and come back after their lease runs out, so the failure costs a duplicate, never a loss.
+//!
+//! Workers use [`EventQueue`] and do not know whether the queue is an SQLite file or a
+//! JetStream shared with other nodes (see the `store` module).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actionkit_intake::{MetricsRegistry, is_enabled_for};
-use actionkit_queue::{FingerprintPart, Lease, LeaseId, Queue, QueueError, RetryOutcome};
+use actionkit_queue::{FingerprintPart, RetryOutcome};
 use actionkit_runtime::batch::{Batcher, ItemResult};
 use actionkit_runtime::changes::{Fingerprint, Known};
 use actionkit_runtime::delivery::{Backoff, FinalOutcome, Outcome as Attempt, Verdict};
@@ -37,6 +40,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use crate::setup::Target;
+use crate::store::{EventQueue, Leased};
 
 /// The name of the counter of delivery outcomes, labelled by `destination` and `outcome`.
 pub const DELIVERIES_TOTAL: &str = "actionkit_deliveries_total";
@@ -73,12 +77,6 @@ pub struct WorkerConfig {
     /// The delay before a queue-level retry when the destination gave no `Retry-After`, by the
     /// number of failed attempts so far.
     pub backoff: Backoff,
-    /// The runtime whose blocking pool runs the queue calls; `None` for the worker's own.
-    ///
-    /// `serve` runs workers at a lower thread priority but passes its intake runtime here: a
-    /// queue transaction holds the write connection that every enqueue needs, and a
-    /// low-priority thread preempted while holding it would stall intake behind it.
-    pub queue_calls: Option<tokio::runtime::Handle>,
 }
 
 impl Default for WorkerConfig {
@@ -88,7 +86,6 @@ impl Default for WorkerConfig {
             idle_poll: Duration::from_millis(500),
             gather: Duration::from_millis(5),
             backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(600)),
-            queue_calls: None,
         }
     }
 }
@@ -169,13 +166,8 @@ pub async fn deliver_payload(
 pub enum Changes {
     /// Nothing is kept and nothing skipped.
     Off,
-    /// The queue's database keeps it, under the target's name.
-    Queue {
-        /// The queue.
-        queue: Queue,
-        /// The runtime whose blocking pool runs the queue calls (see [`WorkerConfig`]).
-        calls: Option<tokio::runtime::Handle>,
-    },
+    /// The queue's store keeps it, under the target's name.
+    Store(EventQueue),
 }
 
 impl Changes {
@@ -186,18 +178,12 @@ impl Changes {
         target: &Target,
         units: &[Unit],
     ) -> HashMap<(&'static str, String), Known> {
-        let Changes::Queue { queue, calls } = self else {
+        let Changes::Store(queue) = self else {
             return HashMap::new();
         };
         let mut known = HashMap::new();
         for (record, ids) in units::wanted_records(units) {
-            let queue = queue.clone();
-            let destination = target.name.clone();
-            let read = blocking(calls.as_ref(), move || {
-                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                queue.fingerprints(&destination, record, &ids)
-            })
-            .await;
+            let read = queue.fingerprints(&target.name, record, ids).await;
             match read {
                 Ok(found) => {
                     for (id, parts) in found {
@@ -218,7 +204,7 @@ impl Changes {
     /// Records what the delivered `fingerprints` wrote; a failure is logged (it only costs
     /// resending later).
     async fn remember(&self, target: &Target, fingerprints: Vec<Fingerprint>) {
-        let Changes::Queue { queue, calls } = self else {
+        let Changes::Store(queue) = self else {
             return;
         };
         let mut by_record: HashMap<&'static str, Vec<(String, Vec<FingerprintPart>)>> =
@@ -235,12 +221,9 @@ impl Changes {
                 .push((fingerprint.id, parts));
         }
         for (record, entries) in by_record {
-            let queue = queue.clone();
-            let destination = target.name.clone();
-            let written = blocking(calls.as_ref(), move || {
-                queue.remember_fingerprints(&destination, record, &entries, SystemTime::now())
-            })
-            .await;
+            let written = queue
+                .remember_fingerprints(&target.name, record, entries)
+                .await;
             if let Err(err) = written {
                 tracing::error!(
                     destination = %target.name,
@@ -615,29 +598,14 @@ fn cut_off(allowed: Duration) -> RowOutcome {
     }
 }
 
-/// Runs a blocking queue call on the blocking thread pool of `on` (the current runtime's when
-/// `None`).
-async fn blocking<T: Send + 'static>(
-    on: Option<&tokio::runtime::Handle>,
-    f: impl FnOnce() -> Result<T, QueueError> + Send + 'static,
-) -> Result<T, QueueError> {
-    let task = match on {
-        Some(handle) => handle.spawn_blocking(f),
-        None => tokio::task::spawn_blocking(f),
-    };
-    match task.await {
-        Ok(res) => res,
-        Err(err) => Err(QueueError::Io {
-            context: "running a queue call",
-            source: std::io::Error::other(err.to_string()),
-        }),
-    }
-}
+/// How long a JetStream lease waits for the first event before an idle worker looks at its
+/// shutdown signal again.
+const LEASE_WAIT: Duration = Duration::from_millis(500);
 
 /// Runs the worker of one target until `shutdown` turns true; the batch in hand is finished
 /// first.
 pub async fn run(
-    queue: Queue,
+    queue: EventQueue,
     target: Arc<Target>,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -645,42 +613,56 @@ pub async fn run(
     metrics: MetricsRegistry,
 ) {
     let name = target.name.clone();
-    tracing::info!(destination = %name, "Delivery worker started.");
+    tracing::info!(destination = %name, backend = queue.backend(), "Delivery worker started.");
     let batcher = Batcher::spawn(Arc::clone(&target.instance), Arc::clone(&target.client));
     // Leased rows wait for their batches, so a lease must be large enough to fill one.
     let lease_batch = config.lease_batch.max(batch_room(&target));
+    // A store that cannot be reached is tried again after a pause that grows to a few seconds,
+    // so that a worker neither spins nor floods the log while NATS is down.
+    let mut failures: u32 = 0;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let leases = {
-            let queue = queue.clone();
-            let name = name.clone();
-            let n = lease_batch;
-            blocking(config.queue_calls.as_ref(), move || {
-                queue.lease(&name, n, SystemTime::now())
-            })
-            .await
+        let leases = tokio::select! {
+            leases = queue.lease(&name, lease_batch, LEASE_WAIT) => leases,
+            _ = shutdown.changed() => continue,
         };
         let leases = match leases {
-            Ok(leases) => leases,
+            Ok(leases) => {
+                if failures > 0 {
+                    tracing::info!(destination = %name, "Leasing from the queue works again.");
+                }
+                failures = 0;
+                leases
+            }
             Err(err) => {
-                tracing::error!(destination = %name, error = %err, "Leasing from the queue failed.");
-                Vec::new()
+                failures = failures.saturating_add(1);
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::error!(destination = %name, error = %err, failures, "Leasing from the queue failed; pausing.");
+                }
+                let pause = Duration::from_millis(250 * u64::from(failures.min(20)));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
             }
         };
         if leases.is_empty() {
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(config.idle_poll) => {}
-                _ = shutdown.changed() => {}
+            if !queue.lease_waits() {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(config.idle_poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+                gather(&config, &mut shutdown).await;
             }
-            gather(&config, &mut shutdown).await;
             continue;
         }
         let partial = leases.len() < lease_batch;
         process_batch(&queue, &target, &batcher, leases, &config, &metrics).await;
-        if partial {
+        if partial && !queue.lease_waits() {
             gather(&config, &mut shutdown).await;
         }
     }
@@ -713,36 +695,30 @@ async fn gather(config: &WorkerConfig, shutdown: &mut watch::Receiver<bool>) {
 
 /// Delivers a leased batch concurrently and records every outcome.
 async fn process_batch(
-    queue: &Queue,
+    queue: &EventQueue,
     target: &Arc<Target>,
     batcher: &Batcher,
-    leases: Vec<Lease>,
+    leases: Vec<Leased>,
     config: &WorkerConfig,
     metrics: &MetricsRegistry,
 ) {
-    let lease_duration = queue.config().lease_duration;
+    let lease_duration = queue.lease_duration();
     let now = SystemTime::now();
     // Rows leased together run out together; the earliest lease bounds them all.
     let allowed = leases
         .iter()
-        .map(|lease| delivery_deadline(lease.lease_until, lease_duration, now))
+        .map(|lease| delivery_deadline(lease.lease_until(), lease_duration, now))
         .min()
         .unwrap_or_default();
     let changes = if target.send_only_changes {
-        Changes::Queue {
-            queue: queue.clone(),
-            calls: config.queue_calls.clone(),
-        }
+        Changes::Store(queue.clone())
     } else {
         Changes::Off
     };
-    let payloads: Vec<&[u8]> = leases
-        .iter()
-        .map(|lease| lease.payload.as_slice())
-        .collect();
+    let payloads: Vec<&[u8]> = leases.iter().map(Leased::payload).collect();
     let outcomes = deliver_rows(target, batcher, &changes, &payloads, Some(allowed), metrics).await;
-    let mut acks: Vec<LeaseId> = Vec::new();
-    let mut others: Vec<(Lease, RowOutcome)> = Vec::new();
+    let mut acks: Vec<Leased> = Vec::new();
+    let mut others: Vec<(Leased, RowOutcome)> = Vec::new();
     for (lease, outcome) in leases.into_iter().zip(outcomes) {
         metrics
             .counter(
@@ -755,7 +731,7 @@ async fn process_batch(
             .increment(1);
         if matches!(outcome, RowOutcome::Delivered | RowOutcome::Unchanged) {
             let age = SystemTime::now()
-                .duration_since(lease.enqueued_at)
+                .duration_since(lease.enqueued_at())
                 .unwrap_or_default();
             metrics
                 .histogram(DELIVERY_EVENT_AGE, &[("destination", target.name.as_str())])
@@ -768,22 +744,17 @@ async fn process_batch(
             | RowOutcome::Filtered => {
                 tracing::debug!(
                     destination = %target.name,
-                    message_id = %lease.message_id,
+                    message_id = %lease.message_id(),
                     outcome = outcome.label(),
                     "Event done."
                 );
-                acks.push(lease.id);
+                acks.push(lease);
             }
             other => others.push((lease, other)),
         }
     }
     if !acks.is_empty() {
-        let queue = queue.clone();
-        if let Err(err) = blocking(config.queue_calls.as_ref(), move || {
-            queue.ack_delivered(&acks)
-        })
-        .await
-        {
+        if let Err(err) = queue.ack(acks).await {
             tracing::error!(destination = %target.name, error = %err, "Acknowledging deliveries failed.");
         }
     }
@@ -794,35 +765,24 @@ async fn process_batch(
 
 /// Schedules a retry of, or dead-letters, one row.
 async fn record_failure(
-    queue: &Queue,
+    queue: &EventQueue,
     target: &Target,
-    lease: Lease,
+    lease: Leased,
     outcome: RowOutcome,
     config: &WorkerConfig,
 ) {
     let now = SystemTime::now();
-    let message_id = lease.message_id.clone();
-    let queue = queue.clone();
+    let message_id = lease.message_id().to_owned();
     match outcome {
         RowOutcome::Retry {
             reason,
             retry_after,
             busy,
         } => {
-            let delay = retry_after.unwrap_or_else(|| config.backoff.delay(lease.attempts));
+            let delay = retry_after.unwrap_or_else(|| config.backoff.delay(lease.attempts()));
             let when = now.checked_add(delay).unwrap_or(now);
-            let attempts = lease.attempts + u32::from(!busy);
-            let res = {
-                let reason = reason.clone();
-                blocking(config.queue_calls.as_ref(), move || {
-                    if busy {
-                        queue.schedule_postpone(&lease, when, &reason, now)
-                    } else {
-                        queue.schedule_retry(&lease, when, &reason, now)
-                    }
-                })
-                .await
-            };
+            let attempts = lease.attempts() + u32::from(!busy);
+            let res = queue.schedule(lease, when, &reason, now, !busy).await;
             match res {
                 Ok(RetryOutcome::RetryScheduled) if busy => tracing::info!(
                     destination = %target.name,
@@ -860,35 +820,25 @@ async fn record_failure(
                 ),
             }
         }
-        RowOutcome::Dead { reason } => {
-            let id = lease.id;
-            let res = {
-                let reason = reason.clone();
-                blocking(config.queue_calls.as_ref(), move || {
-                    queue.dead_letter(id, &reason, now)
-                })
-                .await
-            };
-            match res {
-                Ok(true) => tracing::warn!(
-                    destination = %target.name,
-                    message_id = %message_id,
-                    reason = %reason,
-                    "Delivery failed for good; dead-lettered."
-                ),
-                Ok(false) => tracing::warn!(
-                    destination = %target.name,
-                    message_id = %message_id,
-                    "The lease ran out before the outcome was recorded; the event will be delivered again."
-                ),
-                Err(err) => tracing::error!(
-                    destination = %target.name,
-                    message_id = %message_id,
-                    error = %err,
-                    "Dead-lettering failed."
-                ),
-            }
-        }
+        RowOutcome::Dead { reason } => match queue.dead_letter(lease, &reason, now).await {
+            Ok(true) => tracing::warn!(
+                destination = %target.name,
+                message_id = %message_id,
+                reason = %reason,
+                "Delivery failed for good; dead-lettered."
+            ),
+            Ok(false) => tracing::warn!(
+                destination = %target.name,
+                message_id = %message_id,
+                "The lease ran out before the outcome was recorded; the event will be delivered again."
+            ),
+            Err(err) => tracing::error!(
+                destination = %target.name,
+                message_id = %message_id,
+                error = %err,
+                "Dead-lettering failed."
+            ),
+        },
         RowOutcome::Delivered
         | RowOutcome::Unchanged
         | RowOutcome::NoTrigger
@@ -896,8 +846,10 @@ async fn record_failure(
     }
 }
 
-/// Returns expired leases of every destination to pending every `every`, until `shutdown`.
-pub async fn run_reclaimer(queue: Queue, every: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Runs the store's housekeeping every `every`, until `shutdown`: expired leases return to
+/// pending and remembered fingerprints are kept within their bounds (see
+/// [`EventQueue::upkeep`]).
+pub async fn run_upkeep(queue: EventQueue, every: Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -906,18 +858,16 @@ pub async fn run_reclaimer(queue: Queue, every: Duration, mut shutdown: watch::R
         if *shutdown.borrow() {
             return;
         }
-        let reclaim = queue.clone();
-        match blocking(None, move || reclaim.reclaim_expired(SystemTime::now())).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "Returned expired leases to pending."),
-            Err(err) => tracing::error!(error = %err, "Reclaiming expired leases failed."),
-        }
-        // What was delivered to each record is kept within its age and row bounds.
-        let prune = queue.clone();
-        match blocking(None, move || prune.prune_fingerprints(SystemTime::now())).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(rows = n, "Forgot old delivered fingerprints."),
-            Err(err) => tracing::error!(error = %err, "Pruning fingerprints failed."),
+        match queue.upkeep().await {
+            Ok((reclaimed, pruned)) => {
+                if reclaimed > 0 {
+                    tracing::info!(rows = reclaimed, "Returned expired leases to pending.");
+                }
+                if pruned > 0 {
+                    tracing::debug!(rows = pruned, "Forgot old delivered fingerprints.");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "Queue upkeep failed."),
         }
     }
 }
@@ -926,7 +876,7 @@ pub async fn run_reclaimer(queue: Queue, every: Duration, mut shutdown: watch::R
 mod tests {
     use super::*;
     use crate::setup::{TargetArgs, embedded_default};
-    use actionkit_queue::{DeliveryState, NewEvent, QueueConfig};
+    use actionkit_queue::{DeliveryState, NewEvent, Queue, QueueConfig};
     use serde_json::json;
 
     /// The embedded Userpilot target delivering to `endpoint` with `timeout_secs` per attempt
@@ -1178,10 +1128,10 @@ mod tests {
         };
         let batcher = Batcher::spawn(Arc::clone(&target.instance), Arc::clone(&target.client));
         process_batch(
-            &queue,
+            &EventQueue::sqlite(queue.clone(), None),
             &target,
             &batcher,
-            leases,
+            leases.into_iter().map(Leased::Sqlite).collect(),
             &config,
             &MetricsRegistry::new(),
         )
@@ -1219,10 +1169,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let queue = Queue::open(dir.path().join("q.sqlite"), QueueConfig::default())
             .expect("the queue opens");
-        let changes = Changes::Queue {
-            queue: queue.clone(),
-            calls: None,
-        };
+        let changes = Changes::Store(EventQueue::sqlite(queue.clone(), None));
         let batcher = Batcher::spawn(Arc::clone(&embedded.instance), Arc::clone(&embedded.client));
         let metrics = MetricsRegistry::new();
         let identify = |user: &str, traits: Value| {

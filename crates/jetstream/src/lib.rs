@@ -1,48 +1,103 @@
 //! The event queue of `actionkit serve` on NATS JetStream, so that several `serve` nodes share
-//! their work through an existing distributed log instead of each keeping its own SQLite file.
+//! their work through an existing distributed log instead of each keeping its own SQLite file
+//! (`server.queue.backend: jetstream`).
 //!
-//! This crate is the JetStream side of the queue; `serve` does not use it yet (issue "Scale out
-//! on NATS JetStream"). What it does, each part tested against a real `nats-server`:
+//! It keeps the promises of the SQLite queue (`actionkit-queue`, whose value types it uses for
+//! the DLQ, stats and fingerprints, so that callers treat both alike). Each part is tested
+//! against a real `nats-server`, the Debian package (2.9), whose consumers take one filter
+//! subject only; the design below works with that.
 //!
-//! - **Streams.** Events go to one stream (`ACTIONKIT_EVENTS` by default) on one subject, with
-//!   *interest* retention: a message stays until every destination instance's consumer has
-//!   acknowledged it. Dead letters go to a second stream (`ACTIONKIT_DLQ`) with ordinary limits,
-//!   one subject per instance.
-//! - **Enqueue.** [`JetStreamQueue::enqueue`] returns only once JetStream has stored the event
-//!   (the publish acknowledgement). The event's `messageId` is the JetStream message id, so a
-//!   client retry within the stream's duplicate window is stored once.
-//! - **Delivery.** Each destination instance has one durable pull consumer
-//!   ([`JetStreamQueue::add_destination`]); every node's workers pull from it, so JetStream
-//!   hands each event to one node at a time. A leased event not acknowledged within the lease
-//!   duration (the consumer's ack wait) is handed out again, as a crashed node's rows are.
-//!   [`JetStreamQueue::ack`] ends it, [`JetStreamQueue::retry`] sends it back after a delay (a
-//!   negative acknowledgement with that delay), [`JetStreamQueue::dead_letter`] copies it to the
-//!   dead-letter stream with its reason and then ends it.
-//! - **One rate limit for the cluster** ([`rate_limit::ClusterRateLimit`]): slots reserved with
-//!   compare-and-set in a key-value bucket, so the destination's limit holds for all nodes
-//!   together.
+//! # Streams
 //!
-//! Names: an instance name made only of ASCII letters, digits, `-` and `_` is used as it is in
-//! consumer names and subjects; any other name is written as `x` and its bytes in hex, so that
-//! every name is a valid NATS token and two names never collide.
+//! - **Events** (`ACTIONKIT_EVENTS`, subject `<prefix>.events`), *interest* retention: a message
+//!   stays until every destination instance's consumer has acknowledged it, bounded by
+//!   `max_events` and `max_bytes` (a publish beyond them is refused: [`JetStreamError::Full`])
+//!   and by `max_age`.
+//! - **Dead letters** (`ACTIONKIT_DLQ`, subjects `<prefix>.dlq.<instance>`), limits retention:
+//!   the event as stored, with headers for its reason, attempts, last error and times.
+//! - **Replays** (`ACTIONKIT_REPLAY`, subjects `<prefix>.replay.<instance>`), work-queue
+//!   retention: an event taken from the DLQ to be delivered again to its instance only. It
+//!   cannot go back to the events subject, where every instance's consumer would see it again.
+//!
+//! # Consumers
+//!
+//! Each destination instance has two durable pull consumers ([`JetStreamQueue::add_destination`]),
+//! one on the events stream and one on its replay subject; every node's workers pull from them,
+//! so JetStream hands each event to one node at a time. The ack wait is the lease duration: an
+//! event not finished within it (its node died or hung) is handed out again.
+//! [`JetStreamQueue::lease`] takes replays first, then events, and waits for an event only
+//! when there is none.
+//!
+//! # Key-value buckets
+//!
+//! Created by hand with the key-value conventions (the client's own bucket creation sends
+//! settings that nats-server 2.9 does not parse), named after the subject prefix:
+//!
+//! - `<prefix>_attempts`: the failed attempts and last error of each event that failed at least
+//!   once, keyed `<instance>.<e|r><sequence>`. JetStream counts deliveries, but a busy
+//!   postponement and a crashed node's expired lease are not failed attempts; this record is
+//!   what [`Leased::attempts`] reports. Removed when the event is acknowledged or dead-lettered.
+//! - `<prefix>_counters`: delivered, dead-lettered and purged totals per instance, added with
+//!   compare-and-set, since several nodes add to them.
+//! - `<prefix>_fingerprints`: what was delivered to each record (see the `fingerprints` module).
+//! - `<prefix>_rate_limits`: the cluster-wide rate limits (see [`rate_limit`]).
+//!
+//! # Acknowledgement and durability
+//!
+//! [`JetStreamQueue::enqueue_batch`] returns only once JetStream acknowledged every publish,
+//! which with `replicas: 3` means a majority of the servers stored it. The event's `messageId`
+//! is the JetStream message id, so a retry within the duplicate window is stored once.
+//! Outcomes are written in an order that can only cause a duplicate, never a loss: a dead
+//! letter is stored before its event is terminated, a replay before its dead letter is deleted,
+//! an attempts record before the negative acknowledgement.
+//!
+//! # When NATS cannot be reached
+//!
+//! Every call fails with [`JetStreamError::Unavailable`] (after the request timeout), and
+//! [`JetStreamQueue::is_connected`] turns false while the client reconnects on its own.
+//! `serve` answers intake with `503` and `Retry-After`, and its workers pause and try again.
+//!
+//! # Names
+//!
+//! An instance name made only of ASCII letters, digits, `-` and `_` is used as it is in
+//! consumer names, subjects and keys; any other name is written as `x` and its bytes in hex
+//! ([`token`]), so that every name is a valid NATS token and two names never collide.
 
+mod dlq;
+mod fingerprints;
+mod kv;
 pub mod rate_limit;
+mod stats;
 
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use actionkit_queue::{EventId, RetryOutcome};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::future::join_all;
 
 /// The header holding a dead letter's reason.
 pub const REASON_HEADER: &str = "Actionkit-Reason";
-/// The header holding the destination instance of a dead letter.
+/// The header holding the destination instance of a dead letter or replay.
 pub const DESTINATION_HEADER: &str = "Actionkit-Destination";
-/// The header holding how many times a dead-lettered event was delivered.
+/// The header holding how many failed attempts a dead-lettered event had, the last included.
 pub const ATTEMPTS_HEADER: &str = "Actionkit-Attempts";
-/// The header holding the `messageId` of a dead-lettered event.
+/// The header holding the `messageId` of a dead-lettered or replayed event.
 pub const MESSAGE_ID_HEADER: &str = "Actionkit-Message-Id";
+/// The header holding when the event was first stored, in milliseconds since the epoch.
+pub const ENQUEUED_AT_HEADER: &str = "Actionkit-Enqueued-At";
+/// The header holding where the maximum-age clock starts, in milliseconds since the epoch.
+pub const AGE_FROM_HEADER: &str = "Actionkit-Age-From";
+/// The header holding when the event was dead-lettered, in milliseconds since the epoch.
+pub const DEAD_AT_HEADER: &str = "Actionkit-Dead-At";
+/// The header holding the error of the last retried attempt of a dead letter.
+pub const LAST_ERROR_HEADER: &str = "Actionkit-Last-Error";
+/// The header holding the event's sequence in the events stream.
+pub const EVENT_HEADER: &str = "Actionkit-Event";
 
 /// Where and how the queue lives in JetStream.
 #[derive(Clone, PartialEq, Eq)]
@@ -51,24 +106,36 @@ pub struct Config {
     pub urls: Vec<String>,
     /// User and password, when the servers ask for them (from the environment, never logged).
     pub credentials: Option<(String, String)>,
+    /// A token, when the servers ask for one instead (never logged).
+    pub token: Option<String>,
     /// The events stream.
     pub stream: String,
     /// The dead-letter stream.
     pub dead_letter_stream: String,
-    /// The subject prefix: events go to `<prefix>.events`, dead letters to `<prefix>.dlq.<instance>`.
+    /// The stream replayed dead letters wait in.
+    pub replay_stream: String,
+    /// The subject prefix: events go to `<prefix>.events`, dead letters to
+    /// `<prefix>.dlq.<instance>`, replays to `<prefix>.replay.<instance>`; buckets are named
+    /// `<prefix>_<name>`.
     pub subject_prefix: String,
-    /// Copies of each stream in the cluster (1, 3 or 5).
+    /// Copies of each stream and bucket in the cluster (1, 3 or 5).
     pub replicas: usize,
-    /// How long JetStream keeps an event at most.
+    /// How long JetStream keeps an event at most, delivered or not.
     pub max_age: Duration,
     /// The most bytes the events stream holds; then publishing is refused.
     pub max_bytes: i64,
+    /// The most events the events stream holds (-1 for no bound); then publishing is refused.
+    pub max_events: i64,
     /// How long a `messageId` is remembered to store a retried event once.
     pub duplicate_window: Duration,
     /// How long a leased event is a worker's before JetStream hands it out again.
     pub lease_duration: Duration,
     /// How long connecting and each request may take.
     pub request_timeout: Duration,
+    /// How long what was delivered to a record is remembered.
+    pub fingerprint_max_age: Duration,
+    /// The `Retry-After` hint of [`JetStreamError::Full`].
+    pub full_retry_after: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -77,12 +144,15 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("urls", &self.urls)
             .field("credentials", &self.credentials.as_ref().map(|_| "***"))
+            .field("token", &self.token.as_ref().map(|_| "***"))
             .field("stream", &self.stream)
             .field("dead_letter_stream", &self.dead_letter_stream)
+            .field("replay_stream", &self.replay_stream)
             .field("subject_prefix", &self.subject_prefix)
             .field("replicas", &self.replicas)
             .field("max_age", &self.max_age)
             .field("max_bytes", &self.max_bytes)
+            .field("max_events", &self.max_events)
             .field("duplicate_window", &self.duplicate_window)
             .field("lease_duration", &self.lease_duration)
             .finish_non_exhaustive()
@@ -94,15 +164,20 @@ impl Default for Config {
         Config {
             urls: vec!["nats://127.0.0.1:4222".to_owned()],
             credentials: None,
+            token: None,
             stream: "ACTIONKIT_EVENTS".to_owned(),
             dead_letter_stream: "ACTIONKIT_DLQ".to_owned(),
+            replay_stream: "ACTIONKIT_REPLAY".to_owned(),
             subject_prefix: "actionkit".to_owned(),
             replicas: 1,
             max_age: Duration::from_secs(7 * 24 * 60 * 60),
             max_bytes: 1024 * 1024 * 1024,
+            max_events: 1_000_000,
             duplicate_window: Duration::from_secs(2 * 60),
             lease_duration: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
+            fingerprint_max_age: Duration::from_secs(7 * 24 * 60 * 60),
+            full_retry_after: Duration::from_secs(10),
         }
     }
 }
@@ -118,15 +193,22 @@ pub enum JetStreamError {
         /// Why.
         reason: String,
     },
-    /// A stream or consumer could not be created or found.
+    /// A stream, consumer or bucket could not be created or found.
     #[error("cannot set up JetStream {what}: {reason}")]
     Setup {
-        /// Which stream or consumer.
+        /// Which stream, consumer or bucket.
         what: String,
         /// Why.
         reason: String,
     },
-    /// JetStream did not store or hand out an event (unreachable, full, or timed out).
+    /// The events stream is at its bound (`max_events` or `max_bytes`); nothing more is stored
+    /// until deliveries free room.
+    #[error("the JetStream queue is full; retry after {retry_after_secs} s")]
+    Full {
+        /// When to try again, in seconds.
+        retry_after_secs: u64,
+    },
+    /// JetStream did not do what was asked (unreachable, or timed out).
     #[error("JetStream {action} failed: {reason}")]
     Unavailable {
         /// What was being done.
@@ -136,21 +218,58 @@ pub enum JetStreamError {
     },
 }
 
+/// An [`JetStreamError::Unavailable`] for `action`.
+fn unavailable(action: &'static str) -> impl Fn(String) -> JetStreamError {
+    move |reason| JetStreamError::Unavailable { action, reason }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn to_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The inverse of [`to_ms`].
+pub(crate) fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// Which stream a leased event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Events,
+    Replay,
+}
+
 /// An event handed to a worker, until it is acknowledged, retried or dead-lettered.
 pub struct Leased {
     message: jetstream::Message,
+    source: Source,
+    /// The revision of its attempts record, if it has one.
+    record: Option<u64>,
     /// The destination instance it was leased for.
     pub destination: String,
     /// The event's `messageId` (its JetStream message id).
     pub message_id: String,
     /// The stored event.
     pub payload: Bytes,
-    /// How many times it was handed out before this time.
+    /// Failed attempts before this one (not JetStream's delivery count: a busy postponement
+    /// and an expired lease are not failed attempts).
     pub attempts: u32,
-    /// When JetStream stored it.
-    pub stored_at: SystemTime,
-    /// Its sequence in the events stream.
+    /// The error of the previous failed attempt, if any.
+    pub last_error: Option<String>,
+    /// When the event was first stored.
+    pub enqueued_at: SystemTime,
+    /// Where the maximum-age clock starts: the enqueue time, or the last DLQ replay.
+    pub age_from: SystemTime,
+    /// When the lease runs out and JetStream hands the event out again.
+    pub lease_until: SystemTime,
+    /// The event's sequence in the events stream.
+    pub event_id: EventId,
+    /// Its sequence in the stream it was leased from.
     pub sequence: u64,
+    /// Whether it was leased from the replay stream.
+    pub replayed: bool,
 }
 
 impl std::fmt::Debug for Leased {
@@ -160,15 +279,31 @@ impl std::fmt::Debug for Leased {
             .field("message_id", &self.message_id)
             .field("attempts", &self.attempts)
             .field("sequence", &self.sequence)
+            .field("replayed", &self.replayed)
             .finish_non_exhaustive()
     }
 }
 
-/// The queue on JetStream: streams, one consumer per destination instance.
+impl Leased {
+    /// The key of its attempts record.
+    fn record_key(&self) -> String {
+        let kind = match self.source {
+            Source::Events => 'e',
+            Source::Replay => 'r',
+        };
+        format!("{}.{kind}{}", token(&self.destination), self.sequence)
+    }
+}
+
+/// The queue on JetStream: streams, one pair of consumers per destination instance, buckets.
 #[derive(Clone)]
 pub struct JetStreamQueue {
+    client: async_nats::Client,
     js: jetstream::Context,
     config: Config,
+    buckets: kv::Buckets,
+    /// Consumers already looked up, by name.
+    consumers: Arc<Mutex<HashMap<String, consumer::PullConsumer>>>,
 }
 
 impl std::fmt::Debug for JetStreamQueue {
@@ -196,8 +331,39 @@ pub fn token(name: &str) -> String {
     out
 }
 
+/// The name a [`token`] stands for, or `None` for text no token looks like.
+pub fn untoken(token: &str) -> Option<String> {
+    let Some(hex) = token.strip_prefix('x') else {
+        return Some(token.to_owned());
+    };
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// A header's value as text.
+pub(crate) fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
+    headers
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_owned())
+}
+
+/// Whether a publish error says the stream's limits refused the message.
+fn is_limit_refusal(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("maximum messages")
+        || text.contains("maximum bytes")
+        || text.contains("resource limits exceeded")
+        || text.contains("insufficient resources")
+}
+
 impl JetStreamQueue {
-    /// Connects and creates the two streams if they do not exist yet.
+    /// Connects and creates the streams and buckets if they do not exist yet.
     pub async fn connect(config: Config) -> Result<JetStreamQueue, JetStreamError> {
         let urls = config.urls.join(", ");
         let mut options = async_nats::ConnectOptions::new()
@@ -206,6 +372,9 @@ impl JetStreamQueue {
         if let Some((user, password)) = &config.credentials {
             options = options.user_and_password(user.clone(), password.clone());
         }
+        if let Some(token) = &config.token {
+            options = options.token(token.clone());
+        }
         let client = options
             .connect(config.urls.as_slice())
             .await
@@ -213,27 +382,43 @@ impl JetStreamQueue {
                 urls: urls.clone(),
                 reason: err.to_string(),
             })?;
-        let js = jetstream::new(client);
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(config.request_timeout);
+        let prefix = &config.subject_prefix;
         let events = stream::Config {
             name: config.stream.clone(),
-            subjects: vec![format!("{}.events", config.subject_prefix)],
+            subjects: vec![format!("{prefix}.events")],
             retention: stream::RetentionPolicy::Interest,
             storage: stream::StorageType::File,
             num_replicas: config.replicas,
             max_age: config.max_age,
             max_bytes: config.max_bytes,
+            max_messages: config.max_events,
             duplicate_window: config.duplicate_window,
             discard: stream::DiscardPolicy::New,
+            allow_direct: true,
             ..Default::default()
         };
         let dead = stream::Config {
             name: config.dead_letter_stream.clone(),
-            subjects: vec![format!("{}.dlq.>", config.subject_prefix)],
+            subjects: vec![format!("{prefix}.dlq.>")],
             storage: stream::StorageType::File,
             num_replicas: config.replicas,
+            duplicate_window: config.duplicate_window,
+            allow_direct: true,
             ..Default::default()
         };
-        for stream in [events, dead] {
+        let replay = stream::Config {
+            name: config.replay_stream.clone(),
+            subjects: vec![format!("{prefix}.replay.>")],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            max_age: config.max_age,
+            duplicate_window: config.duplicate_window,
+            ..Default::default()
+        };
+        for stream in [events, dead, replay] {
             let what = format!("stream {}", stream.name);
             js.get_or_create_stream(stream)
                 .await
@@ -242,7 +427,14 @@ impl JetStreamQueue {
                     reason: err.to_string(),
                 })?;
         }
-        Ok(JetStreamQueue { js, config })
+        let buckets = kv::Buckets::open(&js, &config).await?;
+        Ok(JetStreamQueue {
+            client,
+            js,
+            config,
+            buckets,
+            consumers: Arc::new(Mutex::new(HashMap::new())),
+        })
     }
 
     /// The configuration in use.
@@ -250,172 +442,446 @@ impl JetStreamQueue {
         &self.config
     }
 
-    fn consumer_name(destination: &str) -> String {
-        format!("deliver-{}", token(destination))
+    /// Whether the connection to NATS is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// Creates the durable consumer of `destination` if it does not exist yet; events stored
+    pub(crate) fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    fn consumer_name(source: Source, destination: &str) -> String {
+        match source {
+            Source::Events => format!("deliver-{}", token(destination)),
+            Source::Replay => format!("replay-{}", token(destination)),
+        }
+    }
+
+    pub(crate) fn replay_subject(&self, destination: &str) -> String {
+        format!(
+            "{}.replay.{}",
+            self.config.subject_prefix,
+            token(destination)
+        )
+    }
+
+    pub(crate) fn dlq_subject(&self, destination: &str) -> String {
+        format!("{}.dlq.{}", self.config.subject_prefix, token(destination))
+    }
+
+    /// Creates the durable consumers of `destination` if they do not exist yet; events stored
     /// from then on are delivered to it.
     pub async fn add_destination(&self, destination: &str) -> Result<(), JetStreamError> {
-        let name = Self::consumer_name(destination);
-        let setup = |err: String| JetStreamError::Setup {
-            what: format!("consumer {name}"),
-            reason: err,
-        };
-        let stream = self
-            .js
-            .get_stream(&self.config.stream)
-            .await
-            .map_err(|err| setup(err.to_string()))?;
-        stream
-            .get_or_create_consumer(
-                &name,
-                consumer::pull::Config {
-                    durable_name: Some(name.clone()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: self.config.lease_duration,
-                    max_ack_pending: -1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|err| setup(err.to_string()))?;
+        for source in [Source::Events, Source::Replay] {
+            let name = Self::consumer_name(source, destination);
+            let setup = |err: String| JetStreamError::Setup {
+                what: format!("consumer {name}"),
+                reason: err,
+            };
+            let (stream_name, filter) = match source {
+                Source::Events => (&self.config.stream, String::new()),
+                Source::Replay => (&self.config.replay_stream, self.replay_subject(destination)),
+            };
+            let stream = self
+                .js
+                .get_stream(stream_name)
+                .await
+                .map_err(|err| setup(err.to_string()))?;
+            let consumer = stream
+                .get_or_create_consumer(
+                    &name,
+                    consumer::pull::Config {
+                        durable_name: Some(name.clone()),
+                        ack_policy: consumer::AckPolicy::Explicit,
+                        ack_wait: self.config.lease_duration,
+                        max_ack_pending: -1,
+                        filter_subject: filter,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|err| setup(err.to_string()))?;
+            self.consumers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name, consumer);
+        }
         Ok(())
+    }
+
+    /// The consumer of `destination` on `source`, looked up once.
+    async fn consumer(
+        &self,
+        source: Source,
+        destination: &str,
+    ) -> Result<consumer::PullConsumer, JetStreamError> {
+        let name = Self::consumer_name(source, destination);
+        if let Some(found) = self
+            .consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&name)
+        {
+            return Ok(found.clone());
+        }
+        let stream = match source {
+            Source::Events => &self.config.stream,
+            Source::Replay => &self.config.replay_stream,
+        };
+        let consumer: consumer::PullConsumer = self
+            .js
+            .get_consumer_from_stream(&name, stream)
+            .await
+            .map_err(|err| JetStreamError::Unavailable {
+                action: "lease",
+                reason: format!("consumer {name}: {err}"),
+            })?;
+        self.consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name, consumer.clone());
+        Ok(consumer)
     }
 
     /// Stores one event and returns its sequence once JetStream acknowledged it; the same
     /// `message_id` within the duplicate window is stored once (the first sequence is returned).
     pub async fn enqueue(&self, message_id: &str, payload: Bytes) -> Result<u64, JetStreamError> {
-        let unavailable = |reason: String| JetStreamError::Unavailable {
+        let mut sequences = self
+            .enqueue_batch(vec![(message_id.to_owned(), payload)])
+            .await?;
+        sequences.pop().ok_or_else(|| JetStreamError::Unavailable {
             action: "publish",
-            reason,
-        };
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(payload)
-            .message_id(message_id);
-        let ack = self
-            .js
-            .send_publish(format!("{}.events", self.config.subject_prefix), publish)
-            .await
-            .map_err(|err| unavailable(err.to_string()))?
-            .await
-            .map_err(|err| unavailable(err.to_string()))?;
-        Ok(ack.sequence)
+            reason: "no acknowledgement".to_owned(),
+        })
     }
 
-    /// Leases up to `max` events of `destination`, waiting at most `wait` for the first.
+    /// Stores every event (`messageId`, payload) and returns their sequences in order once
+    /// JetStream acknowledged them all. The publishes are sent at once and their
+    /// acknowledgements awaited together. On error some of the batch may be stored: a retry
+    /// within the duplicate window stores those once.
+    pub async fn enqueue_batch(
+        &self,
+        events: Vec<(String, Bytes)>,
+    ) -> Result<Vec<u64>, JetStreamError> {
+        let subject = format!("{}.events", self.config.subject_prefix);
+        let mut acks = Vec::with_capacity(events.len());
+        let mut refused: Option<JetStreamError> = None;
+        for (message_id, payload) in events {
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(payload)
+                .message_id(message_id);
+            match self.js.send_publish(subject.clone(), publish).await {
+                Ok(ack) => acks.push(ack),
+                Err(err) => {
+                    refused = Some(self.publish_error(err.to_string()));
+                    break;
+                }
+            }
+        }
+        let results = join_all(acks.into_iter().map(|ack| ack.into_future())).await;
+        if let Some(err) = refused {
+            return Err(err);
+        }
+        let mut sequences = Vec::with_capacity(results.len());
+        let mut failure = None;
+        for result in results {
+            match result {
+                Ok(ack) => sequences.push(ack.sequence),
+                Err(err) => {
+                    let err = self.publish_error(err.to_string());
+                    // A refusal by the bound is the more useful answer (it says when to retry).
+                    if failure.is_none() || matches!(err, JetStreamError::Full { .. }) {
+                        failure = Some(err);
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(sequences),
+        }
+    }
+
+    fn publish_error(&self, text: String) -> JetStreamError {
+        if is_limit_refusal(&text) {
+            JetStreamError::Full {
+                retry_after_secs: self.config.full_retry_after.as_secs().max(1),
+            }
+        } else {
+            JetStreamError::Unavailable {
+                action: "publish",
+                reason: text,
+            }
+        }
+    }
+
+    /// Leases up to `max` events of `destination`: replays first, then events; when there is
+    /// none, waits at most `wait` for one.
     pub async fn lease(
         &self,
         destination: &str,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Leased>, JetStreamError> {
-        let unavailable = |reason: String| JetStreamError::Unavailable {
-            action: "lease",
-            reason,
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut messages = Vec::new();
+        let replay = self.consumer(Source::Replay, destination).await?;
+        take(&replay, Source::Replay, max, None, &mut messages).await?;
+        let events = self.consumer(Source::Events, destination).await?;
+        if messages.len() < max {
+            take(
+                &events,
+                Source::Events,
+                max - messages.len(),
+                None,
+                &mut messages,
+            )
+            .await?;
+        }
+        if messages.is_empty() && !wait.is_zero() {
+            // Wait for one event only, so that the pull request ends with it; then take what
+            // else is there without waiting.
+            take(&events, Source::Events, 1, Some(wait), &mut messages).await?;
+            if !messages.is_empty() && max > 1 {
+                take(&events, Source::Events, max - 1, None, &mut messages).await?;
+            }
+        }
+        let now = SystemTime::now();
+        let lease_until = now + self.config.lease_duration;
+        let leased = join_all(
+            messages
+                .into_iter()
+                .map(|(source, message)| self.leased(destination, source, message, lease_until)),
+        )
+        .await;
+        leased.into_iter().collect()
+    }
+
+    /// Reads what a pulled message carries, and its attempts record when it was handed out
+    /// before.
+    async fn leased(
+        &self,
+        destination: &str,
+        source: Source,
+        message: jetstream::Message,
+        lease_until: SystemTime,
+    ) -> Result<Leased, JetStreamError> {
+        let info = message
+            .info()
+            .map_err(|err| unavailable("lease")(err.to_string()))?;
+        let delivered = info.delivered;
+        let sequence = info.stream_sequence;
+        let published = SystemTime::UNIX_EPOCH
+            + Duration::from_nanos(
+                u64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0),
+            );
+        let headers = message.headers.as_ref();
+        let millis = |name: &str| {
+            header(headers, name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(from_ms)
         };
-        let consumer: consumer::PullConsumer = self
-            .js
-            .get_consumer_from_stream(Self::consumer_name(destination), &self.config.stream)
-            .await
-            .map_err(|err| unavailable(err.to_string()))?;
-        let mut batch = consumer
-            .fetch()
-            .max_messages(max)
-            .expires(wait)
-            .messages()
-            .await
-            .map_err(|err| unavailable(err.to_string()))?;
-        let mut leased = Vec::new();
-        while let Some(message) = batch.next().await {
-            let message = message.map_err(|err| unavailable(err.to_string()))?;
-            let info = message.info().map_err(|err| unavailable(err.to_string()))?;
-            let attempts = u32::try_from(info.delivered.saturating_sub(1)).unwrap_or(u32::MAX);
-            let sequence = info.stream_sequence;
-            let stored_at = SystemTime::UNIX_EPOCH
-                + Duration::from_nanos(
-                    u64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0),
-                );
-            let message_id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default();
-            let payload = message.payload.clone();
-            leased.push(Leased {
-                message,
-                destination: destination.to_owned(),
-                message_id,
-                payload,
-                attempts,
-                stored_at,
+        let (message_id, enqueued_at, age_from, event_id) = match source {
+            Source::Events => (
+                header(headers, async_nats::header::NATS_MESSAGE_ID.as_ref()).unwrap_or_default(),
+                published,
+                published,
                 sequence,
-            });
+            ),
+            Source::Replay => (
+                header(headers, MESSAGE_ID_HEADER).unwrap_or_default(),
+                millis(ENQUEUED_AT_HEADER).unwrap_or(published),
+                millis(AGE_FROM_HEADER).unwrap_or(published),
+                header(headers, EVENT_HEADER)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
+        };
+        let payload = message.payload.clone();
+        let mut leased = Leased {
+            message,
+            source,
+            record: None,
+            destination: destination.to_owned(),
+            message_id,
+            payload,
+            attempts: 0,
+            last_error: None,
+            enqueued_at,
+            age_from,
+            lease_until,
+            event_id: EventId(i64::try_from(event_id).unwrap_or(i64::MAX)),
+            sequence,
+            replayed: source == Source::Replay,
+        };
+        if delivered > 1 {
+            if let Some((revision, record)) = self.buckets.attempts(&leased.record_key()).await? {
+                leased.record = Some(revision);
+                leased.attempts = record.attempts;
+                leased.last_error = record.last_error;
+            }
         }
         Ok(leased)
     }
 
     /// Ends a delivered (or skipped, or filtered) event for its destination; JetStream confirms.
     pub async fn ack(&self, leased: &Leased) -> Result<(), JetStreamError> {
-        leased
-            .message
-            .double_ack()
-            .await
-            .map_err(|err| JetStreamError::Unavailable {
-                action: "ack",
-                reason: err.to_string(),
-            })
+        self.ack_many(&[leased]).await.map(|_| ())
     }
 
-    /// Hands the event out again after `delay`.
-    pub async fn retry(&self, leased: &Leased, delay: Duration) -> Result<(), JetStreamError> {
+    /// Ends every event of `leased` (all confirmed by JetStream, concurrently), removes their
+    /// attempts records and counts them as delivered; returns how many were acknowledged.
+    /// The first failure is returned after every acknowledgement was tried.
+    pub async fn ack_many(&self, leased: &[&Leased]) -> Result<u64, JetStreamError> {
+        let results = join_all(leased.iter().map(|one| async move {
+            one.message
+                .double_ack()
+                .await
+                .map_err(|err| unavailable("ack")(err.to_string()))?;
+            if let Some(revision) = one.record {
+                self.buckets.forget_attempts(revision).await;
+            }
+            Ok::<&str, JetStreamError>(one.destination.as_str())
+        }))
+        .await;
+        let mut per_destination: HashMap<&str, u64> = HashMap::new();
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(destination) => *per_destination.entry(destination).or_default() += 1,
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        let mut acked = 0;
+        for (destination, n) in per_destination {
+            acked += n;
+            self.buckets
+                .count(destination, kv::Counter::Delivered, n)
+                .await;
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(acked),
+        }
+    }
+
+    /// Hands the event out again after `delay`, keeping `last_error` and counting a failed
+    /// attempt unless `count_attempt` is false (the destination was busy).
+    pub async fn retry(
+        &self,
+        leased: &Leased,
+        delay: Duration,
+        last_error: &str,
+        count_attempt: bool,
+    ) -> Result<(), JetStreamError> {
+        let record = kv::Attempts {
+            attempts: leased.attempts + u32::from(count_attempt),
+            last_error: Some(last_error.to_owned()),
+        };
+        self.buckets
+            .remember_attempts(&leased.record_key(), &record)
+            .await?;
         leased
             .message
             .ack_with(AckKind::Nak(Some(delay)))
             .await
-            .map_err(|err| JetStreamError::Unavailable {
-                action: "retry",
-                reason: err.to_string(),
-            })
+            .map_err(|err| unavailable("retry")(err.to_string()))
+    }
+
+    /// Records a failed attempt under the maximum-age policy, as the SQLite queue's
+    /// `schedule_retry` (`count_attempt`) and `schedule_postpone` do: if `when` is no later than
+    /// `age_from + max_age` the event is retried then; otherwise it is dead-lettered with the
+    /// reason `max age exceeded: <last_error>`.
+    pub async fn schedule(
+        &self,
+        leased: &Leased,
+        when: SystemTime,
+        last_error: &str,
+        now: SystemTime,
+        count_attempt: bool,
+        max_age: Duration,
+    ) -> Result<RetryOutcome, JetStreamError> {
+        let deadline = leased
+            .age_from
+            .checked_add(max_age)
+            .unwrap_or(leased.age_from);
+        if when <= deadline {
+            let delay = when.duration_since(now).unwrap_or_default();
+            self.retry(leased, delay, last_error, count_attempt).await?;
+            Ok(RetryOutcome::RetryScheduled)
+        } else {
+            let reason = format!("max age exceeded: {last_error}");
+            let counted = Leased::attempts_after(leased, count_attempt);
+            self.dead_letter_counted(leased, &reason, counted, now)
+                .await?;
+            Ok(RetryOutcome::DeadLettered)
+        }
     }
 
     /// Copies the event to the dead-letter stream with `reason`, then ends it.
     pub async fn dead_letter(&self, leased: &Leased, reason: &str) -> Result<(), JetStreamError> {
-        let unavailable = |reason: String| JetStreamError::Unavailable {
-            action: "dead-letter",
-            reason,
-        };
+        self.dead_letter_counted(leased, reason, leased.attempts + 1, SystemTime::now())
+            .await
+    }
+
+    async fn dead_letter_counted(
+        &self,
+        leased: &Leased,
+        reason: &str,
+        attempts: u32,
+        now: SystemTime,
+    ) -> Result<(), JetStreamError> {
+        let fail = unavailable("dead-letter");
         let mut headers = HeaderMap::new();
-        // Header values are one line; a reason with line breaks keeps them as spaces.
-        headers.insert(REASON_HEADER, reason.replace(['\r', '\n'], " ").as_str());
+        // Header values are one line; line breaks in a reason become spaces.
+        let one_line = |text: &str| text.replace(['\r', '\n'], " ");
+        headers.insert(REASON_HEADER, one_line(reason).as_str());
         headers.insert(DESTINATION_HEADER, leased.destination.as_str());
-        headers.insert(ATTEMPTS_HEADER, (leased.attempts + 1).to_string().as_str());
+        headers.insert(ATTEMPTS_HEADER, attempts.to_string().as_str());
         headers.insert(MESSAGE_ID_HEADER, leased.message_id.as_str());
+        headers.insert(
+            ENQUEUED_AT_HEADER,
+            to_ms(leased.enqueued_at).to_string().as_str(),
+        );
+        headers.insert(AGE_FROM_HEADER, to_ms(leased.age_from).to_string().as_str());
+        headers.insert(DEAD_AT_HEADER, to_ms(now).to_string().as_str());
+        headers.insert(EVENT_HEADER, leased.event_id.0.to_string().as_str());
+        if let Some(error) = &leased.last_error {
+            headers.insert(LAST_ERROR_HEADER, one_line(error).as_str());
+        }
         // Dead-lettering the same delivery twice (a retry after a lost ack) stores it once.
-        let id = format!("{}:{}", token(&leased.destination), leased.sequence);
+        let kind = match leased.source {
+            Source::Events => "e",
+            Source::Replay => "r",
+        };
+        let id = format!("{}:{kind}{}", token(&leased.destination), leased.sequence);
         let publish = jetstream::message::PublishMessage::build()
             .payload(leased.payload.clone())
             .headers(headers)
             .message_id(id);
         self.js
-            .send_publish(
-                format!(
-                    "{}.dlq.{}",
-                    self.config.subject_prefix,
-                    token(&leased.destination)
-                ),
-                publish,
-            )
+            .send_publish(self.dlq_subject(&leased.destination), publish)
             .await
-            .map_err(|err| unavailable(err.to_string()))?
+            .map_err(|err| fail(err.to_string()))?
             .await
-            .map_err(|err| unavailable(err.to_string()))?;
+            .map_err(|err| fail(err.to_string()))?;
         leased
             .message
             .ack_with(AckKind::Term)
             .await
-            .map_err(|err| unavailable(err.to_string()))
+            .map_err(|err| fail(err.to_string()))?;
+        if let Some(revision) = leased.record {
+            self.buckets.forget_attempts(revision).await;
+        }
+        self.buckets
+            .count(&leased.destination, kv::Counter::DeadLettered, 1)
+            .await;
+        Ok(())
     }
 
     /// How many messages a stream holds (`events` or the dead-letter stream).
@@ -425,79 +891,52 @@ impl JetStreamQueue {
         } else {
             &self.config.stream
         };
-        let mut stream =
-            self.js
-                .get_stream(name)
-                .await
-                .map_err(|err| JetStreamError::Unavailable {
-                    action: "stream info",
-                    reason: err.to_string(),
-                })?;
-        let info = stream
-            .info()
+        let fail = unavailable("stream info");
+        let mut stream = self
+            .js
+            .get_stream(name)
             .await
-            .map_err(|err| JetStreamError::Unavailable {
-                action: "stream info",
-                reason: err.to_string(),
-            })?;
+            .map_err(|err| fail(err.to_string()))?;
+        let info = stream.info().await.map_err(|err| fail(err.to_string()))?;
         Ok(info.state.messages)
     }
+}
 
-    /// The dead letters of `destination`, oldest first: (reason, messageId, attempts, payload).
-    pub async fn dead_letters(
-        &self,
-        destination: &str,
-    ) -> Result<Vec<(String, String, u32, Bytes)>, JetStreamError> {
-        let unavailable = |reason: String| JetStreamError::Unavailable {
-            action: "dead-letter read",
-            reason,
-        };
-        let stream = self
-            .js
-            .get_stream(&self.config.dead_letter_stream)
-            .await
-            .map_err(|err| unavailable(err.to_string()))?;
-        let subject = format!("{}.dlq.{}", self.config.subject_prefix, token(destination));
-        let consumer = stream
-            .create_consumer(consumer::pull::Config {
-                filter_subject: subject,
-                ack_policy: consumer::AckPolicy::None,
-                inactive_threshold: Duration::from_secs(30),
-                ..Default::default()
-            })
-            .await
-            .map_err(|err| unavailable(err.to_string()))?;
-        let mut out = Vec::new();
-        loop {
-            let mut batch = consumer
-                .fetch()
-                .max_messages(256)
-                .expires(Duration::from_millis(200))
-                .messages()
-                .await
-                .map_err(|err| unavailable(err.to_string()))?;
-            let before = out.len();
-            while let Some(message) = batch.next().await {
-                let message = message.map_err(|err| unavailable(err.to_string()))?;
-                let header = |name: &str| {
-                    message
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(name))
-                        .map(|v| v.as_str().to_owned())
-                        .unwrap_or_default()
-                };
-                let attempts = header(ATTEMPTS_HEADER).parse().unwrap_or(0);
-                out.push((
-                    header(REASON_HEADER),
-                    header(MESSAGE_ID_HEADER),
-                    attempts,
-                    message.payload.clone(),
-                ));
-            }
-            if out.len() == before {
-                return Ok(out);
-            }
-        }
+impl Leased {
+    /// The failed attempts to record when this lease ends in the DLQ.
+    fn attempts_after(leased: &Leased, count_attempt: bool) -> u32 {
+        leased.attempts + u32::from(count_attempt)
     }
+}
+
+/// Pulls up to `max` messages from `consumer` into `out`: without waiting when `wait` is
+/// `None`, else waiting at most `wait` for them.
+async fn take(
+    consumer: &consumer::PullConsumer,
+    source: Source,
+    max: usize,
+    wait: Option<Duration>,
+    out: &mut Vec<(Source, jetstream::Message)>,
+) -> Result<(), JetStreamError> {
+    let fail = unavailable("lease");
+    let mut batch = match wait {
+        None => consumer
+            .fetch()
+            .max_messages(max)
+            .messages()
+            .await
+            .map_err(|err| fail(err.to_string()))?,
+        Some(wait) => consumer
+            .batch()
+            .max_messages(max)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(|err| fail(err.to_string()))?,
+    };
+    while let Some(message) = batch.next().await {
+        let message = message.map_err(|err| fail(err.to_string()))?;
+        out.push((source, message));
+    }
+    Ok(())
 }

@@ -1,10 +1,10 @@
 //! One rate limit for a whole cluster of `serve` nodes, kept in a JetStream key-value bucket.
 //!
 //! Each destination instance's limit (Userpilot: 600 identify requests a minute) is one key of
-//! the bucket `actionkit_rate_limits`, holding the next free start time in milliseconds since
+//! the bucket `<prefix>_rate_limits` (`actionkit_rate_limits` by default), holding the next free start time in milliseconds since
 //! the Unix epoch (the *theoretical arrival time* of the generic cell rate algorithm). A node
 //! that wants to send reads it, takes the later of it and now as its slot, and writes back slot
-//! plus one interval (`per / max_requests`) with compare-and-set on the revision it read; when
+//! plus one interval (`per / max_requests`, see [`MARGIN_PERCENT`]) with compare-and-set on the revision it read; when
 //! another node wrote first, it reads again. Every request of the cluster thus gets its own
 //! slot, one interval apart, and the node waits for its slot before sending. No burst is
 //! allowed, so at most `max_requests` slots start in any window of length `per`, whichever
@@ -18,13 +18,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::{kv, stream};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
 
 use crate::{JetStreamError, JetStreamQueue, token};
-
-/// The bucket holding every limit's next free slot.
-pub const BUCKET: &str = "actionkit_rate_limits";
 
 /// A rate limit shared by every node connected to the same JetStream.
 #[derive(Clone)]
@@ -56,6 +53,22 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The time between two slots of a limit of `max_requests` per `per`: the window stretched by
+/// [`MARGIN_PERCENT`] and divided by the requests, rounded up, so never faster than the limit.
+pub fn interval_ms(max_requests: u32, per: Duration) -> u64 {
+    let per_ms = u64::try_from(per.as_millis()).unwrap_or(u64::MAX);
+    let stretched = per_ms.saturating_mul(100 + MARGIN_PERCENT) / 100;
+    stretched.div_ceil(u64::from(max_requests.max(1))).max(1)
+}
+
+/// How much longer than the limit's window `max_requests` slots take, in percent.
+///
+/// Slots are spaced from their starts, but the destination counts arrivals. If the first of
+/// `max_requests + 1` requests took longer to arrive than the last, both could fall in one
+/// window the destination counts; stretching the window by 2 % (1.2 s a minute) covers
+/// differences in network delay of up to that much.
+pub const MARGIN_PERCENT: u64 = 2;
+
 impl ClusterRateLimit {
     /// The limit `limit` of destination instance `instance`: at most `max_requests` per `per`,
     /// across the cluster.
@@ -73,38 +86,19 @@ impl ClusterRateLimit {
                     .to_owned(),
             });
         }
-        let setup = |reason: String| JetStreamError::Setup {
-            what: format!("key-value bucket {BUCKET}"),
-            reason,
-        };
-        // The bucket's stream is created by hand with the key-value conventions (the client's
-        // own bucket creation sends settings that nats-server 2.9, Debian's, does not parse).
-        queue
-            .js
-            .get_or_create_stream(stream::Config {
-                name: format!("KV_{BUCKET}"),
-                subjects: vec![format!("$KV.{BUCKET}.>")],
-                max_messages_per_subject: 1,
-                discard: stream::DiscardPolicy::New,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                num_replicas: queue.config.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|err| setup(err.to_string()))?;
-        let store = queue
-            .js
-            .get_key_value(BUCKET)
-            .await
-            .map_err(|err| setup(err.to_string()))?;
-        let per_ms = u64::try_from(per.as_millis()).unwrap_or(u64::MAX);
+        let bucket = crate::kv::bucket_name(queue.config(), "rate_limits");
+        let store = crate::kv::bucket(
+            queue.context(),
+            &bucket,
+            queue.config().replicas,
+            Duration::ZERO,
+            false,
+        )
+        .await?;
         Ok(ClusterRateLimit {
             store,
             key: format!("{}.{}", token(instance), token(limit)),
-            // Rounded up: never faster than the limit.
-            interval_ms: per_ms.div_ceil(u64::from(max_requests)).max(1),
+            interval_ms: interval_ms(max_requests, per),
         })
     }
 

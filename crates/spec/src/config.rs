@@ -148,10 +148,18 @@ impl std::fmt::Debug for WriteKeyConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
+    /// Where events wait for delivery: `sqlite`, a file of this one process (the default), or
+    /// `jetstream`, a NATS JetStream shared by several `serve` nodes (see `jetstream`).
+    #[serde(default)]
+    pub backend: QueueBackend,
     /// The SQLite file of the queue, relative to the working directory (default
-    /// `actionkit-queue.sqlite`).
+    /// `actionkit-queue.sqlite`); only with `backend: sqlite`.
     #[serde(default = "default_queue_path")]
     pub path: String,
+    /// The NATS JetStream the queue lives in; only with `backend: jetstream`, where the
+    /// defaults reach a server on `nats://127.0.0.1:4222`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jetstream: Option<JetStreamSettings>,
     /// Most events stored at once, dead-lettered ones included; beyond it intake answers 503
     /// (default 1000000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,12 +179,149 @@ pub struct QueueSettings {
 impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
+            backend: QueueBackend::default(),
             path: default_queue_path(),
+            jetstream: None,
             max_events: None,
             max_bytes: None,
             lease_secs: None,
         }
     }
+}
+
+/// Which store the queue uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// An SQLite file of one `serve` process.
+    #[default]
+    Sqlite,
+    /// NATS JetStream, shared by every `serve` node connected to it.
+    Jetstream,
+}
+
+/// Where the queue lives in NATS JetStream, and how the streams are set up. Every `serve` node
+/// of a cluster must use the same values.
+#[derive(Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JetStreamSettings {
+    /// The NATS servers, such as `nats://nats-1:4222` (any one is enough; the client learns
+    /// the rest of the cluster). May use `${ENV_VAR}` (default `["nats://127.0.0.1:4222"]`).
+    #[serde(default = "default_nats_urls")]
+    pub urls: Vec<String>,
+    /// The NATS user, when the servers ask for one. May use `${ENV_VAR}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The NATS password of `user`. Use `${ENV_VAR}`: keep it in the environment, not in this
+    /// file; it is never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// A NATS authentication token, instead of a user and password. Use `${ENV_VAR}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The stream events are stored in (default `ACTIONKIT_EVENTS`).
+    #[serde(default = "default_events_stream")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
+    #[schemars(extend("x-expected" = "a stream name of letters, digits, `_` and `-`"))]
+    pub stream: String,
+    /// The stream dead letters are kept in (default `ACTIONKIT_DLQ`).
+    #[serde(default = "default_dead_letter_stream")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
+    #[schemars(extend("x-expected" = "a stream name of letters, digits, `_` and `-`"))]
+    pub dead_letter_stream: String,
+    /// The stream replayed dead letters wait in until delivered (default `ACTIONKIT_REPLAY`).
+    #[serde(default = "default_replay_stream")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
+    #[schemars(extend("x-expected" = "a stream name of letters, digits, `_` and `-`"))]
+    pub replay_stream: String,
+    /// The first token of every subject the queue uses (default `actionkit`).
+    #[serde(default = "default_subject_prefix")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
+    #[schemars(extend("x-expected" = "a subject token of letters, digits, `_` and `-`"))]
+    pub subject_prefix: String,
+    /// Copies of every stream across the NATS cluster: 1 for a single server, 3 (or 5) for a
+    /// cluster that keeps every acknowledged event when a server dies (default 1).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: u8,
+    /// Seconds JetStream keeps an event at most, delivered or not (default 604800, seven
+    /// days). It must be longer than `server.max_age_secs`, or events would be dropped while
+    /// their retries still run.
+    #[serde(default = "default_retention_secs")]
+    pub retention_secs: u64,
+    /// Seconds during which an event with the same `messageId` is stored once: a client's
+    /// retry of a request whose answer it missed (default 120).
+    #[serde(default = "default_duplicate_window_secs")]
+    pub duplicate_window_secs: u64,
+}
+
+impl std::fmt::Debug for JetStreamSettings {
+    /// Credentials are left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamSettings")
+            .field("urls", &self.urls)
+            .field("user", &self.user.as_ref().map(|_| "[redacted]"))
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("stream", &self.stream)
+            .field("dead_letter_stream", &self.dead_letter_stream)
+            .field("replay_stream", &self.replay_stream)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("replicas", &self.replicas)
+            .field("retention_secs", &self.retention_secs)
+            .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .finish()
+    }
+}
+
+impl Default for JetStreamSettings {
+    fn default() -> Self {
+        JetStreamSettings {
+            urls: default_nats_urls(),
+            user: None,
+            password: None,
+            token: None,
+            stream: default_events_stream(),
+            dead_letter_stream: default_dead_letter_stream(),
+            replay_stream: default_replay_stream(),
+            subject_prefix: default_subject_prefix(),
+            replicas: default_replicas(),
+            retention_secs: default_retention_secs(),
+            duplicate_window_secs: default_duplicate_window_secs(),
+        }
+    }
+}
+
+fn default_nats_urls() -> Vec<String> {
+    vec!["nats://127.0.0.1:4222".to_owned()]
+}
+
+fn default_events_stream() -> String {
+    "ACTIONKIT_EVENTS".to_owned()
+}
+
+fn default_dead_letter_stream() -> String {
+    "ACTIONKIT_DLQ".to_owned()
+}
+
+fn default_replay_stream() -> String {
+    "ACTIONKIT_REPLAY".to_owned()
+}
+
+fn default_subject_prefix() -> String {
+    "actionkit".to_owned()
+}
+
+fn default_replicas() -> u8 {
+    1
+}
+
+fn default_retention_secs() -> u64 {
+    7 * 24 * 60 * 60
+}
+
+fn default_duplicate_window_secs() -> u64 {
+    120
 }
 
 fn default_listen() -> String {
@@ -418,6 +563,7 @@ fn interpolate_settings(
     problems: &mut Vec<Diagnostic>,
 ) {
     interpolate_write_keys(file, value, map, env, problems);
+    interpolate_jetstream(file, value, map, env, problems);
     let Some(instances) = value.get_mut("destinations").and_then(Value::as_array_mut) else {
         return;
     };
@@ -456,6 +602,38 @@ fn interpolate_write_keys(
         };
         let pointer = format!("/server/write_keys/{idx}/key");
         interpolate_at(file, text, &pointer, map, env, problems);
+    }
+}
+
+/// Replaces `${VAR}` in `server.queue.jetstream`'s URLs and credentials, like setting values.
+fn interpolate_jetstream(
+    file: &str,
+    value: &mut Value,
+    map: &SourceMap,
+    env: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let Some(jetstream) = value
+        .get_mut("server")
+        .and_then(|server| server.get_mut("queue"))
+        .and_then(|queue| queue.get_mut("jetstream"))
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for key in ["user", "password", "token"] {
+        if let Some(Value::String(text)) = jetstream.get_mut(key) {
+            let pointer = format!("/server/queue/jetstream/{key}");
+            interpolate_at(file, text, &pointer, map, env, problems);
+        }
+    }
+    if let Some(Value::Array(urls)) = jetstream.get_mut("urls") {
+        for (idx, url) in urls.iter_mut().enumerate() {
+            if let Value::String(text) = url {
+                let pointer = format!("/server/queue/jetstream/urls/{idx}");
+                interpolate_at(file, text, &pointer, map, env, problems);
+            }
+        }
     }
 }
 
@@ -636,6 +814,51 @@ mod tests {
             text.contains("NOPE") && text.contains("write_keys"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_queue_backend_defaults_to_sqlite_and_jetstream_credentials_come_from_the_environment() {
+        let text = "destinations: []\nserver:\n  write_keys: []\n";
+        let Ok(loaded) = load_config_str("actionkit.yaml", text, env) else {
+            panic!("expected the config to load");
+        };
+        let server = loaded.config.server.unwrap_or_default();
+        assert_eq!(server.queue.backend, QueueBackend::Sqlite);
+        assert_eq!(server.queue.jetstream, None);
+
+        let text = "destinations: []\nserver:\n  queue:\n    backend: jetstream\n    jetstream:\n      urls: [\"nats://n1:4222\", \"nats://n2:4222\"]\n      user: actionkit\n      password: ${KEY}\n      replicas: 3\n";
+        let Ok(loaded) = load_config_str("actionkit.yaml", text, env) else {
+            panic!("expected the config to load");
+        };
+        let queue = loaded.config.server.unwrap_or_default().queue;
+        assert_eq!(queue.backend, QueueBackend::Jetstream);
+        let Some(js) = queue.jetstream else {
+            panic!("expected a jetstream section");
+        };
+        assert_eq!(js.urls, vec!["nats://n1:4222", "nats://n2:4222"]);
+        assert_eq!(js.password.as_deref(), Some("s3cret"));
+        assert_eq!(js.replicas, 3);
+        assert_eq!(js.stream, "ACTIONKIT_EVENTS");
+        assert_eq!(js.duplicate_window_secs, 120);
+        let debug = format!("{js:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+
+        for (bad, expected_place) in [
+            ("    backend: kafka\n", "4:14"),
+            ("    jetstream:\n      replicas: 7\n", "5:17"),
+            ("    jetstream:\n      stream: \"has space\"\n", "5:15"),
+            ("    jetstream:\n      subjects: x\n", "5:7"),
+        ] {
+            let text = format!("destinations: []\nserver:\n  queue:\n{bad}");
+            let Err(diags) = load_config_str("actionkit.yaml", &text, env) else {
+                panic!("expected {bad:?} to be refused");
+            };
+            let message = diags.to_string();
+            assert!(
+                message.contains(&format!("actionkit.yaml:{expected_place}")),
+                "{bad:?}: {message}"
+            );
+        }
     }
 
     #[test]

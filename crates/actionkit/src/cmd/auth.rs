@@ -16,6 +16,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::setup::{self, TargetArgs};
+use crate::store::EventQueue;
 
 /// Check the destination's credentials with its test-authentication request.
 #[derive(Debug, Args)]
@@ -53,18 +54,23 @@ pub struct DeleteUserArgs {
 
 /// Where `serve` remembers what it delivered, so that a deleted record is sent again in full.
 #[derive(Debug, Args)]
+#[group(id = "forget_store", multiple = false)]
 pub struct ForgetArgs {
     /// The queue file of a `serve` that sends only what changed (`server.queue.path`): after the
     /// destination accepts a deletion, what that serve remembers delivering to the deleted ids
     /// is forgotten, so their next identify is sent even if it repeats old traits.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", group = "forget_store")]
     queue: Option<PathBuf>,
-    /// The instance whose memory to clear in --queue (its `name` in the configuration).
+    /// Like --queue, for the queue a `serve` configuration names in `server.queue`, on either
+    /// store (an SQLite file, or JetStream shared by several nodes).
+    #[arg(long, value_name = "FILE", group = "forget_store")]
+    queue_config: Option<PathBuf>,
+    /// The instance whose memory to clear (its `name` in the configuration).
     #[arg(
         long,
         value_name = "NAME",
         default_value = "userpilot",
-        requires = "queue"
+        requires = "forget_store"
     )]
     instance: String,
 }
@@ -161,28 +167,44 @@ fn forget(
     ids: &[String],
     code: ExitCode,
 ) -> anyhow::Result<()> {
-    let Some(path) = &args.queue else {
+    if args.queue.is_none() && args.queue_config.is_none() {
         return Ok(());
-    };
+    }
     if code != ExitCode::SUCCESS {
         println!("Not forgetting what was delivered, because a deletion failed.");
         return Ok(());
     }
-    let config = actionkit_queue::QueueConfig {
-        // Another process (serve) may hold rows in flight; they stay its own.
-        recover_in_flight: false,
-        ..actionkit_queue::QueueConfig::default()
-    };
-    let queue = actionkit_queue::Queue::open(path, config)
-        .with_context(|| format!("cannot open the queue {}", path.display()))?;
     let record = match kind {
         DeletionKind::Users => "user",
         DeletionKind::Companies => "company",
     };
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let n = queue
-        .forget_fingerprints(&args.instance, record, &refs)
-        .with_context(|| format!("cannot forget delivered records in {}", path.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let n = runtime.block_on(async {
+        let (queue, place) = match (&args.queue, &args.queue_config) {
+            (Some(path), _) => {
+                let config = actionkit_queue::QueueConfig {
+                    // Another process (serve) may hold rows in flight; they stay its own.
+                    recover_in_flight: false,
+                    ..actionkit_queue::QueueConfig::default()
+                };
+                let queue = actionkit_queue::Queue::open(path, config)
+                    .with_context(|| format!("cannot open the queue {}", path.display()))?;
+                (EventQueue::sqlite(queue, None), path.display().to_string())
+            }
+            (None, Some(config)) => (
+                crate::cmd::dlq::open_configured(config).await?.0,
+                format!("the queue of {}", config.display()),
+            ),
+            (None, None) => return Ok(0),
+        };
+        queue
+            .forget_fingerprints(&args.instance, record, ids.to_vec())
+            .await
+            .with_context(|| format!("cannot forget delivered records in {place}"))
+    })?;
     println!(
         "Forgot {n} remembered part(s) of {} deleted {}(s) for instance '{}'.",
         ids.len(),

@@ -1,26 +1,32 @@
 //! `actionkit dlq` and `actionkit queue`: inspect and act on the durable queue of
-//! `actionkit serve`, possibly while the server runs.
+//! `actionkit serve`, possibly while the server runs, on either store (`server.queue.backend`).
 //!
-//! The queue is opened with `recover_in_flight: false`, so these tools never hand the running
-//! server's in-flight rows out a second time, and the configuration is read without any secret
-//! (write keys and settings are not needed to find the queue). Output is JSON: one object per
-//! line for listings, one pretty object otherwise.
+//! An SQLite queue is opened with `recover_in_flight: false`, so these tools never hand the
+//! running server's in-flight rows out a second time. A JetStream queue is reached with the
+//! configuration's NATS URLs and credentials (from the environment); the tools create nothing
+//! but the streams if they are missing. Write keys and destination settings are not needed:
+//! a `${VAR}` that is not set reads as empty. Output is JSON: one object per line for
+//! listings, one pretty object otherwise.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use actionkit_jetstream::JetStreamQueue;
 use actionkit_queue::{DeliveryId, DlqEntry, DlqFilter, DlqSelection, Queue};
+use actionkit_spec::config::QueueBackend;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::cmd::serve::{queue_config, server_section_without_secrets};
+use crate::cmd::serve::{queue_config, server_section_for_tools};
+use crate::store::EventQueue;
 
 /// Where the queue is.
 #[derive(Debug, Args)]
 pub struct QueueLocation {
-    /// The runtime configuration whose `server.queue.path` names the queue.
+    /// The runtime configuration whose `server.queue` says where the queue is.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
 }
@@ -122,19 +128,55 @@ enum QueueCommand {
     },
 }
 
-/// Opens the queue named by a configuration, for a tool.
-fn open(location: &QueueLocation) -> anyhow::Result<Queue> {
-    let server = server_section_without_secrets(&location.config)?;
-    let path = PathBuf::from(&server.queue.path);
-    if !path.exists() {
-        bail!(
-            "the queue {} does not exist; `actionkit serve --config {}` creates it",
-            path.display(),
-            location.config.display()
-        );
+/// Opens the queue named by a configuration, for a tool; also returns the configured
+/// destination instances (whose counts `queue stats` reports on JetStream).
+async fn open(location: &QueueLocation) -> anyhow::Result<(EventQueue, Vec<String>)> {
+    open_configured(&location.config).await
+}
+
+/// Opens the queue a configuration file names in `server.queue`, on either store, for a tool;
+/// also returns the configured destination instances.
+pub async fn open_configured(config: &Path) -> anyhow::Result<(EventQueue, Vec<String>)> {
+    let server = server_section_for_tools(config)?;
+    let names = crate::cmd::serve::instance_names(config)?;
+    match server.queue.backend {
+        QueueBackend::Sqlite => {
+            let path = PathBuf::from(&server.queue.path);
+            if !path.exists() {
+                bail!(
+                    "the queue {} does not exist; `actionkit serve --config {}` creates it",
+                    path.display(),
+                    config.display()
+                );
+            }
+            let queue = Queue::open(&path, queue_config(&server, false))
+                .with_context(|| format!("cannot open the queue {}", path.display()))?;
+            Ok((EventQueue::sqlite(queue, None), names))
+        }
+        QueueBackend::Jetstream => {
+            let config = crate::cluster::jetstream_config(config, &server)?;
+            let queue = JetStreamQueue::connect(config)
+                .await
+                .context("cannot reach the queue on NATS JetStream (server.queue.jetstream)")?;
+            let max_age = std::time::Duration::from_secs(server.max_age_secs);
+            Ok((
+                EventQueue::JetStream {
+                    queue: Arc::new(queue),
+                    max_age,
+                },
+                names,
+            ))
+        }
     }
-    Queue::open(&path, queue_config(&server, false))
-        .with_context(|| format!("cannot open the queue {}", path.display()))
+}
+
+/// Runs `f` on a small runtime of its own: the tools are synchronous commands.
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(f)
 }
 
 fn millis(t: SystemTime) -> u64 {
@@ -159,6 +201,10 @@ fn entry_json(entry: &DlqEntry) -> Value {
 
 /// Runs `actionkit dlq …`.
 pub fn run_dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
+    block_on(dlq(args))
+}
+
+async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         DlqCommand::List {
             location,
@@ -167,19 +213,19 @@ pub fn run_dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
             limit,
             offset,
         } => {
-            let queue = open(&location)?;
+            let (queue, _) = open(&location).await?;
             let filter = DlqFilter {
                 destination,
                 message_id,
             };
-            for entry in queue.dlq_list(&filter, limit, offset)? {
+            for entry in queue.dlq_list(filter, limit, offset).await? {
                 println!("{}", entry_json(&entry));
             }
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Show { location, id } => {
-            let queue = open(&location)?;
-            let Some(item) = queue.dlq_get(DeliveryId(id))? else {
+            let (queue, _) = open(&location).await?;
+            let Some(item) = queue.dlq_get(DeliveryId(id)).await? else {
                 bail!("delivery {id} is not in the dead-letter queue");
             };
             let mut out = entry_json(&item.entry);
@@ -195,8 +241,8 @@ pub fn run_dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
             location,
             selection,
         } => {
-            let queue = open(&location)?;
-            let n = queue.dlq_replay(&selection.selection()?, SystemTime::now())?;
+            let (queue, _) = open(&location).await?;
+            let n = queue.dlq_replay(selection.selection()?).await?;
             println!("{}", json!({ "replayed": n }));
             Ok(ExitCode::SUCCESS)
         }
@@ -204,8 +250,8 @@ pub fn run_dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
             location,
             selection,
         } => {
-            let queue = open(&location)?;
-            let n = queue.dlq_purge(&selection.selection()?)?;
+            let (queue, _) = open(&location).await?;
+            let n = queue.dlq_purge(selection.selection()?).await?;
             println!("{}", json!({ "purged": n }));
             Ok(ExitCode::SUCCESS)
         }
@@ -214,10 +260,14 @@ pub fn run_dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `actionkit queue …`.
 pub fn run_queue(args: QueueArgs) -> anyhow::Result<ExitCode> {
+    block_on(queue(args))
+}
+
+async fn queue(args: QueueArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         QueueCommand::Stats { location } => {
-            let queue = open(&location)?;
-            let stats = queue.stats(SystemTime::now())?;
+            let (queue, names) = open(&location).await?;
+            let stats = queue.stats(&names).await?;
             println!("{}", serde_json::to_string_pretty(&stats)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -16,22 +16,22 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use actionkit_intake::{
     BoxFuture, Cors, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent,
     NotNow, PublicUrl, SinkError,
 };
-use actionkit_queue::{
-    CommitInfo, CommitObserver, NewEvent, Queue, QueueConfig, QueueError, QueueStats,
-};
+use actionkit_queue::{CommitInfo, CommitObserver, NewEvent, Queue, QueueConfig, QueueStats};
 use actionkit_runtime::delivery::Backoff;
-use actionkit_spec::config::ServerConfig;
+use actionkit_spec::config::{QueueBackend, ServerConfig};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use tokio::sync::{Notify, watch};
 
+use crate::cluster;
 use crate::setup::{self, Target, TargetArgs};
+use crate::store::{EventQueue, StoreError};
 use crate::worker::{self, WorkerConfig};
 
 /// Serve the HTTP intake and deliver what it accepts.
@@ -64,7 +64,7 @@ enum LogFormat {
 /// The queue sink: stores a request's events for every destination instance, then wakes the
 /// workers.
 struct QueueSink {
-    queue: Queue,
+    queue: EventQueue,
     destinations: Vec<String>,
     wake: Vec<Arc<Notify>>,
     closing: Arc<AtomicBool>,
@@ -99,10 +99,11 @@ impl EventSink for QueueSink {
             .into_iter()
             .map(|event| NewEvent::new(event.message_id, event.json.into_bytes()))
             .collect();
-        let submitted = self.queue.submit(batch, &self.destinations);
         Box::pin(async move {
-            let pending = submitted.map_err(sink_error)?;
-            pending.await.map_err(sink_error)?;
+            self.queue
+                .enqueue(batch, &self.destinations)
+                .await
+                .map_err(sink_error)?;
             for wake in &self.wake {
                 wake.notify_one();
             }
@@ -110,8 +111,8 @@ impl EventSink for QueueSink {
         })
     }
 
-    /// Not ready while shutting down, and while the queue's bound turns requests away (so a load
-    /// balancer sends them to another instance).
+    /// Not ready while shutting down, while the queue's bound turns requests away, and while
+    /// JetStream cannot be reached (so a load balancer sends requests to another instance).
     fn readiness(&self) -> Result<(), NotNow> {
         if self.closing.load(Ordering::Relaxed) {
             return Err(NotNow {
@@ -120,19 +121,13 @@ impl EventSink for QueueSink {
                 retry_after_secs: None,
             });
         }
-        match self
-            .queue
-            .refused_full_within(SystemTime::now(), FULL_NOT_READY)
-        {
-            None => Ok(()),
-            Some(secs) => Err(NotNow {
-                reason: "queue_full",
-                detail: "the queue is at its bound (server.queue.max_events or max_bytes) and \
-                         refuses events until deliveries free room"
-                    .to_owned(),
-                retry_after_secs: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
-            }),
-        }
+        self.queue
+            .readiness(FULL_NOT_READY)
+            .map_err(|(reason, detail, secs)| NotNow {
+                reason,
+                detail,
+                retry_after_secs: secs.map(|secs| u32::try_from(secs).unwrap_or(u32::MAX)),
+            })
     }
 
     /// Unhealthy when a delivery worker stopped outside a shutdown: its events would wait in the
@@ -163,7 +158,7 @@ impl EventSink for QueueSink {
 
     fn full_hint(&self) -> Option<u32> {
         self.queue
-            .full_hint(SystemTime::now())
+            .full_hint()
             .map(|secs| u32::try_from(secs).unwrap_or(u32::MAX))
     }
 }
@@ -186,6 +181,8 @@ pub const QUEUE_MAX_BYTES: &str = "actionkit_queue_max_bytes";
 pub const QUEUE_CHECKPOINT_FAILURES: &str = "actionkit_queue_checkpoint_failures";
 /// Remembered parts of what was delivered to each record (what `send_only_changes` skips by).
 pub const QUEUE_FINGERPRINTS: &str = "actionkit_queue_fingerprints";
+/// 1 while this node is connected to NATS JetStream, else 0 (only with `backend: jetstream`).
+pub const QUEUE_JETSTREAM_CONNECTED: &str = "actionkit_queue_jetstream_connected";
 /// Delivery requests waiting for a rate limit right now, by `destination` and `limit`.
 pub const RATE_LIMIT_WAITING: &str = "actionkit_delivery_rate_limit_waiting";
 /// Seconds, since the server started, during which at least one delivery request of
@@ -276,21 +273,20 @@ fn record_rate_limit_stats(metrics: &MetricsRegistry, targets: &[Arc<Target>]) {
 /// Refreshes the queue and rate-limit gauges now and every [`QUEUE_GAUGES_EVERY`] until
 /// `shutdown`.
 async fn refresh_queue_gauges(
-    queue: Queue,
+    queue: EventQueue,
     targets: Vec<Arc<Target>>,
     metrics: MetricsRegistry,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
     loop {
         record_rate_limit_stats(&metrics, &targets);
-        let snapshot = {
-            let queue = queue.clone();
-            tokio::task::spawn_blocking(move || queue.stats(SystemTime::now()))
-                .await
-                .map_err(|err| err.to_string())
-                .and_then(|stats| stats.map_err(|err| err.to_string()))
-        };
-        match snapshot {
+        if let Some(connected) = queue.connected() {
+            metrics
+                .gauge(QUEUE_JETSTREAM_CONNECTED, &[])
+                .set(f64::from(u8::from(connected)));
+        }
+        match queue.stats(&names).await {
             Ok(stats) => record_queue_stats(&metrics, &stats),
             Err(err) => tracing::warn!(error = %err, "Reading queue stats for the metrics failed."),
         }
@@ -304,18 +300,21 @@ async fn refresh_queue_gauges(
     }
 }
 
-/// Maps a queue error to what intake answers.
-fn sink_error(err: QueueError) -> SinkError {
-    match err {
-        QueueError::Full { retry_after_secs } => SinkError::Full {
-            retry_after_secs: u32::try_from(retry_after_secs).unwrap_or(u32::MAX),
-        },
-        QueueError::Closed => SinkError::Unavailable {
+/// Maps a queue error to what intake answers: 503 with `Retry-After` when the store is full
+/// or cannot be reached (nothing was acknowledged), 500 otherwise.
+fn sink_error(err: StoreError) -> SinkError {
+    if let Some(secs) = err.full_retry_after() {
+        return SinkError::Full {
+            retry_after_secs: u32::try_from(secs).unwrap_or(u32::MAX),
+        };
+    }
+    if err.is_unavailable() {
+        return SinkError::Unavailable {
             reason: err.to_string(),
-        },
-        other => SinkError::Failed {
-            reason: other.to_string(),
-        },
+        };
+    }
+    SinkError::Failed {
+        reason: err.to_string(),
     }
 }
 
@@ -364,15 +363,34 @@ fn check_lease(file: &Path, server: &ServerConfig) -> anyhow::Result<()> {
     }
 }
 
-/// Reads the `server` section of a configuration without reading any secret: `${VAR}` values
-/// are replaced by empty text, which is enough for the queue tools.
-pub fn server_section_without_secrets(path: &Path) -> anyhow::Result<ServerConfig> {
+/// Reads a configuration for the queue tools, which need no write key nor destination
+/// setting: a `${VAR}` that is not set reads as empty text instead of failing. The NATS
+/// credentials of `server.queue.jetstream` are read from the environment like any `${VAR}`.
+fn config_for_tools(path: &Path) -> anyhow::Result<actionkit_spec::config::Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the configuration {}", path.display()))?;
     let file = path.display().to_string();
-    let loaded = actionkit_spec::load_config_str(&file, &text, |_| Some(String::new()))
-        .map_err(|diags| anyhow::anyhow!("invalid configuration\n{diags}"))?;
-    Ok(loaded.config.server.unwrap_or_default())
+    let loaded = actionkit_spec::load_config_str(&file, &text, |name| {
+        Some(std::env::var(name).unwrap_or_default())
+    })
+    .map_err(|diags| anyhow::anyhow!("invalid configuration\n{diags}"))?;
+    Ok(loaded.config)
+}
+
+/// Reads the `server` section of a configuration for the queue tools (see
+/// [`config_for_tools`]).
+pub fn server_section_for_tools(path: &Path) -> anyhow::Result<ServerConfig> {
+    Ok(config_for_tools(path)?.server.unwrap_or_default())
+}
+
+/// The names of the enabled destination instances of a configuration, for the queue tools.
+pub fn instance_names(path: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(config_for_tools(path)?
+        .destinations
+        .into_iter()
+        .filter(|instance| instance.enabled)
+        .map(|instance| instance.name)
+        .collect())
 }
 
 /// Reads the `server` section with secrets interpolated from the environment.
@@ -493,27 +511,38 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // (not counted as an attempt) instead of being cut off when its lease runs out.
     let mut target_args = args.target.clone();
     target_args.max_busy = Some(queue_config(&server, true).lease_duration / 2);
-    let targets: Vec<Arc<Target>> = setup::from_config_file(&args.config, &target_args)?
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+    let targets = setup::from_config_file(&args.config, &target_args)?;
     let metrics = MetricsRegistry::new();
-    let queue = Queue::open_observed(
-        &server.queue.path,
-        queue_config(&server, true),
-        Some(commit_observer(&metrics)),
-    )
-    .with_context(|| format!("cannot open the queue {}", server.queue.path))?;
-    if queue.recovered_on_open() > 0 {
-        tracing::info!(
-            rows = queue.recovered_on_open(),
-            "Returned deliveries left in flight by a previous run to pending."
-        );
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let (queue, targets) = match server.queue.backend {
+        QueueBackend::Sqlite => {
+            let queue = Queue::open_observed(
+                &server.queue.path,
+                queue_config(&server, true),
+                Some(commit_observer(&metrics)),
+            )
+            .with_context(|| format!("cannot open the queue {}", server.queue.path))?;
+            if queue.recovered_on_open() > 0 {
+                tracing::info!(
+                    rows = queue.recovered_on_open(),
+                    "Returned deliveries left in flight by a previous run to pending."
+                );
+            }
+            // The workers run at a lower thread priority but their queue calls run on the
+            // intake runtime: a queue transaction holds the write connection that every
+            // enqueue needs, and a low-priority thread preempted while holding it would stall
+            // intake behind it.
+            let queue = EventQueue::sqlite(queue, Some(runtime.handle().clone()));
+            (queue, targets.into_iter().map(Arc::new).collect())
+        }
+        QueueBackend::Jetstream => {
+            let config = cluster::jetstream_config(&args.config, &server)?;
+            runtime.block_on(cluster::connect(config, &server, targets))?
+        }
+    };
     let delivery = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("actionkit-delivery")
@@ -544,7 +573,7 @@ const DELIVERY_NICE: i32 = 10;
 /// Delivery runs on its own runtime at a lower priority than intake so that, when the machine
 /// is short of CPU, a sender waiting for its answer goes first and deliveries, which wait in
 /// the durable queue anyway, go after. The workers' queue transactions still run at normal
-/// priority, on the intake runtime's blocking pool (see `WorkerConfig::queue_calls`). With idle
+/// priority, on the intake runtime's blocking pool (see [`EventQueue::sqlite`]). With idle
 /// cores the priority changes nothing. Measured with `serve_load` at 1,000 `/v1/track` calls per
 /// second on 2 cores: p99 5.7 ms instead of 9.1 ms at similar CPU steal. Failing to lower it (a
 /// sandbox that forbids it) only loses that.
@@ -559,7 +588,7 @@ fn lower_thread_priority() {
 
 /// Everything [`serve`] runs, assembled by [`run`].
 struct Service {
-    queue: Queue,
+    queue: EventQueue,
     targets: Vec<Arc<Target>>,
     intake: IntakeConfig,
     metrics: MetricsRegistry,
@@ -625,7 +654,6 @@ async fn serve(service: Service) -> anyhow::Result<()> {
             WorkerConfig {
                 lease_batch,
                 backoff: Backoff::new(backoff.0, backoff.1),
-                queue_calls: Some(tokio::runtime::Handle::current()),
                 ..WorkerConfig::default()
             },
             metrics.clone(),
@@ -639,8 +667,8 @@ async fn serve(service: Service) -> anyhow::Result<()> {
             &delivery,
         );
     }
-    let lease = queue.config().lease_duration;
-    workers.spawn(worker::run_reclaimer(
+    let lease = queue.lease_duration();
+    workers.spawn(worker::run_upkeep(
         queue.clone(),
         (lease / 2).max(Duration::from_secs(1)),
         shutdown_rx.clone(),
@@ -655,7 +683,7 @@ async fn serve(service: Service) -> anyhow::Result<()> {
             .into_future(),
     );
     let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-    tracing::info!(addr = %addr, destinations = ?names, "Listening.");
+    tracing::info!(addr = %addr, destinations = ?names, queue = queue.backend(), "Listening.");
 
     let early = tokio::select! {
         _ = termination() => None,
@@ -772,7 +800,7 @@ mod tests {
             (0..2).map(|_| Arc::new(AtomicBool::new(false))).collect();
         let closing = Arc::new(AtomicBool::new(false));
         let sink = QueueSink {
-            queue,
+            queue: EventQueue::sqlite(queue, None),
             destinations: vec!["alpha".to_owned(), "beta".to_owned()],
             wake: Vec::new(),
             closing: Arc::clone(&closing),

@@ -324,6 +324,36 @@ pub fn write_serve_config(
     delivery: &str,
     server: &str,
 ) -> std::path::PathBuf {
+    let backend = queue_backend_lines();
+    write_config_on(dir, endpoint, instance, delivery, server, &backend)
+}
+
+/// The configuration of one `serve` node of a cluster on the JetStream at `nats_urls`, with
+/// the `delivery` and `server` sections' extra lines (indented by two spaces).
+pub fn write_cluster_node_config(
+    dir: &Path,
+    endpoint: &str,
+    nats_urls: &[String],
+    delivery: &str,
+    server: &str,
+) -> std::path::PathBuf {
+    let urls: Vec<String> = nats_urls.iter().map(|url| format!("\"{url}\"")).collect();
+    let backend = format!(
+        "    backend: jetstream\n    jetstream:\n      urls: [{}]\n",
+        urls.join(", ")
+    );
+    write_config_on(dir, endpoint, "", delivery, server, &backend)
+}
+
+/// [`write_serve_config`] with the given `server.queue` lines choosing the store.
+fn write_config_on(
+    dir: &Path,
+    endpoint: &str,
+    instance: &str,
+    delivery: &str,
+    server: &str,
+    backend: &str,
+) -> std::path::PathBuf {
     let queue = dir.join("queue.sqlite");
     let text = format!(
         "destinations:
@@ -339,13 +369,31 @@ pub fn write_serve_config(
     - name: web
       key: ${{E2E_WRITE_KEY}}
   queue:
-    path: {}
+{backend}    path: {}
 {server}",
         queue.display()
     );
     let path = dir.join("actionkit.yaml");
     std::fs::write(&path, text).expect("the config is written");
     path
+}
+
+/// Whether the serve tests run on JetStream: `ACTIONKIT_TEST_QUEUE=jetstream` (which
+/// `cargo xtask test` sets for a second run of the serve suites), else on SQLite.
+pub fn on_jetstream() -> bool {
+    std::env::var("ACTIONKIT_TEST_QUEUE").is_ok_and(|v| v == "jetstream")
+}
+
+/// The `server.queue` lines choosing the store: nothing for SQLite (the default); on
+/// JetStream, a server of this configuration's own, which runs until the test process ends.
+fn queue_backend_lines() -> String {
+    if !on_jetstream() {
+        return String::new();
+    }
+    let server = actionkit_nats_testkit::Server::start()
+        .expect("ACTIONKIT_TEST_QUEUE=jetstream needs nats-server; run `cargo xtask test`");
+    let url = server.keep_until_exit();
+    format!("    backend: jetstream\n    jetstream:\n      urls: [\"{url}\"]\n")
 }
 
 /// The mock with Userpilot's rate limits switched off, for tests whose load would exceed them.

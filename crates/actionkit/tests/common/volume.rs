@@ -230,12 +230,11 @@ pub async fn run_day(sender: &Sender, day: &Day, mappings: &str) -> Outcome {
 
 /// Deletes the day's users with the CLI, which also makes serve forget them.
 pub fn delete_users(mock: &MockHandle, dir: &Path) {
-    let queue = dir.join("queue.sqlite");
     let out = Command::new(super::BIN)
         .args(["delete-user", "--setting"])
         .arg(format!("endpoint={}", mock.base_url()))
-        .arg("--queue")
-        .arg(&queue)
+        .arg("--queue-config")
+        .arg(dir.join("actionkit.yaml"))
         .args(["--instance", "userpilot"])
         .args(traffic::deleted_users(DAY))
         .env("USERPILOT_API_KEY", API_KEY)

@@ -16,7 +16,7 @@ use super::backoff::Backoff;
 use super::classify::{
     Outcome, RetryLogic, SegmentRetryLogic, classify_status, classify_transport_error, retry_after,
 };
-use super::rate_limit::{RateLimit, RateLimitError, RateLimiter};
+use super::rate_limit::{RateLimit, RateLimitError, RateLimiter, SharedRateLimit};
 use super::retry::{FinalOutcome, RetryPolicy};
 use crate::request::{Method, Request};
 
@@ -134,6 +134,7 @@ pub struct DeliveryClient {
     in_flight: Semaphore,
     policy: RetryPolicy,
     logic: Arc<dyn RetryLogic>,
+    shared: Option<Arc<dyn SharedRateLimit>>,
 }
 
 impl std::fmt::Debug for DeliveryClient {
@@ -193,7 +194,15 @@ impl DeliveryClient {
             policy,
             logic: Arc::new(SegmentRetryLogic),
             config,
+            shared: None,
         })
+    }
+
+    /// Adds a rate limit shared with other processes: a request whose key it covers also waits
+    /// for a slot of it (see the module docs).
+    pub fn with_shared_rate_limit(mut self, shared: Arc<dyn SharedRateLimit>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Replaces the status classification (Segment's by default).
@@ -272,6 +281,11 @@ impl DeliveryClient {
                 reason: "delivery client is shut down".to_string(),
             };
         };
+        if let (Some(key), Some(shared)) = (key, &self.shared)
+            && shared.limits(key)
+        {
+            wait_for_shared_slot(shared.as_ref(), key).await;
+        }
         let outcome = self.attempt(prepared).await;
         drop(grant);
         drop(permit);
@@ -434,6 +448,27 @@ pub(crate) fn redact(mut text: String, secrets: &[String]) -> String {
         }
     }
     text
+}
+
+/// Waits for a slot of `shared` for `key`, asking again after a pause that grows from 1 s to
+/// 10 s while the shared state cannot be reached: nothing is sent without a slot.
+async fn wait_for_shared_slot(shared: &dyn SharedRateLimit, key: &str) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match shared.acquire(key).await {
+            Ok(()) => return,
+            Err(reason) => {
+                tracing::warn!(
+                    limit = key,
+                    reason = %reason,
+                    retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                    "The shared rate limit cannot be reached; waiting before asking again."
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

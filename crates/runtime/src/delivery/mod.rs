@@ -5,7 +5,13 @@
 //! 1. **Rate limit** ([`RateLimiter`]): at most `max_requests` per window for the request's
 //!    `rate_limit_key`, as the destination YAML declares; keys without a limit are unlimited.
 //! 2. **Concurrency** (a semaphore in [`DeliveryClient`]): a bound on requests in flight.
-//! 3. **Attempt with timeout**: one HTTP exchange over a pooled keep-alive connection, cut off
+//! 3. **Shared rate limit** ([`SharedRateLimit`], only when one is set): a slot of a limit kept
+//!    with other processes, such as every `serve` node of a cluster, so that the destination's
+//!    limit holds for all of them together. It comes after the local limit and the concurrency
+//!    permit, so a slot is taken only by a request that goes out at once, and before the
+//!    attempt; while the shared store cannot be reached the request waits and asks again
+//!    (1 s, growing to 10 s), and nothing is sent without a slot.
+//! 4. **Attempt with timeout**: one HTTP exchange over a pooled keep-alive connection, cut off
 //!    after the per-attempt timeout (10 s by default).
 //!
 //! [`RetryPolicy`] repeats the layers while the [`Outcome`] is retryable ([`SegmentRetryLogic`]:
@@ -25,5 +31,5 @@ pub use classify::{
     classify_transport_error, parse_retry_after, retry_after,
 };
 pub use client::{DEFAULT_USER_AGENT, DeliveryClient, DeliveryConfig, DeliveryError};
-pub use rate_limit::{Grant, LimitStats, RateLimit, RateLimitError, RateLimiter};
+pub use rate_limit::{Grant, LimitStats, RateLimit, RateLimitError, RateLimiter, SharedRateLimit};
 pub use retry::{AttemptRecord, FinalOutcome, RetryPolicy, Verdict};

@@ -23,6 +23,20 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
+/// A rate limit shared with other processes (for example every `serve` node of a cluster), on
+/// top of the process's own [`RateLimiter`].
+pub trait SharedRateLimit: Send + Sync + std::fmt::Debug {
+    /// Whether this shared limit covers `key`.
+    fn limits(&self, key: &str) -> bool;
+
+    /// Waits until one request for `key` may start across all the processes sharing the limit;
+    /// `Err` with a reason when the shared state cannot be reached.
+    fn acquire<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
 /// A rate limit declared for one endpoint key, such as `identify` at 600 requests per minute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimit {
