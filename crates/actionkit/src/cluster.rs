@@ -160,13 +160,7 @@ pub async fn connect(
         "Connected to NATS JetStream."
     );
     let max_age = Duration::from_secs(server.max_age_secs);
-    Ok((
-        EventQueue::JetStream {
-            queue: Arc::new(queue),
-            max_age,
-        },
-        shared,
-    ))
+    Ok((EventQueue::jetstream(queue, max_age), shared))
 }
 
 /// The cluster-wide limits of one instance, by rate-limit key.

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use actionkit_jetstream::{JetStreamError, JetStreamQueue};
@@ -77,6 +78,9 @@ pub enum EventQueue {
         queue: Arc<JetStreamQueue>,
         /// How long after intake (or a replay) retries may go on: `server.max_age_secs`.
         max_age: Duration,
+        /// When the stream's bound last refused events (milliseconds since the epoch), 0 once
+        /// a later publish stored everything.
+        full_at: Arc<AtomicU64>,
     },
 }
 
@@ -160,6 +164,31 @@ impl EventQueue {
         EventQueue::Sqlite { queue, calls }
     }
 
+    /// The JetStream queue `queue`, retrying for `max_age` at most.
+    pub fn jetstream(queue: JetStreamQueue, max_age: Duration) -> EventQueue {
+        EventQueue::JetStream {
+            queue: Arc::new(queue),
+            max_age,
+            full_at: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Reports progress on JetStream leases while they are being delivered (nothing for
+    /// SQLite, whose leases last their whole duration); stops when the guard drops.
+    pub fn keep_alive(&self, leases: &[Leased]) -> Option<actionkit_jetstream::KeepAlive> {
+        let EventQueue::JetStream { queue, .. } = self else {
+            return None;
+        };
+        let leased: Vec<&actionkit_jetstream::Leased> = leases
+            .iter()
+            .filter_map(|lease| match lease {
+                Leased::JetStream(leased) => Some(leased.as_ref()),
+                Leased::Sqlite(_) => None,
+            })
+            .collect();
+        Some(queue.keep_alive(&leased))
+    }
+
     /// The store's name, for logs and `queue stats`.
     pub fn backend(&self) -> &'static str {
         match self {
@@ -189,7 +218,7 @@ impl EventQueue {
                 queue.submit(batch, destinations)?.await?;
                 Ok(())
             }
-            EventQueue::JetStream { queue, .. } => {
+            EventQueue::JetStream { queue, full_at, .. } => {
                 // While the connection is down the client would hold a publish until its
                 // timeout; the sender is better told at once to come back.
                 if !queue.is_connected() {
@@ -205,8 +234,18 @@ impl EventQueue {
                     .into_iter()
                     .map(|event| (event.message_id, Bytes::from(event.payload)))
                     .collect();
-                queue.enqueue_batch(events).await?;
-                Ok(())
+                match queue.enqueue_batch(events).await {
+                    Ok(_) => {
+                        full_at.store(0, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(err) => {
+                        if matches!(err, JetStreamError::Full { .. }) {
+                            full_at.store(now_ms(), Ordering::Relaxed);
+                        }
+                        Err(err.into())
+                    }
+                }
             }
         }
     }
@@ -296,7 +335,7 @@ impl EventQueue {
                 })
                 .await
             }
-            (EventQueue::JetStream { queue, max_age }, Leased::JetStream(leased)) => Ok(queue
+            (EventQueue::JetStream { queue, max_age, .. }, Leased::JetStream(leased)) => Ok(queue
                 .schedule(&leased, when, last_error, now, count_attempt, *max_age)
                 .await?),
             _ => Err(StoreError::Task(
@@ -512,29 +551,40 @@ impl EventQueue {
                     )),
                 }
             }
-            EventQueue::JetStream { queue, .. } => {
-                if queue.is_connected() {
-                    Ok(())
-                } else {
-                    Err((
+            EventQueue::JetStream { queue, full_at, .. } => {
+                if !queue.is_connected() {
+                    return Err((
                         "jetstream_unreachable",
                         format!(
                             "NATS is not reachable at {}; events are refused until it is",
                             queue.config().urls.join(", ")
                         ),
                         Some(JETSTREAM_RETRY_AFTER_SECS),
-                    ))
+                    ));
                 }
+                if refused_within(full_at, window) {
+                    return Err((
+                        "queue_full",
+                        "the events stream is at its bound (server.queue.max_events or \
+                         max_bytes) and refuses events until deliveries free room"
+                            .to_owned(),
+                        Some(queue.config().full_retry_after.as_secs().max(1)),
+                    ));
+                }
+                Ok(())
             }
         }
     }
 
-    /// The `Retry-After` hint for a request while the SQLite bound turns events away (a
+    /// The `Retry-After` hint for a request while the store's bound turns events away (a
     /// JetStream that is not connected refuses at [`EventQueue::enqueue`], with its own reason).
     pub fn full_hint(&self) -> Option<u64> {
         match self {
             EventQueue::Sqlite { queue, .. } => queue.full_hint(SystemTime::now()),
-            EventQueue::JetStream { .. } => None,
+            EventQueue::JetStream { queue, full_at, .. } => {
+                refused_within(full_at, actionkit_queue::FULL_HINT_TTL)
+                    .then(|| queue.config().full_retry_after.as_secs().max(1))
+            }
         }
     }
 
@@ -550,3 +600,16 @@ impl EventQueue {
 /// The `Retry-After` intake gives while NATS cannot be reached: the client retries soon, and
 /// by then the connection is usually back (the client reconnects on its own).
 pub const JETSTREAM_RETRY_AFTER_SECS: u64 = 5;
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whether the bound refused events less than `window` ago (and nothing was stored since).
+fn refused_within(full_at: &AtomicU64, window: Duration) -> bool {
+    let at = full_at.load(Ordering::Relaxed);
+    at != 0 && now_ms().saturating_sub(at) < u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
+}

@@ -702,6 +702,9 @@ async fn process_batch(
     config: &WorkerConfig,
     metrics: &MetricsRegistry,
 ) {
+    // Leases on JetStream are kept alive while the batch is delivered (and its outcomes
+    // recorded); the guard stops that when this function returns.
+    let _alive = queue.keep_alive(&leases);
     let lease_duration = queue.lease_duration();
     let now = SystemTime::now();
     // Rows leased together run out together; the earliest lease bounds them all.

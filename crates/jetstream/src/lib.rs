@@ -23,8 +23,10 @@
 //!
 //! Each destination instance has two durable pull consumers ([`JetStreamQueue::add_destination`]),
 //! one on the events stream and one on its replay subject; every node's workers pull from them,
-//! so JetStream hands each event to one node at a time. The ack wait is the lease duration: an
-//! event not finished within it (its node died or hung) is handed out again.
+//! so JetStream hands each event to one node at a time. A worker reports progress on the events
+//! it holds ([`JetStreamQueue::keep_alive`]) for up to the lease duration; an event without
+//! news for the ack wait (at most ten seconds, [`Config::ack_wait`]) is handed out again, so a
+//! node that dies gives its events back within seconds.
 //! [`JetStreamQueue::lease`] takes replays first, then events, and waits for an event only
 //! when there is none.
 //!
@@ -136,6 +138,19 @@ pub struct Config {
     pub fingerprint_max_age: Duration,
     /// The `Retry-After` hint of [`JetStreamError::Full`].
     pub full_retry_after: Duration,
+}
+
+/// The longest ack wait of the consumers, however long the lease (see [`Config::ack_wait`]).
+pub const MAX_ACK_WAIT: Duration = Duration::from_secs(10);
+
+impl Config {
+    /// How long JetStream waits for news of a leased event before handing it out again: the
+    /// lease duration, at most [`MAX_ACK_WAIT`]. A worker holding events reports progress
+    /// every third of it ([`JetStreamQueue::keep_alive`]) for up to the whole lease, so a node
+    /// that dies gives its events back within ten seconds, not a whole lease.
+    pub fn ack_wait(&self) -> Duration {
+        self.lease_duration.min(MAX_ACK_WAIT)
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -494,7 +509,7 @@ impl JetStreamQueue {
                     consumer::pull::Config {
                         durable_name: Some(name.clone()),
                         ack_policy: consumer::AckPolicy::Explicit,
-                        ack_wait: self.config.lease_duration,
+                        ack_wait: self.config.ack_wait(),
                         max_ack_pending: -1,
                         filter_subject: filter,
                         ..Default::default()
@@ -884,6 +899,28 @@ impl JetStreamQueue {
         Ok(())
     }
 
+    /// Reports progress on `leased` every third of the ack wait until the returned guard is
+    /// dropped, so that JetStream does not hand them out again while they are being delivered
+    /// (the worker cuts a delivery off before its lease runs out; see [`Config::ack_wait`]).
+    pub fn keep_alive(&self, leased: &[&Leased]) -> KeepAlive {
+        let messages: Vec<jetstream::Message> =
+            leased.iter().map(|one| one.message.clone()).collect();
+        let every = (self.config.ack_wait() / 3).max(Duration::from_millis(100));
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                // A lost progress report costs at most a duplicate delivery.
+                let _ = join_all(
+                    messages
+                        .iter()
+                        .map(|message| message.ack_with(AckKind::Progress)),
+                )
+                .await;
+            }
+        });
+        KeepAlive { task }
+    }
+
     /// How many messages a stream holds (`events` or the dead-letter stream).
     pub async fn stored(&self, dead_letters: bool) -> Result<u64, JetStreamError> {
         let name = if dead_letters {
@@ -899,6 +936,18 @@ impl JetStreamQueue {
             .map_err(|err| fail(err.to_string()))?;
         let info = stream.info().await.map_err(|err| fail(err.to_string()))?;
         Ok(info.state.messages)
+    }
+}
+
+/// Reports progress on leased events until dropped (see [`JetStreamQueue::keep_alive`]).
+#[derive(Debug)]
+pub struct KeepAlive {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -31,7 +31,13 @@ impl JetStreamQueue {
             max_bytes: u64::try_from(self.config().max_bytes).unwrap_or(u64::MAX),
             ..QueueStats::default()
         };
-        for name in [&self.config().stream, &self.config().replay_stream] {
+        // What is stored, live and dead-lettered, as the SQLite queue counts it; only the
+        // events stream is bounded by `max_events` and `max_bytes`.
+        for name in [
+            &self.config().stream,
+            &self.config().replay_stream,
+            &self.config().dead_letter_stream,
+        ] {
             let mut stream = self
                 .context()
                 .get_stream(name)

@@ -54,7 +54,6 @@ pub struct DeleteUserArgs {
 
 /// Where `serve` remembers what it delivered, so that a deleted record is sent again in full.
 #[derive(Debug, Args)]
-#[group(id = "forget_store", multiple = false)]
 pub struct ForgetArgs {
     /// The queue file of a `serve` that sends only what changed (`server.queue.path`): after the
     /// destination accepts a deletion, what that serve remembers delivering to the deleted ids
@@ -63,7 +62,12 @@ pub struct ForgetArgs {
     queue: Option<PathBuf>,
     /// Like --queue, for the queue a `serve` configuration names in `server.queue`, on either
     /// store (an SQLite file, or JetStream shared by several nodes).
-    #[arg(long, value_name = "FILE", group = "forget_store")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        group = "forget_store",
+        conflicts_with = "queue"
+    )]
     queue_config: Option<PathBuf>,
     /// The instance whose memory to clear (its `name` in the configuration).
     #[arg(

@@ -10,7 +10,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actionkit_jetstream::JetStreamQueue;
@@ -159,13 +158,7 @@ pub async fn open_configured(config: &Path) -> anyhow::Result<(EventQueue, Vec<S
                 .await
                 .context("cannot reach the queue on NATS JetStream (server.queue.jetstream)")?;
             let max_age = std::time::Duration::from_secs(server.max_age_secs);
-            Ok((
-                EventQueue::JetStream {
-                    queue: Arc::new(queue),
-                    max_age,
-                },
-                names,
-            ))
+            Ok((EventQueue::jetstream(queue, max_age), names))
         }
     }
 }

@@ -70,6 +70,9 @@ struct QueueSink {
     closing: Arc<AtomicBool>,
     /// Per destination instance, whether its delivery worker is running.
     running: Vec<Arc<AtomicBool>>,
+    /// Records each store write in the commit metrics, where the store does not itself (the
+    /// SQLite writer has its own observer).
+    commits: Option<CommitObserver>,
 }
 
 /// How long `/readyz` reports the queue full after its bound last turned a request away (unless a
@@ -100,10 +103,19 @@ impl EventSink for QueueSink {
             .map(|event| NewEvent::new(event.message_id, event.json.into_bytes()))
             .collect();
         Box::pin(async move {
-            self.queue
-                .enqueue(batch, &self.destinations)
-                .await
-                .map_err(sink_error)?;
+            let started = std::time::Instant::now();
+            let n = batch.len();
+            let stored = self.queue.enqueue(batch, &self.destinations).await;
+            if let Some(observe) = &self.commits {
+                observe(&CommitInfo {
+                    requests: 1,
+                    events: if stored.is_ok() { n } else { 0 },
+                    committed: stored.is_ok(),
+                    took: started.elapsed(),
+                    waited: Duration::ZERO,
+                });
+            }
+            stored.map_err(sink_error)?;
             for wake in &self.wake {
                 wake.notify_one();
             }
@@ -193,7 +205,8 @@ pub const RATE_LIMIT_WAITED: &str = "actionkit_delivery_rate_limit_waited_second
 /// are read on a timer rather than on every scrape.
 pub const QUEUE_GAUGES_EVERY: Duration = Duration::from_secs(5);
 
-/// Group commits of the queue's writer, by `outcome` (`committed` or `failed`).
+/// Group commits of the queue's writer, by `outcome` (`committed` or `failed`); on JetStream,
+/// the publishes of one intake request, acknowledged together.
 pub const QUEUE_COMMITS_TOTAL: &str = "actionkit_queue_commits_total";
 /// Events written per group commit.
 pub const QUEUE_COMMIT_EVENTS_TOTAL: &str = "actionkit_queue_committed_events_total";
@@ -626,6 +639,9 @@ async fn serve(service: Service) -> anyhow::Result<()> {
         wake: wakes.clone(),
         closing: Arc::clone(&closing),
         running: running.clone(),
+        // On JetStream every publish of a request is one "commit": the request's events
+        // acknowledged together.
+        commits: matches!(queue, EventQueue::JetStream { .. }).then(|| commit_observer(&metrics)),
     };
     let state = IntakeState::new(intake, Arc::new(sink), metrics.clone());
     let app = actionkit_intake::router(state);
@@ -805,6 +821,7 @@ mod tests {
             wake: Vec::new(),
             closing: Arc::clone(&closing),
             running: running.clone(),
+            commits: None,
         };
         let alpha = Running::start(&running[0]);
         let beta = Running::start(&running[1]);
