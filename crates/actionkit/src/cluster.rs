@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actionkit_jetstream::rate_limit::ClusterRateLimit;
-use actionkit_jetstream::{Config, JetStreamQueue};
+use actionkit_jetstream::{Config, JetStreamError, JetStreamQueue};
 use actionkit_runtime::delivery::SharedRateLimit;
 use actionkit_spec::config::ServerConfig;
 use anyhow::{Context, bail};
@@ -112,24 +112,29 @@ pub async fn connect(
     targets: Vec<Target>,
 ) -> anyhow::Result<(EventQueue, Vec<Arc<Target>>)> {
     let urls = config.urls.len();
-    let queue = JetStreamQueue::connect(config)
-        .await
-        .context("cannot use NATS JetStream for the queue (server.queue.jetstream)")?;
+    let queue = with_patience("connecting to NATS JetStream", || {
+        JetStreamQueue::connect(config.clone())
+    })
+    .await
+    .context("cannot use NATS JetStream for the queue (server.queue.jetstream)")?;
     let mut shared = Vec::with_capacity(targets.len());
     for mut target in targets {
-        queue
-            .add_destination(&target.name)
-            .await
-            .with_context(|| format!("cannot set up the consumer of instance '{}'", target.name))?;
+        with_patience("setting up a consumer", || {
+            queue.add_destination(&target.name)
+        })
+        .await
+        .with_context(|| format!("cannot set up the consumer of instance '{}'", target.name))?;
         let mut limits = HashMap::new();
         for limit in &target.client.config().rate_limits {
-            let cluster = ClusterRateLimit::new(
-                &queue,
-                &target.name,
-                &limit.key,
-                limit.max_requests,
-                limit.per,
-            )
+            let cluster = with_patience("setting up a cluster rate limit", || {
+                ClusterRateLimit::new(
+                    &queue,
+                    &target.name,
+                    &limit.key,
+                    limit.max_requests,
+                    limit.per,
+                )
+            })
             .await
             .with_context(|| {
                 format!(
@@ -161,6 +166,32 @@ pub async fn connect(
     );
     let max_age = Duration::from_secs(server.max_age_secs);
     Ok((EventQueue::jetstream(queue, max_age), shared))
+}
+
+/// How long a starting node keeps trying to set itself up on JetStream: a NATS cluster that
+/// lost a server elects new leaders within seconds, and meanwhile requests time out.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `step` until it succeeds, logging each failure and pausing between tries, for at most
+/// [`STARTUP_PATIENCE`]; then returns the last error.
+async fn with_patience<T, F, Fut>(what: &str, mut step: F) -> Result<T, JetStreamError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, JetStreamError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match step().await {
+            Ok(value) => return Ok(value),
+            Err(err) if started.elapsed() + pause < STARTUP_PATIENCE => {
+                tracing::warn!(error = %err, retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX), "{what} failed; trying again.");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// The cluster-wide limits of one instance, by rate-limit key.

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 pub mod clients;
+pub mod crash;
 pub mod serve;
 pub mod traffic;
 pub mod volume;

@@ -338,8 +338,10 @@ pub fn write_cluster_node_config(
     server: &str,
 ) -> std::path::PathBuf {
     let urls: Vec<String> = nats_urls.iter().map(|url| format!("\"{url}\"")).collect();
+    // Three copies of every stream on a cluster of three servers, one on a single server.
+    let replicas = if nats_urls.len() >= 3 { 3 } else { 1 };
     let backend = format!(
-        "    backend: jetstream\n    jetstream:\n      urls: [{}]\n",
+        "    backend: jetstream\n    jetstream:\n      urls: [{}]\n      replicas: {replicas}\n",
         urls.join(", ")
     );
     write_config_on(dir, endpoint, "", delivery, server, &backend)
