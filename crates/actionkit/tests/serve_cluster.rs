@@ -232,3 +232,82 @@ fn expected_key(call: &Value) -> (String, String) {
         call["userId"].as_str().unwrap_or_default().to_owned(),
     )
 }
+
+/// `/readyz` of `server`: (status, body).
+async fn readiness(client: &reqwest::Client, server: &Server) -> (u16, Value) {
+    let res = client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("the probe answers");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `/readyz` answers `status`.
+async fn wait_for_readiness(client: &reqwest::Client, server: &Server, status: u16) -> Value {
+    let started = Instant::now();
+    loop {
+        let (now, body) = readiness(client, server).await;
+        if now == status {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "/readyz stayed {now}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_nats_intake_answers_503_and_everything_resumes_when_it_returns() {
+    let Some(mut nats) = actionkit_nats_testkit::Server::start() else {
+        return;
+    };
+    let mock = common::serve::mock(actionkit_mock_userpilot::FaultConfig::default()).await;
+    let dir = tempfile::tempdir().expect("a dir");
+    let config = write_cluster_node_config(
+        dir.path(),
+        &mock.base_url(),
+        &[nats.url().to_owned()],
+        "  rate_limits: false\n",
+        "",
+    );
+    let server = Server::start(&config);
+    let client = reqwest::Client::new();
+    let (body, before) = common::serve::batch("before", 4);
+    assert_eq!(post_batch(&client, &server, &body).await.status(), 200);
+    common::serve::wait_for_all(&mock, &before).await;
+
+    nats.kill();
+    let body = wait_for_readiness(&client, &server, 503).await;
+    assert_eq!(body["reason"], "jetstream_unreachable", "{body}");
+    let (refused_body, refused) = common::serve::batch("refused", 4);
+    let res = post_batch(&client, &server, &refused_body).await;
+    assert_eq!(res.status(), 503);
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
+    let answer: Value = res.json().await.expect("a JSON error");
+    assert_eq!(answer["error"]["code"], "queue_unavailable", "{answer}");
+
+    // NATS returns: the client reconnects by itself, intake takes events again and the workers
+    // deliver them.
+    nats.restart();
+    wait_for_readiness(&client, &server, 200).await;
+    let (body, after) = common::serve::batch("after", 4);
+    assert_eq!(post_batch(&client, &server, &body).await.status(), 200);
+    common::serve::wait_for_all(&mock, &after).await;
+    let delivered = common::serve::delivered_by_user(&mock);
+    for user in &refused {
+        assert!(
+            !delivered.contains_key(user),
+            "{user} was refused yet arrived"
+        );
+    }
+    let logs = server.stop_cleanly();
+    assert!(!logs.contains("panicked"), "{logs}");
+}

@@ -139,6 +139,7 @@ pub struct Server {
     process: Option<Process>,
     url: String,
     dir: tempfile::TempDir,
+    binary: PathBuf,
 }
 
 impl Server {
@@ -163,7 +164,31 @@ impl Server {
             process: Some(process),
             url,
             dir,
+            binary,
         })
+    }
+
+    /// Kills the server with SIGKILL, as a crash would; its data stays.
+    pub fn kill(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts the server again on the same port with its data (after [`Server::kill`]).
+    pub fn restart(&mut self) {
+        self.kill();
+        let port = self.url.rsplit(':').next().unwrap_or_default().to_owned();
+        let args = vec![
+            "-js".to_owned(),
+            "-a".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            port,
+            "-sd".to_owned(),
+            self.dir.path().join("js").display().to_string(),
+        ];
+        self.process = Some(Process::spawn(&self.binary, &args));
     }
 
     /// The client URL, `nats://127.0.0.1:<port>`.
