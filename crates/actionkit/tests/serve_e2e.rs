@@ -397,8 +397,14 @@ async fn a_full_queue_answers_503_reports_not_ready_and_recovers_when_delivered(
     };
     assert_eq!(probe("/readyz").await.0, 200);
 
-    let (body, users) = batch("fill", 5);
-    assert_eq!(post_batch(&client, &server, &body).await.status(), 200);
+    // Five requests of one event each: the bound counts events on SQLite and stored requests
+    // on JetStream (where a request's events are one message), five either way.
+    let mut users = Vec::new();
+    for n in 0..5 {
+        let (body, one) = batch(&format!("fill{n}"), 1);
+        assert_eq!(post_batch(&client, &server, &body).await.status(), 200);
+        users.extend(one);
+    }
     let (body, _) = batch("over", 1);
     let res = post_batch(&client, &server, &body).await;
     assert_eq!(res.status(), 503);

@@ -30,13 +30,19 @@ fn fnv1a(basis: u64, bytes: &[u8]) -> u64 {
     })
 }
 
+/// A 128-bit digest of `text` in hex (two FNV-1a hashes from different bases): short names
+/// for long ids and for batches of `messageId`s.
+pub(crate) fn digest(text: &str) -> String {
+    let a = fnv1a(0xcbf2_9ce4_8422_2325, text.as_bytes());
+    let b = fnv1a(0x8422_2325_cbf2_9ce4, text.as_bytes());
+    format!("{a:016x}{b:016x}")
+}
+
 /// The key of record `id` of kind `record` of `destination`.
 fn key(destination: &str, record: &str, id: &str) -> String {
     let mut id_token = token(id);
     if id_token.len() > MAX_ID_TOKEN {
-        let a = fnv1a(0xcbf2_9ce4_8422_2325, id.as_bytes());
-        let b = fnv1a(0x8422_2325_cbf2_9ce4, id.as_bytes());
-        id_token = format!("h{a:016x}{b:016x}");
+        id_token = format!("h{}", digest(id));
     }
     format!("{}.{}.{id_token}", token(destination), token(record))
 }

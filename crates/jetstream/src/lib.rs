@@ -16,8 +16,9 @@
 //! - **Dead letters** (`ACTIONKIT_DLQ`, subjects `<prefix>.dlq.<instance>`), limits retention:
 //!   the event as stored, with headers for its reason, attempts, last error and times.
 //! - **Replays** (`ACTIONKIT_REPLAY`, subjects `<prefix>.replay.<instance>`), work-queue
-//!   retention: an event taken from the DLQ to be delivered again to its instance only. It
-//!   cannot go back to the events subject, where every instance's consumer would see it again.
+//!   retention: an event taken from the DLQ, or split from its request to be retried, to be
+//!   delivered to its instance only. It cannot go back to the events subject, where every
+//!   instance's consumer would see it again.
 //!
 //! # Consumers
 //!
@@ -46,12 +47,21 @@
 //!
 //! # Acknowledgement and durability
 //!
-//! [`JetStreamQueue::enqueue_batch`] returns only once JetStream acknowledged every publish,
-//! which with `replicas: 3` means a majority of the servers stored it. The event's `messageId`
-//! is the JetStream message id, so a retry within the duplicate window is stored once.
+//! [`JetStreamQueue::enqueue_batch`] stores the events of one intake request as one message,
+//! so that they are stored all or none (NATS 2.9 has no atomic batch of messages), and returns
+//! only once JetStream acknowledged it, which with `replicas: 3` means a majority of the
+//! servers stored it. A lone event's `messageId` is the JetStream message id, a batch's id is
+//! derived from all its `messageId`s, so a client's retry within the duplicate window is
+//! stored once. Only a request larger than the servers' `max_payload` is split into several
+//! messages.
+//!
+//! Each event of a leased message has its own outcome; the message is acknowledged when the
+//! last of them has one. A lone event is retried with a negative acknowledgement; an event of
+//! a larger request is split from it into its instance's replay subject, with its attempts and
+//! the time it is due (handed out earlier, it is sent back until then without counting).
 //! Outcomes are written in an order that can only cause a duplicate, never a loss: a dead
-//! letter is stored before its event is terminated, a replay before its dead letter is deleted,
-//! an attempts record before the negative acknowledgement.
+//! letter or a split event is stored before its message is acknowledged, a replay before its
+//! dead letter is deleted, an attempts record before the negative acknowledgement.
 //!
 //! # When NATS cannot be reached
 //!
@@ -100,6 +110,15 @@ pub const DEAD_AT_HEADER: &str = "Actionkit-Dead-At";
 pub const LAST_ERROR_HEADER: &str = "Actionkit-Last-Error";
 /// The header holding the event's sequence in the events stream.
 pub const EVENT_HEADER: &str = "Actionkit-Event";
+/// The header marking a message that holds several events, with their number: its payload is
+/// a JSON array of their `messageId`s on the first line, then one event per line (headers are
+/// limited to 64 KiB, too little for a large batch's ids).
+pub const EVENTS_HEADER: &str = "Actionkit-Events";
+/// The header holding an event's failed attempts when it was split from its request's message
+/// to be retried alone.
+pub const FAILED_ATTEMPTS_HEADER: &str = "Actionkit-Failed-Attempts";
+/// The header holding when a split event is due again, in milliseconds since the epoch.
+pub const DUE_AT_HEADER: &str = "Actionkit-Due-At";
 
 /// Where and how the queue lives in JetStream.
 #[derive(Clone, PartialEq, Eq)]
@@ -258,7 +277,10 @@ enum Source {
 
 /// An event handed to a worker, until it is acknowledged, retried or dead-lettered.
 pub struct Leased {
-    message: jetstream::Message,
+    /// The message it came in, shared with the other events of the same intake request.
+    group: Arc<Group>,
+    /// Its place in that message.
+    index: usize,
     source: Source,
     /// The revision of its attempts record, if it has one.
     record: Option<u64>,
@@ -299,15 +321,39 @@ impl std::fmt::Debug for Leased {
     }
 }
 
+/// One message as leased: the events of one intake request, whose outcomes are written one by
+/// one; the message is acknowledged once the last of them has its outcome.
+struct Group {
+    message: jetstream::Message,
+    size: usize,
+    /// Events whose outcome is not written yet.
+    open: Mutex<usize>,
+}
+
+impl Group {
+    /// Marks one event's outcome written; `true` for the last one, after which the message is
+    /// acknowledged.
+    fn close_one(&self) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        *open = open.saturating_sub(1);
+        *open == 0
+    }
+}
+
 impl Leased {
     /// The key of its attempts record.
     fn record_key(&self) -> String {
-        let kind = match self.source {
-            Source::Events => 'e',
-            Source::Replay => 'r',
-        };
-        format!("{}.{kind}{}", token(&self.destination), self.sequence)
+        record_key(&self.destination, self.source, self.sequence)
     }
+}
+
+/// The key of the attempts record of message `sequence` of `source` for `destination`.
+fn record_key(destination: &str, source: Source, sequence: u64) -> String {
+    let kind = match source {
+        Source::Events => 'e',
+        Source::Replay => 'r',
+    };
+    format!("{}.{kind}{sequence}", token(destination))
 }
 
 /// The queue on JetStream: streams, one pair of consumers per destination instance, buckets.
@@ -366,6 +412,63 @@ pub(crate) fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> 
     headers
         .and_then(|h| h.get(name))
         .map(|v| v.as_str().to_owned())
+}
+
+/// Room left in a message for its headers (the `messageId` list of a request).
+const MESSAGE_HEADROOM: usize = 64 * 1024;
+
+/// The message holding the events of (part of) one request: a lone event as it is, under its
+/// `messageId`; several, one per line, with their `messageId`s in a header.
+fn request_message(mut events: Vec<(String, Bytes)>) -> jetstream::message::PublishMessage {
+    if events.len() == 1 {
+        let (message_id, payload) = events.remove(0);
+        return jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .message_id(message_id);
+    }
+    let ids: Vec<&str> = events.iter().map(|(id, _)| id.as_str()).collect();
+    let id = format!("batch:{}", fingerprints::digest(&ids.join("\n")));
+    let mut headers = HeaderMap::new();
+    headers.insert(EVENTS_HEADER, events.len().to_string().as_str());
+    let ids = serde_json::Value::from(ids).to_string();
+    let size: usize = ids.len() + events.iter().map(|(_, p)| p.len() + 1).sum::<usize>();
+    let mut payload = Vec::with_capacity(size);
+    payload.extend_from_slice(ids.as_bytes());
+    for (_, event) in &events {
+        payload.push(b'\n');
+        payload.extend_from_slice(event);
+    }
+    jetstream::message::PublishMessage::build()
+        .payload(Bytes::from(payload))
+        .headers(headers)
+        .message_id(id)
+}
+
+/// The events of a request's message with several (`several`): (`messageId`, event) pairs;
+/// `None` when the message is not one (a lone event) or cannot be read as one.
+fn split_request(payload: &Bytes, several: bool) -> Option<Vec<(String, Bytes)>> {
+    if !several {
+        return None;
+    }
+    let mut rest = payload.clone();
+    let end = rest.iter().position(|b| *b == b'\n')?;
+    let ids: Vec<String> = serde_json::from_slice(&rest.split_to(end)).ok()?;
+    let mut parts = Vec::with_capacity(ids.len());
+    for id in ids {
+        // The line break before each event.
+        if rest.is_empty() {
+            return None;
+        }
+        let _ = rest.split_to(1);
+        let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        parts.push((id, rest.split_to(end)));
+    }
+    rest.is_empty().then_some(parts)
+}
+
+/// `text` on one line, as header values must be: line breaks become spaces.
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
 }
 
 /// Whether a publish error says the stream's limits refused the message.
@@ -562,60 +665,70 @@ impl JetStreamQueue {
     /// Stores one event and returns its sequence once JetStream acknowledged it; the same
     /// `message_id` within the duplicate window is stored once (the first sequence is returned).
     pub async fn enqueue(&self, message_id: &str, payload: Bytes) -> Result<u64, JetStreamError> {
-        let mut sequences = self
-            .enqueue_batch(vec![(message_id.to_owned(), payload)])
-            .await?;
-        sequences.pop().ok_or_else(|| JetStreamError::Unavailable {
+        self.enqueue_batch(vec![(message_id.to_owned(), payload)])
+            .await
+    }
+
+    /// Stores the events of one intake request (`messageId`, payload) as one message, so that
+    /// they are stored all or none, and returns its sequence once JetStream acknowledged it.
+    /// A lone event's message id is its `messageId`; several events' is derived from all their
+    /// `messageId`s, so that a client's retry of the same batch within the duplicate window is
+    /// stored once either way. Payloads must not hold a line break (compact JSON does not).
+    ///
+    /// A request larger than the servers' largest message (`max_payload`, 1 MiB by default) is
+    /// stored in several messages, each whole; a failure between them can then store part of
+    /// the request (the client's retry stores the rest, and the part once). The sequence of the
+    /// first message is returned.
+    pub async fn enqueue_batch(&self, events: Vec<(String, Bytes)>) -> Result<u64, JetStreamError> {
+        if events.is_empty() {
+            return Err(JetStreamError::Unavailable {
+                action: "publish",
+                reason: "no events to store".to_owned(),
+            });
+        }
+        let limit = self
+            .client
+            .server_info()
+            .max_payload
+            .saturating_sub(MESSAGE_HEADROOM)
+            .max(MESSAGE_HEADROOM);
+        let mut chunks: Vec<Vec<(String, Bytes)>> = Vec::new();
+        let mut size = 0;
+        for event in events {
+            let grows = event.1.len() + event.0.len() + 4;
+            match chunks.last_mut() {
+                Some(chunk) if size + grows <= limit => {
+                    size += grows;
+                    chunk.push(event);
+                }
+                _ => {
+                    size = grows;
+                    chunks.push(vec![event]);
+                }
+            }
+        }
+        let subject = format!("{}.events", self.config.subject_prefix);
+        let mut acks = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let publish = request_message(chunk);
+            let ack = self
+                .js
+                .send_publish(subject.clone(), publish)
+                .await
+                .map_err(|err| self.publish_error(err.to_string()))?;
+            acks.push(ack);
+        }
+        let mut first = None;
+        for ack in acks {
+            let ack = ack
+                .await
+                .map_err(|err| self.publish_error(err.to_string()))?;
+            first.get_or_insert(ack.sequence);
+        }
+        first.ok_or_else(|| JetStreamError::Unavailable {
             action: "publish",
             reason: "no acknowledgement".to_owned(),
         })
-    }
-
-    /// Stores every event (`messageId`, payload) and returns their sequences in order once
-    /// JetStream acknowledged them all. The publishes are sent at once and their
-    /// acknowledgements awaited together. On error some of the batch may be stored: a retry
-    /// within the duplicate window stores those once.
-    pub async fn enqueue_batch(
-        &self,
-        events: Vec<(String, Bytes)>,
-    ) -> Result<Vec<u64>, JetStreamError> {
-        let subject = format!("{}.events", self.config.subject_prefix);
-        let mut acks = Vec::with_capacity(events.len());
-        let mut refused: Option<JetStreamError> = None;
-        for (message_id, payload) in events {
-            let publish = jetstream::message::PublishMessage::build()
-                .payload(payload)
-                .message_id(message_id);
-            match self.js.send_publish(subject.clone(), publish).await {
-                Ok(ack) => acks.push(ack),
-                Err(err) => {
-                    refused = Some(self.publish_error(err.to_string()));
-                    break;
-                }
-            }
-        }
-        let results = join_all(acks.into_iter().map(|ack| ack.into_future())).await;
-        if let Some(err) = refused {
-            return Err(err);
-        }
-        let mut sequences = Vec::with_capacity(results.len());
-        let mut failure = None;
-        for result in results {
-            match result {
-                Ok(ack) => sequences.push(ack.sequence),
-                Err(err) => {
-                    let err = self.publish_error(err.to_string());
-                    // A refusal by the bound is the more useful answer (it says when to retry).
-                    if failure.is_none() || matches!(err, JetStreamError::Full { .. }) {
-                        failure = Some(err);
-                    }
-                }
-            }
-        }
-        match failure {
-            Some(err) => Err(err),
-            None => Ok(sequences),
-        }
     }
 
     fn publish_error(&self, text: String) -> JetStreamError {
@@ -666,24 +779,28 @@ impl JetStreamQueue {
         }
         let now = SystemTime::now();
         let lease_until = now + self.config.lease_duration;
-        let leased = join_all(
-            messages
-                .into_iter()
-                .map(|(source, message)| self.leased(destination, source, message, lease_until)),
-        )
-        .await;
-        leased.into_iter().collect()
+        let leased =
+            join_all(messages.into_iter().map(|(source, message)| {
+                self.leased(destination, source, message, now, lease_until)
+            }))
+            .await;
+        let mut out = Vec::new();
+        for group in leased {
+            out.extend(group?);
+        }
+        Ok(out)
     }
 
-    /// Reads what a pulled message carries, and its attempts record when it was handed out
-    /// before.
+    /// The events a pulled message carries, with their attempts record when it was handed out
+    /// before; none for a split event not due yet, which is sent back to wait.
     async fn leased(
         &self,
         destination: &str,
         source: Source,
         message: jetstream::Message,
+        now: SystemTime,
         lease_until: SystemTime,
-    ) -> Result<Leased, JetStreamError> {
+    ) -> Result<Vec<Leased>, JetStreamError> {
         let info = message
             .info()
             .map_err(|err| unavailable("lease")(err.to_string()))?;
@@ -693,21 +810,27 @@ impl JetStreamQueue {
             + Duration::from_nanos(
                 u64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0),
             );
-        let headers = message.headers.as_ref();
+        let headers = message.headers.clone();
+        let headers = headers.as_ref();
         let millis = |name: &str| {
             header(headers, name)
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(from_ms)
         };
-        let (message_id, enqueued_at, age_from, event_id) = match source {
-            Source::Events => (
-                header(headers, async_nats::header::NATS_MESSAGE_ID.as_ref()).unwrap_or_default(),
-                published,
-                published,
-                sequence,
-            ),
+        if let Some(due) = millis(DUE_AT_HEADER)
+            && let Ok(wait) = due.duration_since(now)
+            && !wait.is_zero()
+        {
+            // A split event waiting for its retry: back until then, nothing counted.
+            message
+                .ack_with(AckKind::Nak(Some(wait)))
+                .await
+                .map_err(|err| unavailable("lease")(err.to_string()))?;
+            return Ok(Vec::new());
+        }
+        let (enqueued_at, age_from, event_id) = match source {
+            Source::Events => (published, published, sequence),
             Source::Replay => (
-                header(headers, MESSAGE_ID_HEADER).unwrap_or_default(),
                 millis(ENQUEUED_AT_HEADER).unwrap_or(published),
                 millis(AGE_FROM_HEADER).unwrap_or(published),
                 header(headers, EVENT_HEADER)
@@ -715,31 +838,59 @@ impl JetStreamQueue {
                     .unwrap_or(0),
             ),
         };
-        let payload = message.payload.clone();
-        let mut leased = Leased {
+        // The events and their ids: several for a request's message, else one.
+        let parts = split_request(&message.payload, header(headers, EVENTS_HEADER).is_some())
+            .unwrap_or_else(|| {
+                // A lone event, or a message that cannot be read as a request's events:
+                // handed out as one event (the worker dead-letters what it cannot read)
+                // rather than failing every lease of the instance on it.
+                let id = match source {
+                    Source::Events => header(headers, async_nats::header::NATS_MESSAGE_ID.as_ref()),
+                    Source::Replay => header(headers, MESSAGE_ID_HEADER),
+                };
+                vec![(id.unwrap_or_default(), message.payload.clone())]
+            });
+        let (mut attempts, mut last_error) = (
+            header(headers, FAILED_ATTEMPTS_HEADER)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            header(headers, LAST_ERROR_HEADER),
+        );
+        let group = Arc::new(Group {
             message,
-            source,
-            record: None,
-            destination: destination.to_owned(),
-            message_id,
-            payload,
-            attempts: 0,
-            last_error: None,
-            enqueued_at,
-            age_from,
-            lease_until,
-            event_id: EventId(i64::try_from(event_id).unwrap_or(i64::MAX)),
-            sequence,
-            replayed: source == Source::Replay,
-        };
-        if delivered > 1 {
-            if let Some((revision, record)) = self.buckets.attempts(&leased.record_key()).await? {
-                leased.record = Some(revision);
-                leased.attempts = record.attempts;
-                leased.last_error = record.last_error;
+            size: parts.len(),
+            open: Mutex::new(parts.len()),
+        });
+        let mut record = None;
+        if delivered > 1 && group.size == 1 {
+            let key = record_key(destination, source, sequence);
+            if let Some((revision, found)) = self.buckets.attempts(&key).await? {
+                record = Some(revision);
+                attempts = found.attempts;
+                last_error = found.last_error;
             }
         }
-        Ok(leased)
+        Ok(parts
+            .into_iter()
+            .enumerate()
+            .map(|(index, (message_id, payload))| Leased {
+                group: Arc::clone(&group),
+                index,
+                source,
+                record,
+                destination: destination.to_owned(),
+                message_id,
+                payload,
+                attempts,
+                last_error: last_error.clone(),
+                enqueued_at,
+                age_from,
+                lease_until,
+                event_id: EventId(i64::try_from(event_id).unwrap_or(i64::MAX)),
+                sequence,
+                replayed: source == Source::Replay,
+            })
+            .collect())
     }
 
     /// Ends a delivered (or skipped, or filtered) event for its destination; JetStream confirms.
@@ -752,13 +903,7 @@ impl JetStreamQueue {
     /// The first failure is returned after every acknowledgement was tried.
     pub async fn ack_many(&self, leased: &[&Leased]) -> Result<u64, JetStreamError> {
         let results = join_all(leased.iter().map(|one| async move {
-            one.message
-                .double_ack()
-                .await
-                .map_err(|err| unavailable("ack")(err.to_string()))?;
-            if let Some(revision) = one.record {
-                self.buckets.forget_attempts(revision).await;
-            }
+            self.close(one, "ack").await?;
             Ok::<&str, JetStreamError>(one.destination.as_str())
         }))
         .await;
@@ -785,8 +930,32 @@ impl JetStreamQueue {
         }
     }
 
+    /// Writes that `leased` has its outcome: the last event of a message acknowledges it (and
+    /// removes its attempts record), the others only count down.
+    async fn close(&self, leased: &Leased, action: &'static str) -> Result<(), JetStreamError> {
+        if !leased.group.close_one() {
+            return Ok(());
+        }
+        leased
+            .group
+            .message
+            .double_ack()
+            .await
+            .map_err(|err| unavailable(action)(err.to_string()))?;
+        if let Some(revision) = leased.record {
+            self.buckets.forget_attempts(revision).await;
+        }
+        Ok(())
+    }
+
     /// Hands the event out again after `delay`, keeping `last_error` and counting a failed
     /// attempt unless `count_attempt` is false (the destination was busy).
+    ///
+    /// A lone event is sent back with a negative acknowledgement, its attempts kept in the
+    /// attempts bucket. An event that came with others in one request's message is split
+    /// from it: stored alone in its instance's replay subject with its attempts and due time
+    /// (handed out before that time, it is sent back without counting), and the message is
+    /// acknowledged once all its events have their outcome.
     pub async fn retry(
         &self,
         leased: &Leased,
@@ -794,18 +963,80 @@ impl JetStreamQueue {
         last_error: &str,
         count_attempt: bool,
     ) -> Result<(), JetStreamError> {
+        let attempts = leased.attempts + u32::from(count_attempt);
+        if leased.group.size > 1 {
+            let due = SystemTime::now() + delay;
+            let mut headers = self.event_headers(leased);
+            headers.insert(FAILED_ATTEMPTS_HEADER, attempts.to_string().as_str());
+            headers.insert(LAST_ERROR_HEADER, one_line(last_error).as_str());
+            headers.insert(DUE_AT_HEADER, to_ms(due).to_string().as_str());
+            let id = format!(
+                "split:{}:{}:{}:{attempts}",
+                token(&leased.destination),
+                leased.sequence,
+                leased.index
+            );
+            self.publish(
+                self.replay_subject(&leased.destination),
+                leased.payload.clone(),
+                headers,
+                id,
+                "retry",
+            )
+            .await?;
+            return self.close(leased, "retry").await;
+        }
         let record = kv::Attempts {
-            attempts: leased.attempts + u32::from(count_attempt),
+            attempts,
             last_error: Some(last_error.to_owned()),
         };
         self.buckets
             .remember_attempts(&leased.record_key(), &record)
             .await?;
         leased
+            .group
             .message
             .ack_with(AckKind::Nak(Some(delay)))
             .await
             .map_err(|err| unavailable("retry")(err.to_string()))
+    }
+
+    /// The headers that carry an event's identity and clocks into the replay or dead-letter
+    /// stream.
+    fn event_headers(&self, leased: &Leased) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(DESTINATION_HEADER, leased.destination.as_str());
+        headers.insert(MESSAGE_ID_HEADER, leased.message_id.as_str());
+        headers.insert(
+            ENQUEUED_AT_HEADER,
+            to_ms(leased.enqueued_at).to_string().as_str(),
+        );
+        headers.insert(AGE_FROM_HEADER, to_ms(leased.age_from).to_string().as_str());
+        headers.insert(EVENT_HEADER, leased.event_id.0.to_string().as_str());
+        headers
+    }
+
+    /// Publishes one message and waits for JetStream's acknowledgement.
+    async fn publish(
+        &self,
+        subject: String,
+        payload: Bytes,
+        headers: HeaderMap,
+        id: String,
+        action: &'static str,
+    ) -> Result<(), JetStreamError> {
+        let fail = unavailable(action);
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .headers(headers)
+            .message_id(id);
+        self.js
+            .send_publish(subject, publish)
+            .await
+            .map_err(|err| fail(err.to_string()))?
+            .await
+            .map_err(|err| fail(err.to_string()))?;
+        Ok(())
     }
 
     /// Records a failed attempt under the maximum-age policy, as the SQLite queue's
@@ -851,21 +1082,10 @@ impl JetStreamQueue {
         attempts: u32,
         now: SystemTime,
     ) -> Result<(), JetStreamError> {
-        let fail = unavailable("dead-letter");
-        let mut headers = HeaderMap::new();
-        // Header values are one line; line breaks in a reason become spaces.
-        let one_line = |text: &str| text.replace(['\r', '\n'], " ");
+        let mut headers = self.event_headers(leased);
         headers.insert(REASON_HEADER, one_line(reason).as_str());
-        headers.insert(DESTINATION_HEADER, leased.destination.as_str());
         headers.insert(ATTEMPTS_HEADER, attempts.to_string().as_str());
-        headers.insert(MESSAGE_ID_HEADER, leased.message_id.as_str());
-        headers.insert(
-            ENQUEUED_AT_HEADER,
-            to_ms(leased.enqueued_at).to_string().as_str(),
-        );
-        headers.insert(AGE_FROM_HEADER, to_ms(leased.age_from).to_string().as_str());
         headers.insert(DEAD_AT_HEADER, to_ms(now).to_string().as_str());
-        headers.insert(EVENT_HEADER, leased.event_id.0.to_string().as_str());
         if let Some(error) = &leased.last_error {
             headers.insert(LAST_ERROR_HEADER, one_line(error).as_str());
         }
@@ -874,25 +1094,21 @@ impl JetStreamQueue {
             Source::Events => "e",
             Source::Replay => "r",
         };
-        let id = format!("{}:{kind}{}", token(&leased.destination), leased.sequence);
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(leased.payload.clone())
-            .headers(headers)
-            .message_id(id);
-        self.js
-            .send_publish(self.dlq_subject(&leased.destination), publish)
-            .await
-            .map_err(|err| fail(err.to_string()))?
-            .await
-            .map_err(|err| fail(err.to_string()))?;
-        leased
-            .message
-            .ack_with(AckKind::Term)
-            .await
-            .map_err(|err| fail(err.to_string()))?;
-        if let Some(revision) = leased.record {
-            self.buckets.forget_attempts(revision).await;
-        }
+        let id = format!(
+            "{}:{kind}{}:{}",
+            token(&leased.destination),
+            leased.sequence,
+            leased.index
+        );
+        self.publish(
+            self.dlq_subject(&leased.destination),
+            leased.payload.clone(),
+            headers,
+            id,
+            "dead-letter",
+        )
+        .await?;
+        self.close(leased, "dead-letter").await?;
         self.buckets
             .count(&leased.destination, kv::Counter::DeadLettered, 1)
             .await;
@@ -903,8 +1119,15 @@ impl JetStreamQueue {
     /// dropped, so that JetStream does not hand them out again while they are being delivered
     /// (the worker cuts a delivery off before its lease runs out; see [`Config::ack_wait`]).
     pub fn keep_alive(&self, leased: &[&Leased]) -> KeepAlive {
+        // One report per message, however many of its events are leased.
+        let mut groups: Vec<Arc<Group>> = Vec::new();
+        for one in leased {
+            if !groups.iter().any(|group| Arc::ptr_eq(group, &one.group)) {
+                groups.push(Arc::clone(&one.group));
+            }
+        }
         let messages: Vec<jetstream::Message> =
-            leased.iter().map(|one| one.message.clone()).collect();
+            groups.iter().map(|group| group.message.clone()).collect();
         let every = (self.config.ack_wait() / 3).max(Duration::from_millis(100));
         let task = tokio::spawn(async move {
             loop {
@@ -988,4 +1211,35 @@ async fn take(
         out.push((source, message));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_message_splits_into_its_events_or_not_at_all() {
+        let payload = Bytes::from_static(b"[\"m-1\",\"m-2\"]\n{\"a\":1}\n{\"b\":2}");
+        let parts = split_request(&payload, true).expect("two events");
+        assert_eq!(
+            parts,
+            vec![
+                ("m-1".to_owned(), Bytes::from_static(b"{\"a\":1}")),
+                ("m-2".to_owned(), Bytes::from_static(b"{\"b\":2}")),
+            ]
+        );
+        assert_eq!(split_request(&payload, false), None, "a lone event");
+        for bad in [
+            &b"not json\n{}"[..],
+            b"[\"m-1\",\"m-2\"]\n{}",
+            b"[\"m-1\"]\n{}\n{}",
+            b"[\"m-1\"]",
+        ] {
+            assert_eq!(
+                split_request(&Bytes::copy_from_slice(bad), true),
+                None,
+                "{bad:?}"
+            );
+        }
+    }
 }

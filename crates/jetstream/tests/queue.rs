@@ -397,10 +397,11 @@ async fn a_full_stream_refuses_with_a_retry_hint_and_stores_nothing_more() {
     )
     .await;
     q.add_destination("userpilot").await.expect("consumer");
-    let three: Vec<(String, Bytes)> = (0..3)
-        .map(|n| (format!("m-{n}"), Bytes::from_static(b"{}")))
-        .collect();
-    q.enqueue_batch(three).await.expect("stored");
+    for n in 0..3 {
+        q.enqueue(&format!("m-{n}"), Bytes::from_static(b"{}"))
+            .await
+            .expect("stored");
+    }
     let err = q
         .enqueue("m-4", Bytes::from_static(b"{}"))
         .await
@@ -634,4 +635,95 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_dies_and_returns() {
     assert_eq!(seen.len(), 40);
     let left = eventually("reading the stream", patience, || q.stored(false)).await;
     assert_eq!(left, 0, "every acknowledged event leaves the stream");
+}
+
+#[tokio::test]
+async fn a_request_is_stored_whole_and_each_of_its_events_ends_on_its_own() {
+    let Some(nats) = nats() else { return };
+    let q = queue(&nats, Duration::from_secs(30)).await;
+    q.add_destination("userpilot").await.expect("consumer");
+    let request = || {
+        vec![
+            ("m-1".to_owned(), Bytes::from_static(b"{\"n\":1}")),
+            ("m-2".to_owned(), Bytes::from_static(b"{\"n\":2}")),
+            ("m-3".to_owned(), Bytes::from_static(b"{\"n\":3}")),
+        ]
+    };
+    let first = q.enqueue_batch(request()).await.expect("stored");
+    // The client's retry of the same request is stored once.
+    assert_eq!(q.enqueue_batch(request()).await.expect("stored"), first);
+    assert_eq!(
+        q.stored(false).await.expect("info"),
+        1,
+        "one message per request"
+    );
+    let leased = q.lease("userpilot", 10, WAIT).await.expect("leased");
+    let ids: Vec<&str> = leased.iter().map(|l| l.message_id.as_str()).collect();
+    assert_eq!(ids, ["m-1", "m-2", "m-3"]);
+    assert_eq!(&leased[1].payload[..], b"{\"n\":2}");
+    q.ack(&leased[0]).await.expect("acknowledged");
+    q.retry(
+        &leased[1],
+        Duration::from_millis(300),
+        "trackEvent: 503",
+        true,
+    )
+    .await
+    .expect("retried");
+    assert_eq!(
+        q.stored(false).await.expect("info"),
+        1,
+        "not yet acknowledged"
+    );
+    q.dead_letter(&leased[2], "identifyUser: 400")
+        .await
+        .expect("dead-lettered");
+    // The last outcome acknowledges the message.
+    let started = Instant::now();
+    while q.stored(false).await.expect("info") != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The retried event comes back alone, after its delay, with its attempt counted (a lease
+    // waits for new events only, so a replay is taken by the next one).
+    let started = Instant::now();
+    let back = loop {
+        let leased = q.lease("userpilot", 10, WAIT).await.expect("leased");
+        if !leased.is_empty() {
+            break leased;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never came back"
+        );
+    };
+    assert_eq!(back.len(), 1);
+    assert_eq!((back[0].message_id.as_str(), back[0].attempts), ("m-2", 1));
+    assert_eq!(back[0].last_error.as_deref(), Some("trackEvent: 503"));
+    assert_eq!(&back[0].payload[..], b"{\"n\":2}");
+    q.ack(&back[0]).await.expect("acknowledged");
+    let dead = q
+        .dlq_list(&DlqFilter::default(), 10, 0)
+        .await
+        .expect("listed");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].message_id, "m-3");
+    let stats = q
+        .stats(&["userpilot".to_owned()], SystemTime::now())
+        .await
+        .expect("stats");
+    let d = &stats.destinations[0];
+    assert_eq!(
+        (
+            d.pending,
+            d.in_flight,
+            d.delivered_total,
+            d.dead_lettered_total
+        ),
+        (0, 0, 2, 1),
+        "{d:?}"
+    );
 }

@@ -191,6 +191,11 @@ impl Server {
         self.process = Some(Process::spawn(&self.binary, &args));
     }
 
+    /// The server's process id while it runs (for CPU accounting).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.pid)
+    }
+
     /// The client URL, `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> &str {
         &self.url

@@ -161,7 +161,8 @@ pub struct QueueSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jetstream: Option<JetStreamSettings>,
     /// Most events stored at once, dead-lettered ones included; beyond it intake answers 503
-    /// (default 1000000).
+    /// (default 1000000). On JetStream it bounds stored requests (the events of one request
+    /// are one message), dead letters not included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_events: Option<u64>,
     /// Most event bytes stored at once, dead-lettered ones included; beyond it intake answers

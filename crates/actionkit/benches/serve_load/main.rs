@@ -65,6 +65,10 @@ struct Knobs {
     overload_connections: usize,
     overload_max_events: u64,
     phases: String,
+    /// `sqlite` or `jetstream`.
+    backend: String,
+    /// `serve` nodes sharing the queue in the throughput phase (JetStream only).
+    nodes: usize,
 }
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -93,6 +97,8 @@ impl Knobs {
             overload_max_events: env_num("OVERLOAD_MAX_EVENTS", 200_000u64).max(1000),
             phases: std::env::var("LOAD_PHASES")
                 .unwrap_or_else(|_| "throughput,latency,overload".into()),
+            backend: std::env::var("LOAD_BACKEND").unwrap_or_else(|_| "sqlite".into()),
+            nodes: env_num("LOAD_NODES", 1usize).max(1),
         }
     }
 
@@ -113,6 +119,8 @@ Environment:
   OVERLOAD_SECS          duration of the overload phase (600)
   OVERLOAD_CONNECTIONS   concurrent connections in the overload phase (64)
   OVERLOAD_MAX_EVENTS    server.queue.max_events in the overload phase (200000)
+  LOAD_BACKEND           the queue: sqlite, or jetstream on a nats-server the bench starts (sqlite)
+  LOAD_NODES             serve nodes sharing the JetStream queue in the throughput phase (1)
 ";
 
 fn main() {
@@ -127,6 +135,17 @@ fn main() {
         return;
     }
     let knobs = Knobs::from_env();
+    if knobs.backend != "sqlite" && knobs.backend != "jetstream" {
+        eprintln!(
+            "LOAD_BACKEND must be sqlite or jetstream, found {}",
+            knobs.backend
+        );
+        std::process::exit(2);
+    }
+    if knobs.nodes > 1 && knobs.backend == "sqlite" {
+        eprintln!("LOAD_NODES above 1 needs LOAD_BACKEND=jetstream: SQLite is one process's queue");
+        std::process::exit(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -282,9 +301,41 @@ fn start_mock() -> (Proc, String) {
     })
 }
 
+/// Where a phase's queue lives: an SQLite file of its own, or streams of its own on the
+/// bench's JetStream (named after the phase, so that phases do not see each other's events).
+struct QueueAt {
+    nats_url: Option<String>,
+    phase: &'static str,
+}
+
+impl QueueAt {
+    /// The `server.queue` lines choosing the store.
+    fn lines(&self) -> String {
+        match &self.nats_url {
+            None => String::new(),
+            Some(url) => {
+                let name = self.phase.to_ascii_uppercase();
+                format!(
+                    "    backend: jetstream\n    jetstream:\n      urls: [\"{url}\"]\n      \
+                     stream: EVENTS_{name}\n      dead_letter_stream: DLQ_{name}\n      \
+                     replay_stream: REPLAY_{name}\n      subject_prefix: {}\n",
+                    self.phase
+                )
+            }
+        }
+    }
+}
+
 /// Writes a configuration for one server: the mock as the only destination, rate limits off,
 /// the queue in `dir` with the given bound.
-fn write_config(dir: &Path, mock_url: &str, max_events: u64, max_bytes: u64) -> PathBuf {
+fn write_config(
+    dir: &Path,
+    queue: &QueueAt,
+    mock_url: &str,
+    max_events: u64,
+    max_bytes: u64,
+) -> PathBuf {
+    let backend = queue.lines();
     let text = format!(
         "destinations:
   - name: userpilot
@@ -300,7 +351,7 @@ server:
     - name: load
       key: ${{LOAD_WRITE_KEY}}
   queue:
-    path: {}
+{backend}    path: {}
     max_events: {max_events}
     max_bytes: {max_bytes}
 ",
@@ -567,6 +618,7 @@ fn machine_steal() -> Option<(u64, u64)> {
 struct CpuMark {
     at: Instant,
     server: Duration,
+    nats: Duration,
     mock: Duration,
     loadgen: Duration,
     steal: Option<(u64, u64)>,
@@ -577,6 +629,7 @@ struct CpuMark {
 struct CpuUse {
     wall_secs: f64,
     server: f64,
+    nats: f64,
     mock: f64,
     loadgen: f64,
     steal_percent: Option<f64>,
@@ -584,9 +637,17 @@ struct CpuUse {
 
 impl CpuMark {
     fn take(server: &Proc, mock: &Proc) -> CpuMark {
+        CpuMark::take_all(std::slice::from_ref(server), mock)
+    }
+
+    /// A mark of several servers (their CPU time summed) and the bench's nats-server, if any.
+    fn take_all(servers: &[Proc], mock: &Proc) -> CpuMark {
         CpuMark {
             at: Instant::now(),
-            server: server.cpu(),
+            server: servers.iter().map(Proc::cpu).sum(),
+            nats: NATS_PID
+                .get()
+                .map_or(Duration::ZERO, |pid| cpu_time(&pid.to_string())),
             mock: mock.cpu(),
             loadgen: cpu_time("self"),
             steal: machine_steal(),
@@ -595,7 +656,11 @@ impl CpuMark {
 
     /// The CPU use from this mark to now.
     fn cores_since(&self, server: &Proc, mock: &Proc) -> CpuUse {
-        let now = CpuMark::take(server, mock);
+        self.cores_since_all(std::slice::from_ref(server), mock)
+    }
+
+    fn cores_since_all(&self, servers: &[Proc], mock: &Proc) -> CpuUse {
+        let now = CpuMark::take_all(servers, mock);
         let wall = now.at.duration_since(self.at).as_secs_f64().max(1e-9);
         let steal_percent = match (self.steal, now.steal) {
             (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
@@ -606,6 +671,7 @@ impl CpuMark {
         CpuUse {
             wall_secs: wall,
             server: (now.server - self.server).as_secs_f64() / wall,
+            nats: (now.nats - self.nats).as_secs_f64() / wall,
             mock: (now.mock - self.mock).as_secs_f64() / wall,
             loadgen: (now.loadgen - self.loadgen).as_secs_f64() / wall,
             steal_percent,
@@ -614,17 +680,19 @@ impl CpuMark {
 }
 
 /// Starts one task per template posting its bodies back to back (each with a new sequence number)
-/// to `url` until `stop` is set.
+/// to one of `urls` until `stop` is set.
 fn spawn_posters(
     templates: Vec<Arc<Template>>,
     http: &reqwest::Client,
-    url: &str,
+    urls: &[String],
     tally: &Arc<Tally>,
     stop: &Arc<AtomicBool>,
 ) -> tokio::task::JoinSet<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    for template in templates {
-        let (http, url, tally, stop) = (http.clone(), url.to_owned(), tally.clone(), stop.clone());
+    for (idx, template) in templates.into_iter().enumerate() {
+        // Connections are spread over the servers round-robin.
+        let url = urls[idx % urls.len()].clone();
+        let (http, tally, stop) = (http.clone(), tally.clone(), stop.clone());
         tasks.spawn(async move {
             let mut seq = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -647,6 +715,9 @@ async fn delivered(client: &reqwest::Client, base: &str) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
+
+/// The process id of the bench's nats-server, when the queue is on JetStream.
+static NATS_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 
 /// Rows of the final Markdown table.
 #[derive(Default)]
@@ -672,27 +743,80 @@ async fn run(knobs: Knobs) {
     println!("knobs: {knobs:?}");
     let (mock, mock_url) = start_mock();
     let mut report = Report::default();
+    let nats = (knobs.backend == "jetstream").then(|| {
+        let server = actionkit_nats_testkit::Server::start().expect(
+            "LOAD_BACKEND=jetstream needs nats-server (`cargo xtask test --deps-only` installs it)",
+        );
+        if let Some(pid) = server.pid() {
+            let _ = NATS_PID.set(pid);
+        }
+        println!(
+            "JetStream: {} (data in {})",
+            server.url(),
+            server.dir().display()
+        );
+        server
+    });
+    let nats_url = nats.as_ref().map(|n| n.url().to_owned());
+    let queue_at = |phase: &'static str| QueueAt {
+        nats_url: nats_url.clone(),
+        phase,
+    };
 
     if knobs.wants("throughput") {
-        throughput(&knobs, dir.path(), &mock, &mock_url, &mut report).await;
+        throughput(
+            &knobs,
+            dir.path(),
+            &queue_at("throughput"),
+            &mock,
+            &mock_url,
+            &mut report,
+        )
+        .await;
     }
     if knobs.wants("latency") {
         #[cfg(target_os = "linux")]
-        latency(&knobs, dir.path(), &mock, &mock_url, &mut report).await;
+        latency(
+            &knobs,
+            dir.path(),
+            &queue_at("latency"),
+            &mock,
+            &mock_url,
+            &mut report,
+        )
+        .await;
         #[cfg(not(target_os = "linux"))]
         println!("\n## latency: skipped, its client needs Linux (epoll and timerfd)");
     }
     if knobs.wants("overload") {
-        overload(&knobs, dir.path(), &mock, &mock_url, &mut report).await;
+        overload(
+            &knobs,
+            dir.path(),
+            &queue_at("overload"),
+            &mock,
+            &mock_url,
+            &mut report,
+        )
+        .await;
     }
     mock.stop();
 
     println!();
-    println!(
-        "Queue: SQLite WAL, synchronous=FULL (fsync before every acknowledgement), group commit, \
-         default settings; delivery workers on, delivering to mock-userpilot (rate limits off, \
-         no latency) on 127.0.0.1."
-    );
+    if knobs.backend == "jetstream" {
+        println!(
+            "Queue: NATS JetStream (one nats-server on this machine, file storage, replicas 1), \
+             every acknowledgement after JetStream's publish acknowledgement; {} serve node(s) \
+             in the throughput phase; delivery workers on, delivering to mock-userpilot (rate \
+             limits off, no latency) on 127.0.0.1.",
+            knobs.nodes
+        );
+    } else {
+        println!(
+            "Queue: SQLite WAL, synchronous=FULL (fsync before every acknowledgement), group commit, \
+             default settings; delivery workers on, delivering to mock-userpilot (rate limits off, \
+             no latency) on 127.0.0.1."
+        );
+    }
     println!();
     println!("| measure | value | conditions |");
     println!("|---|---|---|");
@@ -711,23 +835,41 @@ fn cpu_note(cores: CpuUse) -> String {
     let steal = cores
         .steal_percent
         .map_or_else(|| "unknown".to_string(), |p| format!("{p:.1}%"));
+    let nats = if NATS_PID.get().is_some() {
+        format!(", nats-server {:.2}", cores.nats)
+    } else {
+        String::new()
+    };
     format!(
-        "CPU cores used: server {:.2}, mock {:.2}, load generator {:.2}; CPU stolen by the hypervisor: {steal}",
+        "CPU cores used: server {:.2}{nats}, mock {:.2}, load generator {:.2}; CPU stolen by the hypervisor: {steal}",
         cores.server, cores.mock, cores.loadgen
     )
 }
 
-async fn throughput(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report: &mut Report) {
+async fn throughput(
+    knobs: &Knobs,
+    base: &Path,
+    queue: &QueueAt,
+    mock: &Proc,
+    mock_url: &str,
+    report: &mut Report,
+) {
     let secs = knobs.throughput_secs;
     println!(
-        "\n## throughput: {} connections, /v1/batch x {BATCH} events, {secs} s",
-        knobs.connections
+        "\n## throughput: {} connections, /v1/batch x {BATCH} events, {secs} s, {} node(s) on {}",
+        knobs.connections, knobs.nodes, knobs.backend
     );
-    let dir = phase_dir(base, "throughput");
-    // Room for everything the phase can send: no 503 for a full queue here.
-    let config = write_config(&dir, mock_url, 50_000_000, 200 << 30);
-    let (server, base_url) = start_server(&config);
-    let url = format!("{base_url}/v1/batch");
+    let mut servers = Vec::new();
+    let mut base_urls = Vec::new();
+    for node in 0..knobs.nodes {
+        let dir = phase_dir(base, &format!("throughput-{node}"));
+        // Room for everything the phase can send: no 503 for a full queue here.
+        let config = write_config(&dir, queue, mock_url, 50_000_000, 200 << 30);
+        let (server, base_url) = start_server(&config);
+        servers.push(server);
+        base_urls.push(base_url);
+    }
+    let urls: Vec<String> = base_urls.iter().map(|b| format!("{b}/v1/batch")).collect();
     let http = client(knobs.connections);
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -738,19 +880,22 @@ async fn throughput(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, rep
         "  body: {} bytes for {BATCH} events",
         templates[0].bytes.len()
     );
-    let start_mark = CpuMark::take(&server, mock);
-    let delivered_before = delivered(&http, &base_url).await;
-    let mut tasks = spawn_posters(templates, &http, &url, &tally, &stop);
+    let start_mark = CpuMark::take_all(&servers, mock);
+    let delivered_before = delivered_all(&http, &base_urls).await;
+    let mut tasks = spawn_posters(templates, &http, &urls, &tally, &stop);
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let accepted = tally.accepted_events.load(Ordering::Relaxed);
-    let cores = start_mark.cores_since(&server, mock);
+    let cores = start_mark.cores_since_all(&servers, mock);
     stop.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
-    let delivered_during = delivered(&http, &base_url).await - delivered_before;
+    let delivered_during = delivered_all(&http, &base_urls).await - delivered_before;
     let wall = cores.wall_secs;
     let rate = accepted as f64 / wall;
     report.add(
-        "accepted events/s through /v1/batch (100 x ~1 KB)",
+        &format!(
+            "accepted events/s through /v1/batch (100 x ~1 KB), {} {} node(s)",
+            knobs.backend, knobs.nodes
+        ),
         format!("{rate:.0}"),
         format!(
             "{} connections, {secs} s, {accepted} events in 2xx answers, answers {{{}}}; delivered to the mock meanwhile: {delivered_during}; {}; load avg {}",
@@ -760,16 +905,34 @@ async fn throughput(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, rep
             load_average()
         ),
     );
-    server.stop();
+    for server in servers {
+        server.stop();
+    }
+}
+
+/// The delivery counters of every server, summed.
+async fn delivered_all(client: &reqwest::Client, bases: &[String]) -> u64 {
+    let mut sum = 0;
+    for base in bases {
+        sum += delivered(client, base).await;
+    }
+    sum
 }
 
 #[cfg(target_os = "linux")]
-async fn latency(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report: &mut Report) {
+async fn latency(
+    knobs: &Knobs,
+    base: &Path,
+    queue: &QueueAt,
+    mock: &Proc,
+    mock_url: &str,
+    report: &mut Report,
+) {
     let secs = knobs.latency_secs;
     let rate = knobs.rate;
     println!("\n## latency: single /v1/track calls, {rate}/s open loop, {secs} s");
     let dir = phase_dir(base, "latency");
-    let config = write_config(&dir, mock_url, 10_000_000, 20 << 30);
+    let config = write_config(&dir, queue, mock_url, 10_000_000, 20 << 30);
     let (server, base_url) = start_server(&config);
     let http = client(4);
     let addr = base_url.trim_start_matches("http://").to_owned();
@@ -888,14 +1051,21 @@ async fn paced_run(addr: &str, rate: u64, requests: Vec<Vec<u8>>) -> paced::Outc
         .expect("the paced client runs")
 }
 
-async fn overload(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, report: &mut Report) {
+async fn overload(
+    knobs: &Knobs,
+    base: &Path,
+    queue: &QueueAt,
+    mock: &Proc,
+    mock_url: &str,
+    report: &mut Report,
+) {
     let secs = knobs.overload_secs.max(2);
     println!(
         "\n## overload: {} connections, batches without pause, queue bound {} events, {secs} s",
         knobs.overload_connections, knobs.overload_max_events
     );
     let dir = phase_dir(base, "overload");
-    let config = write_config(&dir, mock_url, knobs.overload_max_events, 1 << 30);
+    let config = write_config(&dir, queue, mock_url, knobs.overload_max_events, 1 << 30);
     let (server, base_url) = start_server(&config);
     let pid = server.pid();
     let url = format!("{base_url}/v1/batch");
@@ -907,7 +1077,7 @@ async fn overload(knobs: &Knobs, base: &Path, mock: &Proc, mock_url: &str, repor
     let templates = (0..knobs.overload_connections)
         .map(|conn| Arc::new(Template::batch(conn)))
         .collect();
-    let mut tasks = spawn_posters(templates, &http, &url, &tally, &stop);
+    let mut tasks = spawn_posters(templates, &http, std::slice::from_ref(&url), &tally, &stop);
     // Sample memory once a second; the first and last minute (a tenth of the run when shorter
     // than ten minutes) are compared to tell a plateau from growth.
     let window = (secs / 10).clamp(1, 60);
