@@ -52,19 +52,13 @@ pub fn run(root: &Path, deps_only: bool, cargo_args: &[String]) -> anyhow::Resul
     if deps_only {
         return Ok(());
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     println!(
         "== tests: cargo test --workspace --locked {}",
         cargo_args.join(" ")
     );
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .args(["test", "--workspace", "--locked"])
+    let status = cargo_test(root, &deps)
+        .args(["--workspace", "--locked"])
         .args(cargo_args)
-        .env("ACTIONKIT_CHROMIUM", &deps.chromium)
-        .env("ACTIONKIT_PYTHON", &deps.python)
-        .env("ACTIONKIT_NATS_SERVER", &deps.nats_server)
-        .env("ACTIONKIT_REQUIRE_CLIENTS", "1")
         .status()
         .context("cannot run cargo test")?;
     if !status.success() {
@@ -74,6 +68,21 @@ pub fn run(root: &Path, deps_only: bool, cargo_args: &[String]) -> anyhow::Resul
         run_on_jetstream(root, &deps)?;
     }
     Ok(())
+}
+
+/// `cargo test` in `root`, told where the test dependencies are and that a missing one is a
+/// failure.
+fn cargo_test(root: &Path, deps: &TestDeps) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root)
+        .arg("test")
+        .env("ACTIONKIT_CHROMIUM", &deps.chromium)
+        .env("ACTIONKIT_PYTHON", &deps.python)
+        .env("ACTIONKIT_NATS_SERVER", &deps.nats_server)
+        .env("ACTIONKIT_REQUIRE_CLIENTS", "1");
+    command
 }
 
 /// The serve test suites that run a second time with the queue on JetStream.
@@ -89,24 +98,17 @@ pub const JETSTREAM_SUITES: &[&str] = &[
 /// Runs [`JETSTREAM_SUITES`] again with `ACTIONKIT_TEST_QUEUE=jetstream`: every `serve` they
 /// start keeps its queue in a JetStream server of its own instead of an SQLite file.
 fn run_on_jetstream(root: &Path, deps: &TestDeps) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     println!(
         "== tests on the JetStream queue: {}",
         JETSTREAM_SUITES.join(", ")
     );
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(root)
-        .args(["test", "--locked", "-p", "actionkit"]);
+    let mut command = cargo_test(root, deps);
+    command.args(["--locked", "-p", "actionkit"]);
     for suite in JETSTREAM_SUITES {
         command.args(["--test", suite]);
     }
     let status = command
         .env("ACTIONKIT_TEST_QUEUE", "jetstream")
-        .env("ACTIONKIT_CHROMIUM", &deps.chromium)
-        .env("ACTIONKIT_PYTHON", &deps.python)
-        .env("ACTIONKIT_NATS_SERVER", &deps.nats_server)
-        .env("ACTIONKIT_REQUIRE_CLIENTS", "1")
         .status()
         .context("cannot run cargo test")?;
     if !status.success() {

@@ -172,8 +172,9 @@ pub async fn connect(
 /// lost a server elects new leaders within seconds, and meanwhile requests time out.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Runs `step` until it succeeds, logging each failure and pausing between tries, for at most
-/// [`STARTUP_PATIENCE`]; then returns the last error.
+/// Runs `step` until it succeeds, logging each transient failure and pausing between tries,
+/// for at most [`STARTUP_PATIENCE`]; then, or at once for a failure that trying again cannot
+/// mend (a setting NATS refuses), returns the error.
 async fn with_patience<T, F, Fut>(what: &str, mut step: F) -> Result<T, JetStreamError>
 where
     F: FnMut() -> Fut,
@@ -184,7 +185,7 @@ where
     loop {
         match step().await {
             Ok(value) => return Ok(value),
-            Err(err) if started.elapsed() + pause < STARTUP_PATIENCE => {
+            Err(err) if err.is_transient() && started.elapsed() + pause < STARTUP_PATIENCE => {
                 tracing::warn!(error = %err, retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX), "{what} failed; trying again.");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));

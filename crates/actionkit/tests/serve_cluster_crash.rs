@@ -9,15 +9,16 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::{Duration, Instant};
 
 use actionkit_jetstream::{Config, JetStreamQueue};
-use actionkit_mock_userpilot::{FaultConfig, Latency};
 use actionkit_nats_testkit::Cluster;
-use common::crash::{Fate, Ledger, Rng, Sent, Shared, accepted, arrivals, check, generate};
+use common::crash::{
+    Ledger, Rng, Shared, arrivals, assert_no_problems, check, crash_mock, drain, generate, seed,
+    stop_load,
+};
 use common::serve::*;
 use tokio::sync::watch;
 
@@ -59,28 +60,11 @@ async fn acknowledged_events_survive_killed_serve_nodes_and_a_killed_nats_server
     let Some(mut nats) = Cluster::start(3) else {
         return;
     };
-    let seed = std::env::var("ACTIONKIT_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    eprintln!("cluster crash test seed: {seed} (replay with ACTIONKIT_CRASH_SEED={seed})");
+    let seed = seed("cluster crash test");
     let mut rng = Rng(seed);
     wait_for_jetstream(&nats.urls()).await;
 
-    let mock = mock_unlimited(FaultConfig {
-        latency: Some(Latency::range(
-            Duration::from_millis(20),
-            Duration::from_millis(120),
-        )),
-        error_rate: 0.1,
-        error_status: 503,
-        ..FaultConfig::default()
-    })
-    .await;
+    let mock = crash_mock().await;
     let dirs: Vec<tempfile::TempDir> = (0..3)
         .map(|_| tempfile::tempdir().expect("a temp dir"))
         .collect();
@@ -155,40 +139,13 @@ async fn acknowledged_events_survive_killed_serve_nodes_and_a_killed_nats_server
         nats.start_node(nats_victim);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    shared.stop.store(true, Ordering::Relaxed);
-    while let Some(res) = generators.join_next().await {
-        if let Err(err) = res {
-            panic!("seed {seed}: a load generator failed: {err}");
-        }
-    }
+    let ledger = stop_load(&shared, &mut generators, seed).await;
     let load_time = started.elapsed();
 
-    let ledger: HashMap<String, Sent> =
-        std::mem::take(&mut *shared.ledger.events.lock().expect("the ledger lock"));
-    let must_arrive: Vec<&String> = ledger
-        .iter()
-        .filter(|(_, s)| s.fate == Fate::Acked)
-        .map(|(u, _)| u)
-        .collect();
-    let drain_started = Instant::now();
-    loop {
-        let arrived = arrivals(&mock);
-        let missing = must_arrive
-            .iter()
-            .filter(|u| !accepted(&arrived, u))
-            .count();
-        if missing == 0 && live_deliveries(&userpilot_stats(&configs[0])) == 0 {
-            break;
-        }
-        if drain_started.elapsed() > DRAIN_PATIENCE {
-            let stats = queue_stats(&configs[0]);
-            panic!(
-                "seed {seed}: {missing} acked events never arrived within {DRAIN_PATIENCE:?}; \
-                 stats {stats}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let drained = match drain(&mock, &ledger, &configs[0], DRAIN_PATIENCE).await {
+        Ok(took) => took,
+        Err(why) => panic!("seed {seed}: {why}"),
+    };
     for server in servers.into_iter().flatten() {
         let (code, logs) = tokio::task::spawn_blocking(move || server.terminate())
             .await
@@ -211,26 +168,9 @@ async fn acknowledged_events_survive_killed_serve_nodes_and_a_killed_nats_server
     eprintln!(
         "cluster crash test (seed {seed}): {KILLS} serve kills and NATS server {nats_victim} \
          killed and restarted in {load_time:?}; {}; drain {:?}",
-        verdict.summary,
-        drain_started.elapsed(),
+        verdict.summary, drained,
     );
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problems:\n{}\n\nserver logs:\n{}",
-        problems.len(),
-        problems
-            .iter()
-            .take(50)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n"),
-        all_logs
-            .lines()
-            .rev()
-            .take(200)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_no_problems(seed, &problems, &all_logs);
     assert!(
         verdict.acked > 0 && verdict.delivered > 0,
         "seed {seed}: nothing was acked"

@@ -13,13 +13,14 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::{Duration, Instant};
 
-use actionkit_mock_userpilot::{FaultConfig, Latency};
-use common::crash::{Fate, Ledger, Rng, Sent, Shared, accepted, arrivals, check, generate};
+use common::crash::{
+    Ledger, Rng, Shared, arrivals, assert_no_problems, check, crash_mock, drain, generate, seed,
+    stop_load,
+};
 use common::serve::*;
 use tokio::sync::watch;
 
@@ -38,29 +39,10 @@ const DRAIN_PATIENCE: Duration = Duration::from_secs(180);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_repeated_kill_9_under_load() {
-    let seed = std::env::var("ACTIONKIT_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    eprintln!("crash test seed: {seed} (replay with ACTIONKIT_CRASH_SEED={seed})");
+    let seed = seed("crash test");
     let mut rng = Rng(seed);
 
-    // Latency keeps deliveries in flight when the process dies; a few 503s keep some in
-    // their in-process retries, or scheduled for a queue-level retry, at that moment.
-    let mock = mock_unlimited(FaultConfig {
-        latency: Some(Latency::range(
-            Duration::from_millis(20),
-            Duration::from_millis(120),
-        )),
-        error_rate: 0.1,
-        error_status: 503,
-        ..FaultConfig::default()
-    })
-    .await;
+    let mock = crash_mock().await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let config = write_config_with(dir.path(), &mock.base_url(), "  concurrency: 32\n", "");
 
@@ -101,43 +83,16 @@ async fn acknowledged_events_survive_repeated_kill_9_under_load() {
         addr_tx.send_replace(vec![server.addr.clone()]);
     }
     tokio::time::sleep(AFTER_LAST_RESTART).await;
-    shared.stop.store(true, Ordering::Relaxed);
-    while let Some(res) = generators.join_next().await {
-        if let Err(err) = res {
-            panic!("seed {seed}: a load generator failed: {err}");
-        }
-    }
+    let ledger = stop_load(&shared, &mut generators, seed).await;
     let load_time = started.elapsed();
 
-    let ledger: HashMap<String, Sent> =
-        std::mem::take(&mut *shared.ledger.events.lock().expect("the ledger lock"));
-    let must_arrive: Vec<&String> = ledger
-        .iter()
-        .filter(|(_, s)| s.fate == Fate::Acked)
-        .map(|(u, _)| u)
-        .collect();
-
-    // Drain: every acked event arrives and the queue has nothing left to deliver.
-    let drain_started = Instant::now();
-    loop {
-        let arrived = arrivals(&mock);
-        let missing = must_arrive
-            .iter()
-            .filter(|u| !accepted(&arrived, u))
-            .count();
-        if missing == 0 && live_deliveries(&userpilot_stats(&config)) == 0 {
-            break;
-        }
-        if drain_started.elapsed() > DRAIN_PATIENCE {
-            let stats = queue_stats(&config);
+    let drained = match drain(&mock, &ledger, &config, DRAIN_PATIENCE).await {
+        Ok(took) => took,
+        Err(why) => {
             let logs = server.crash();
-            panic!(
-                "seed {seed}: {missing} acked events never arrived within {DRAIN_PATIENCE:?}; \
-                 stats {stats}\nlast server log:\n{logs}"
-            );
+            panic!("seed {seed}: {why}\nlast server log:\n{logs}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
     let (code, logs) = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .expect("the server stops");
@@ -179,27 +134,9 @@ async fn acknowledged_events_survive_repeated_kill_9_under_load() {
     eprintln!(
         "crash test (seed {seed}): {KILLS} kills in {load_time:?}; {}; queue delivered_total \
          {delivered_total}; drain {:?}",
-        verdict.summary,
-        drain_started.elapsed(),
+        verdict.summary, drained,
     );
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problems:\n{}\n\nserver logs:\n{}",
-        problems.len(),
-        problems
-            .iter()
-            .take(50)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n"),
-        all_logs
-            .lines()
-            .rev()
-            .take(200)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    // The run exercised what it claims to: the process died with work in flight.
+    assert_no_problems(seed, &problems, &all_logs);
     assert!(
         acked > 0 && verdict.delivered > 0,
         "seed {seed}: nothing was acked"

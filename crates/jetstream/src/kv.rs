@@ -214,31 +214,8 @@ impl Buckets {
 
     /// One compare-and-set of a total; `Ok(false)` when another node wrote first.
     async fn try_count(&self, key: &str, n: u64) -> Result<bool, String> {
-        let entry = self.counters.entry(key).await.map_err(|e| e.to_string())?;
-        let (now, revision) = match &entry {
-            Some(entry) if entry.operation == kv::Operation::Put => (
-                std::str::from_utf8(&entry.value)
-                    .ok()
-                    .and_then(|text| text.parse::<u64>().ok())
-                    .unwrap_or(0),
-                Some(entry.revision),
-            ),
-            Some(entry) => (0, Some(entry.revision)),
-            None => (0, None),
-        };
-        let value = Bytes::from((now + n).to_string());
-        match revision {
-            Some(revision) => match self.counters.update(key, value, revision).await {
-                Ok(_) => Ok(true),
-                Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
-                Err(err) => Err(err.to_string()),
-            },
-            None => match self.counters.create(key, value).await {
-                Ok(_) => Ok(true),
-                Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
-                Err(err) => Err(err.to_string()),
-            },
-        }
+        let (now, revision) = read_number(&self.counters, key).await?;
+        write_number(&self.counters, key, now + n, revision).await
     }
 
     /// A total of `destination` (0 when nothing was counted yet).
@@ -256,6 +233,49 @@ impl Buckets {
             .filter(|entry| entry.operation == kv::Operation::Put)
             .and_then(|entry| std::str::from_utf8(&entry.value).ok()?.parse().ok())
             .unwrap_or(0))
+    }
+}
+
+/// The number kept under `key` and the revision it was read at (0 and `None` when it was never
+/// written; 0 when it was deleted or is not a number).
+pub(crate) async fn read_number(
+    store: &kv::Store,
+    key: &str,
+) -> Result<(u64, Option<u64>), String> {
+    let entry = store.entry(key).await.map_err(|err| err.to_string())?;
+    Ok(match entry {
+        Some(entry) if entry.operation == kv::Operation::Put => (
+            std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+                .unwrap_or(0),
+            Some(entry.revision),
+        ),
+        Some(entry) => (0, Some(entry.revision)),
+        None => (0, None),
+    })
+}
+
+/// Writes `value` under `key` if the key is still at `revision` (still absent for `None`);
+/// `Ok(false)` when another writer came first.
+pub(crate) async fn write_number(
+    store: &kv::Store,
+    key: &str,
+    value: u64,
+    revision: Option<u64>,
+) -> Result<bool, String> {
+    let value = Bytes::from(value.to_string());
+    match revision {
+        Some(revision) => match store.update(key, value, revision).await {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(err) => Err(err.to_string()),
+        },
+        None => match store.create(key, value).await {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(err) => Err(err.to_string()),
+        },
     }
 }
 

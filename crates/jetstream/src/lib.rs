@@ -252,6 +252,29 @@ pub enum JetStreamError {
     },
 }
 
+impl JetStreamError {
+    /// Whether trying again may succeed: NATS unreachable or busy (a cluster electing its
+    /// leaders answers with timeouts), as opposed to a setting it refuses.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            JetStreamError::Connect { .. } | JetStreamError::Unavailable { .. } => true,
+            JetStreamError::Full { .. } => false,
+            JetStreamError::Setup { reason, .. } => {
+                let reason = reason.to_ascii_lowercase();
+                [
+                    "timed out",
+                    "no responders",
+                    "unavailable",
+                    "not available",
+                    "leader",
+                ]
+                .iter()
+                .any(|sign| reason.contains(sign))
+            }
+        }
+    }
+}
+
 /// An [`JetStreamError::Unavailable`] for `action`.
 fn unavailable(action: &'static str) -> impl Fn(String) -> JetStreamError {
     move |reason| JetStreamError::Unavailable { action, reason }
@@ -538,12 +561,16 @@ impl JetStreamQueue {
         };
         for stream in [events, dead, replay] {
             let what = format!("stream {}", stream.name);
-            js.get_or_create_stream(stream)
-                .await
-                .map_err(|err| JetStreamError::Setup {
-                    what,
-                    reason: err.to_string(),
-                })?;
+            js.get_or_create_stream(stream).await.map_err(|err| {
+                let mut reason = err.to_string();
+                if reason.contains("insufficient storage") {
+                    reason.push_str(
+                        "; the NATS server cannot reserve the stream's max_bytes \
+                             (server.queue.max_bytes): lower it or give JetStream more storage",
+                    );
+                }
+                JetStreamError::Setup { what, reason }
+            })?;
         }
         let buckets = kv::Buckets::open(&js, &config).await?;
         Ok(JetStreamQueue {

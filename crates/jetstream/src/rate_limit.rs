@@ -19,7 +19,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::kv;
-use bytes::Bytes;
 
 use crate::{JetStreamError, JetStreamQueue, token};
 
@@ -116,54 +115,18 @@ impl ClusterRateLimit {
     async fn reserve(&self) -> Result<u64, JetStreamError> {
         loop {
             let now = now_ms();
-            let entry = self
-                .store
-                .entry(self.key.as_str())
+            let (next_free, revision) = crate::kv::read_number(&self.store, &self.key)
                 .await
                 .map_err(unavailable)?;
-            let (next_free, revision) = match &entry {
-                Some(entry) if entry.operation == kv::Operation::Put => (
-                    std::str::from_utf8(&entry.value)
-                        .ok()
-                        .and_then(|text| text.parse::<u64>().ok())
-                        .unwrap_or(0),
-                    Some(entry.revision),
-                ),
-                Some(entry) => (0, Some(entry.revision)),
-                None => (0, None),
-            };
             let slot = next_free.max(now);
-            let value = Bytes::from((slot + self.interval_ms).to_string());
-            let written = match revision {
-                Some(revision) => self
-                    .store
-                    .update(self.key.as_str(), value, revision)
+            let written =
+                crate::kv::write_number(&self.store, &self.key, slot + self.interval_ms, revision)
                     .await
-                    .map(|_| ())
-                    .map_err(|err| {
-                        (
-                            err.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                            err.to_string(),
-                        )
-                    }),
-                None => self
-                    .store
-                    .create(self.key.as_str(), value)
-                    .await
-                    .map(|_| ())
-                    .map_err(|err| {
-                        (
-                            err.kind() == kv::CreateErrorKind::AlreadyExists,
-                            err.to_string(),
-                        )
-                    }),
-            };
-            match written {
-                Ok(()) => return Ok(slot),
-                // Another node took a slot first: read again.
-                Err((true, _)) => continue,
-                Err((false, reason)) => return Err(unavailable(reason)),
+                    .map_err(unavailable)?;
+            if written {
+                return Ok(slot);
             }
+            // Another node took a slot first: read again.
         }
     }
 }

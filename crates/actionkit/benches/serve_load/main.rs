@@ -863,8 +863,15 @@ async fn throughput(
     let mut base_urls = Vec::new();
     for node in 0..knobs.nodes {
         let dir = phase_dir(base, &format!("throughput-{node}"));
-        // Room for everything the phase can send: no 503 for a full queue here.
-        let config = write_config(&dir, queue, mock_url, 50_000_000, 200 << 30);
+        // Room for everything the phase can send: no 503 for a full queue here. JetStream
+        // reserves a stream's bytes on disk when it is created, so it gets what a 15-second
+        // phase can fill rather than SQLite's never-reached 200 GiB.
+        let max_bytes = if queue.nats_url.is_some() {
+            16 << 30
+        } else {
+            200 << 30
+        };
+        let config = write_config(&dir, queue, mock_url, 50_000_000, max_bytes);
         let (server, base_url) = start_server(&config);
         servers.push(server);
         base_urls.push(base_url);

@@ -435,3 +435,95 @@ pub fn check(
         delivered,
     }
 }
+
+/// The seed of a crash test: `ACTIONKIT_CRASH_SEED`, else the clock; printed so that a run's
+/// choices can be replayed.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("ACTIONKIT_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("{test} seed: {seed} (replay with ACTIONKIT_CRASH_SEED={seed})");
+    seed
+}
+
+/// The mock of the crash tests: latency keeps deliveries in flight when a process dies, and a
+/// few 503s keep some in their in-process retries, or scheduled for a queue-level retry, then.
+pub async fn crash_mock() -> MockHandle {
+    super::serve::mock_unlimited(actionkit_mock_userpilot::FaultConfig {
+        latency: Some(actionkit_mock_userpilot::Latency::range(
+            Duration::from_millis(20),
+            Duration::from_millis(120),
+        )),
+        error_rate: 0.1,
+        error_status: 503,
+        ..actionkit_mock_userpilot::FaultConfig::default()
+    })
+    .await
+}
+
+/// Stops the load generators and returns what they sent.
+pub async fn stop_load(
+    shared: &Shared,
+    generators: &mut tokio::task::JoinSet<()>,
+    seed: u64,
+) -> HashMap<String, Sent> {
+    shared.stop.store(true, Ordering::Relaxed);
+    while let Some(res) = generators.join_next().await {
+        if let Err(err) = res {
+            panic!("seed {seed}: a load generator failed: {err}");
+        }
+    }
+    std::mem::take(&mut *shared.ledger.events.lock().expect("the ledger lock"))
+}
+
+/// Waits until every acked event of `ledger` arrived and the queue of `config` has nothing
+/// left to deliver; after `patience`, says how many never arrived, with the queue's stats.
+pub async fn drain(
+    mock: &MockHandle,
+    ledger: &HashMap<String, Sent>,
+    config: &std::path::Path,
+    patience: Duration,
+) -> Result<Duration, String> {
+    let started = std::time::Instant::now();
+    loop {
+        let arrived = arrivals(mock);
+        let missing = ledger
+            .iter()
+            .filter(|(user, sent)| sent.fate == Fate::Acked && !accepted(&arrived, user))
+            .count();
+        if missing == 0
+            && super::serve::live_deliveries(&super::serve::userpilot_stats(config)) == 0
+        {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > patience {
+            let stats = super::serve::queue_stats(config);
+            return Err(format!(
+                "{missing} acked events never arrived within {patience:?}; stats {stats}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Fails the test with the problems found (the first 50) and the last lines of the servers'
+/// logs.
+pub fn assert_no_problems(seed: u64, problems: &[String], logs: &str) {
+    assert!(
+        problems.is_empty(),
+        "seed {seed}: {} problems:\n{}\n\nserver logs:\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(50)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        logs.lines().rev().take(200).collect::<Vec<_>>().join("\n")
+    );
+}
