@@ -382,8 +382,11 @@ fn record_key(destination: &str, source: Source, sequence: u64) -> String {
 /// The queue on JetStream: streams, one pair of consumers per destination instance, buckets.
 #[derive(Clone)]
 pub struct JetStreamQueue {
-    client: async_nats::Client,
     js: jetstream::Context,
+    /// A connection of its own for intake's publishes: under a flood of them, the workers'
+    /// pulls and acknowledgements on `js` do not wait behind megabytes of events on one socket.
+    publisher: jetstream::Context,
+    publisher_client: async_nats::Client,
     config: Config,
     buckets: kv::Buckets,
     /// Consumers already looked up, by name.
@@ -436,6 +439,13 @@ pub(crate) fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> 
         .and_then(|h| h.get(name))
         .map(|v| v.as_str().to_owned())
 }
+
+/// The most messages one lease pulls. A message holds a whole request (up to Segment's 500 KB
+/// batch), so pulling as many messages as a worker wants events could move hundreds of
+/// megabytes at once, more than the server buffers for a client that is slow to read (it then
+/// cuts the connection as a slow consumer). 64 requests are up to 32 MB, and as many events as
+/// the batches hold.
+pub const LEASE_MESSAGES: usize = 64;
 
 /// Room left in a message for its headers (the `messageId` list of a request).
 const MESSAGE_HEADROOM: usize = 64 * 1024;
@@ -506,25 +516,12 @@ fn is_limit_refusal(text: &str) -> bool {
 impl JetStreamQueue {
     /// Connects and creates the streams and buckets if they do not exist yet.
     pub async fn connect(config: Config) -> Result<JetStreamQueue, JetStreamError> {
-        let urls = config.urls.join(", ");
-        let mut options = async_nats::ConnectOptions::new()
-            .connection_timeout(config.request_timeout)
-            .request_timeout(Some(config.request_timeout));
-        if let Some((user, password)) = &config.credentials {
-            options = options.user_and_password(user.clone(), password.clone());
-        }
-        if let Some(token) = &config.token {
-            options = options.token(token.clone());
-        }
-        let client = options
-            .connect(config.urls.as_slice())
-            .await
-            .map_err(|err| JetStreamError::Connect {
-                urls: urls.clone(),
-                reason: err.to_string(),
-            })?;
-        let mut js = jetstream::new(client.clone());
+        let client = Self::client(&config, "actionkit").await?;
+        let publisher_client = Self::client(&config, "actionkit-intake").await?;
+        let mut js = jetstream::new(client);
         js.set_timeout(config.request_timeout);
+        let mut publisher = jetstream::new(publisher_client.clone());
+        publisher.set_timeout(config.request_timeout);
         let prefix = &config.subject_prefix;
         let events = stream::Config {
             name: config.stream.clone(),
@@ -574,12 +571,34 @@ impl JetStreamQueue {
         }
         let buckets = kv::Buckets::open(&js, &config).await?;
         Ok(JetStreamQueue {
-            client,
             js,
+            publisher,
+            publisher_client,
             config,
             buckets,
             consumers: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    /// One connection to the servers of `config`, named `name` (as NATS monitoring shows it).
+    async fn client(config: &Config, name: &str) -> Result<async_nats::Client, JetStreamError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(config.request_timeout)
+            .request_timeout(Some(config.request_timeout));
+        if let Some((user, password)) = &config.credentials {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &config.token {
+            options = options.token(token.clone());
+        }
+        options
+            .connect(config.urls.as_slice())
+            .await
+            .map_err(|err| JetStreamError::Connect {
+                urls: config.urls.join(", "),
+                reason: err.to_string(),
+            })
     }
 
     /// The configuration in use.
@@ -587,9 +606,9 @@ impl JetStreamQueue {
         &self.config
     }
 
-    /// Whether the connection to NATS is up right now.
+    /// Whether the connection that stores intake's events is up right now.
     pub fn is_connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
+        self.publisher_client.connection_state() == async_nats::connection::State::Connected
     }
 
     pub(crate) fn context(&self) -> &jetstream::Context {
@@ -714,7 +733,7 @@ impl JetStreamQueue {
             });
         }
         let limit = self
-            .client
+            .publisher_client
             .server_info()
             .max_payload
             .saturating_sub(MESSAGE_HEADROOM)
@@ -739,7 +758,7 @@ impl JetStreamQueue {
         for chunk in chunks {
             let publish = request_message(chunk);
             let ack = self
-                .js
+                .publisher
                 .send_publish(subject.clone(), publish)
                 .await
                 .map_err(|err| self.publish_error(err.to_string()))?;
@@ -771,8 +790,9 @@ impl JetStreamQueue {
         }
     }
 
-    /// Leases up to `max` events of `destination`: replays first, then events; when there is
-    /// none, waits at most `wait` for one.
+    /// Leases the events of up to `max` messages of `destination` (at most
+    /// [`LEASE_MESSAGES`]; a message holds one request's events): replays first, then events;
+    /// when there is none, waits at most `wait` for one.
     pub async fn lease(
         &self,
         destination: &str,
@@ -782,6 +802,7 @@ impl JetStreamQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
+        let max = max.min(LEASE_MESSAGES);
         let mut messages = Vec::new();
         let replay = self.consumer(Source::Replay, destination).await?;
         take(&replay, Source::Replay, max, None, &mut messages).await?;
