@@ -172,6 +172,29 @@ fn bench(c: &mut Criterion) {
         let raw = identify_mapping();
         b.iter(|| Mapping::compile(black_box(&raw)))
     });
+    // `@liquid` is the one directive with an interpreter of its own, so it gets its own figures.
+    let liquid = liquid_mapping();
+    c.bench_function("compile/liquid", |b| {
+        b.iter(|| Mapping::compile(black_box(&liquid)))
+    });
+    let compiled = match Mapping::compile(&liquid) {
+        Ok(m) => m,
+        Err(e) => panic!("liquid mapping does not compile: {e}"),
+    };
+    let event = track_event();
+    c.bench_function("liquid/evaluate", |b| {
+        b.iter(|| compiled.evaluate(black_box(&event)))
+    });
+}
+
+/// A mapping that leans on `@liquid`: paths, filters with arguments, `assign` and `if`.
+fn liquid_mapping() -> Value {
+    json!({
+        "title": {"@liquid": "{{ event | upcase }} by {{ userId | default: anonymousId }}"},
+        "price": {"@liquid": "{{ properties.amount | times: 100 | round }}"},
+        "label": {"@liquid": "{% assign n = properties.invoice_id | strip %}{% if n != blank %}{{ n | truncate: 12 }}{% else %}none{% endif %}"},
+        "when": {"@liquid": "{{ timestamp | date: '%Y-%m-%d' }}"}
+    })
 }
 
 criterion_group!(benches, bench);
