@@ -60,24 +60,30 @@
 //! - **Mapping depth.** Mappings nested deeper than [`MAX_DEPTH`] levels are rejected by
 //!   [`Mapping::compile`] (`mapping is nested too deeply (more than 256 levels)`) instead of risking
 //!   a stack overflow; JavaScript would throw a `RangeError` somewhere instead.
-//! - **Liquid engine.** `@liquid` uses the `liquid` crate family, not liquidjs: its parser and
-//!   renderer (`liquid-core`) and its standard library of tags and filters (`liquid-lib`), used
-//!   directly because the `liquid` facade offers no hook to render undefined variables as `""`
-//!   (liquid-rust errors on them) or to cap memory. Differences:
-//!   - Unknown filters are a parse error (liquidjs ignores them by default), and the filter set is
-//!     liquid-lib's standard library (liquidjs has more, e.g. `json`, `push`, `sum`).
-//!   - Error messages other than Segment's own (`tag "<t>" is disabled`,
-//!     `filter "<f>" is disabled`, the length and type messages) are liquid-rust's wording, reduced
-//!     to their first line. liquidjs may also append `, line:N, col:M` to disabled-tag errors; we
-//!     emit the bare message as the spec states.
-//!   - Disabled tags fail when the template is parsed (like liquidjs), which here surfaces at
-//!     evaluation; disabled filters fail only when they run.
-//!   - Instead of liquidjs's 500 ms render limit and 1e8 memory limit, a value stored by
-//!     `assign`/`capture` and the rendered output are each capped at 1,000,000 bytes
-//!     (`memory alloc limit exceeded`). Without `for`/`tablerow` loops rendering time is bounded by
-//!     the 1000-character template limit.
-//!   - Whole floats (`1.0`) are handed to liquid as integers so they render as `1`, like JavaScript;
-//!     other number and date formatting follows liquid-rust.
+//! - **Liquid engine.** `@liquid` is our own interpreter (`liquid` module) that follows liquidjs
+//!   10.31 as Segment configures it: the same tokenizer rules, tags, operators (`and`/`or` right to
+//!   left), truthiness, property lookup (`size`/`first`/`last`), JavaScript string and number
+//!   conversions, every filter of liquidjs's standard set that Segment leaves enabled (unknown
+//!   filters pass the value through), liquidjs's `strftime`, JavaScript `Date` string parsing
+//!   (ISO 8601 and V8's legacy forms) in UTC, and liquidjs's error messages with their
+//!   `, line:N, col:M` suffix. It replaced the `liquid` crates, which could not be made to agree:
+//!   they reject unknown filters and wrong-kind arguments, print objects and numbers their own
+//!   way, word errors differently and give no positions. Remaining differences:
+//!   - Time zone names in `date`'s third argument: only UTC and fixed-offset names (`UTC`, `GMT`,
+//!     `Etc/GMT+5`, …) are known; any other IANA name fails with liquidjs's
+//!     `Invalid time zone specified: <name>` (we carry no time zone database). Offsets in minutes
+//!     work as in liquidjs.
+//!   - `sample` is deterministic (the first item, or the first `n`); liquidjs shuffles.
+//!   - `increment`/`decrement` counters live for one render; liquidjs writes them onto the event
+//!     object itself, where later directives of the same mapping could see them.
+//!   - Lone surrogates (from `\uD800` escapes or from slicing inside a surrogate pair) become
+//!     U+FFFD, and `replace` with an empty pattern works per code point rather than per UTF-16
+//!     unit. `where` with a computed property path (`a[b]`) finds nothing.
+//!   - Besides liquidjs's 1e8 memory accounting (reproduced), a render fails with
+//!     `memory alloc limit exceeded` when one value or the output passes 10 MB or all produced
+//!     text passes 50 MB, and ranges are capped at 1,000,000 items. liquidjs has no such caps
+//!     (it has a 500 ms render limit instead, which we do not reproduce because rendering here is
+//!     bounded by these caps and the 1000-character template limit).
 
 mod compile;
 mod empty;
