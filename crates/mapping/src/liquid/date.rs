@@ -230,7 +230,6 @@ pub(super) fn date_filter<'a>(
     v: &LVal<'a>,
     format: &LVal<'a>,
     zone: &LVal<'a>,
-    _has_zone: bool,
 ) -> RResult<LVal<'a>> {
     let size = v.length().unwrap_or(0) + zone.as_str().map_or(0, u16_len);
     ctx.use_memory(size as f64)?;
@@ -802,7 +801,7 @@ pub(super) fn parse_js_date(s: &str) -> f64 {
     loop {
         match tok {
             Tok::End => break,
-            Tok::Num(n, digits) => {
+            Tok::Num(n, _) => {
                 has_read_number = true;
                 if sc.skip_sym(':') {
                     if sc.skip_sym(':') {
@@ -840,7 +839,6 @@ pub(super) fn parse_js_date(s: &str) -> f64 {
                         return f64::NAN;
                     }
                 } else {
-                    let _ = digits;
                     if day.comps.len() >= 3 {
                         return f64::NAN;
                     }

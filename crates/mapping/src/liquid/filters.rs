@@ -327,14 +327,10 @@ pub(super) fn apply<'a>(
         F::Slice => slice(ctx, &v, &a0(), &arg(&args, 1))?,
         F::Where => where_filter(ctx, &v, &a0(), &arg(&args, 1), n_args >= 2)?,
         F::Sample => sample(ctx, &v, &a0())?,
-        F::Date => date::date_filter(ctx, &v, &a0(), &arg(&args, 1), n_args >= 2)?,
-        F::DateToXmlschema => date::date_filter(
-            ctx,
-            &v,
-            &LVal::string("%Y-%m-%dT%H:%M:%S%:z"),
-            &LVal::Undef,
-            false,
-        )?,
+        F::Date => date::date_filter(ctx, &v, &a0(), &arg(&args, 1))?,
+        F::DateToXmlschema => {
+            date::date_filter(ctx, &v, &LVal::string("%Y-%m-%dT%H:%M:%S%:z"), &LVal::Undef)?
+        }
         F::DateToRfc822 => date::date_to_rfc822(ctx, &v)?,
         F::DateToString => date::date_to_string(ctx, &v, "%b", &a0(), &arg(&args, 1))?,
         F::DateToLongString => date::date_to_string(ctx, &v, "%B", &a0(), &arg(&args, 1))?,

@@ -780,7 +780,6 @@ impl<'s> Lexer<'s> {
         self.p += 1;
         let value = self.read_value()?;
         // liquidjs names the argument by the key token's text, which starts after blanks.
-        let _ = key_begin;
         let text_begin = key_text_begin(self.src, key_begin, key_end);
         Ok(Some(FilterArg::Keyword(
             slice_string(self.src, text_begin, key_end),
