@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Run, ndjson, run, unique_events};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const KEY: &str = "sk-test-SECRET-5b4a39c2e1";
 
@@ -388,4 +388,140 @@ fn map_evaluates_a_mapping_and_a_trigger() {
     );
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("--mapping"), "{}", out.stderr);
+}
+
+#[test]
+fn a_short_key_is_hidden_without_garbling_any_userpilot_action() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("actionkit.yaml");
+    let mut yaml = String::from(
+        "destinations:\n  - name: userpilot\n    destination: actions-userpilot-cloud\n    settings:\n      apiKey: k\n      endpoint: https://analytex.userpilot.io/\n    mappings:\n",
+    );
+    let actions = [
+        ("identifyUser", "identify"),
+        ("identifyUserCompany", "identify"),
+        ("identifyUsersBulk", "identify"),
+        ("trackEvent", "track"),
+        ("identifyCompany", "group"),
+        ("identifyCompaniesBulk", "group"),
+    ];
+    for (action, kind) in actions {
+        yaml.push_str(&format!(
+            "      - name: {action}\n        trigger: type = \"{kind}\"\n        action: {action}\n"
+        ));
+    }
+    std::fs::write(&config, yaml).expect("the config is written");
+    let events = [
+        json!({"type": "identify", "userId": "k", "traits": {"kind": "k", "company": {"id": "acme-k"}}}),
+        json!({"type": "track", "userId": "kk-user", "event": "Task Picked", "properties": {"k": "k"}}),
+        json!({"type": "group", "userId": "k", "groupId": "acme-k", "traits": {"kind": "k"}}),
+    ];
+    let input: String = events.iter().map(|e| format!("{e}\n")).collect();
+    let config = config.to_string_lossy().into_owned();
+
+    let out = run(
+        &[
+            "send",
+            "--dry-run",
+            "--output",
+            "ndjson",
+            "--config",
+            &config,
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines = out.ndjson();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut n_requests = 0;
+    for line in &lines {
+        for action in line["actions"].as_array().into_iter().flatten() {
+            seen.extend(action.as_str());
+        }
+        for request in line["requests"].as_array().into_iter().flatten() {
+            n_requests += 1;
+            assert_eq!(
+                request["headers"]["authorization"], "Token [redacted]",
+                "{request}"
+            );
+            assert_eq!(
+                request["headers"]["x-api-version"], "2020-09-22",
+                "{request}"
+            );
+        }
+    }
+    for (action, _) in actions {
+        assert!(
+            seen.contains(&action),
+            "{action} did not run: {}",
+            out.stdout
+        );
+    }
+    // The only redacted value is each request's key.
+    assert_eq!(
+        out.stdout.matches("[redacted]").count(),
+        n_requests,
+        "{}",
+        out.stdout
+    );
+    for text in [
+        "https://analytex.userpilot.io/v1/track",
+        r#""user_id":"k""#,
+        r#""user_id":"kk-user""#,
+        r#""event_name":"Task Picked""#,
+        r#""k":"k""#,
+        r#""kind":"k""#,
+        "acme-k",
+    ] {
+        assert!(
+            out.stdout.contains(text),
+            "{text} is missing: {}",
+            out.stdout
+        );
+    }
+
+    let pretty = run(
+        &[
+            "send",
+            "--dry-run",
+            "--output",
+            "pretty",
+            "--config",
+            &config,
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(pretty.code, 0, "{pretty:?}");
+    assert!(
+        pretty.stdout.contains("authorization: Token [redacted]"),
+        "{}",
+        pretty.stdout
+    );
+    assert!(
+        pretty
+            .stdout
+            .contains("POST https://analytex.userpilot.io/v1/track"),
+        "{}",
+        pretty.stdout
+    );
+    assert!(!pretty.all().contains("Token k"), "{}", pretty.all());
+
+    let shown = run(
+        &[
+            "send",
+            "--dry-run",
+            "--output",
+            "ndjson",
+            "--show-secrets",
+            "--config",
+            &config,
+        ],
+        input.as_bytes(),
+    );
+    assert!(
+        shown.stdout.contains(r#""authorization":"Token k""#),
+        "{}",
+        shown.stdout
+    );
+    assert!(!shown.stdout.contains("[redacted]"), "{}", shown.stdout);
 }

@@ -50,6 +50,7 @@ fn track_request(addr: SocketAddr) -> Request {
         rate_limit_key: Some("track".to_string()),
         busy_statuses: &[],
         response_id: None,
+        redactions: Default::default(),
     }
 }
 

@@ -10,6 +10,16 @@
 //! instead of building the context object and cloning out of it; the result is the same JSON,
 //! member for member and in the same order.
 //!
+//! Every built [`Request`] carries its [`Redactions`]: which parts derive from secret settings.
+//! They are found by evaluating each mapping that can read settings a second time over the
+//! instance's [`Probe`] settings (every secret replaced by a sentinel) and comparing; see
+//! [`crate::redact`] for the rule. Headers and the base URL are probed once per instance, bodies
+//! only when their mapping may read settings. Hooks see the settings with every secret blanked.
+//!
+//! An `authorization` header (or any header) whose mapping resolves to an object with a string
+//! `username` and an optional string `password` is sent as HTTP Basic authentication,
+//! `Basic base64(username:password)`, the shape Segment's `extendRequest` returns for it.
+//!
 //! Deliberate deviations from Segment:
 //! - The base URL and the path are joined with exactly one slash (`https://eu.example.io` +
 //!   `v1/identify` gives `https://eu.example.io/v1/identify`), where Segment concatenates strings.
@@ -17,12 +27,14 @@
 //!   Segment silently falls back to a default host.
 //! - No `user-agent` header is added here; the delivery engine owns transport headers.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
 use actionkit_mapping::Mapping;
 
 use crate::destination::{CompiledAction, CompiledDestination, CompiledRequest, HookInput};
-use crate::redact;
+use crate::redact::{self, JsonMark, Probe, Redactions};
 use crate::request::Request;
 
 /// Why a request could not be built. Messages never contain secret setting values.
@@ -84,6 +96,12 @@ pub enum BuildError {
 pub struct RequestDefaults {
     base_url: String,
     headers: Vec<(String, String)>,
+    /// The settings with secrets replaced by sentinels; `None` when no secret has a value.
+    probe: Option<Arc<Probe>>,
+    /// The marks of the base URL (in `url`) and of the headers, shared by every request.
+    redactions: Redactions,
+    /// The settings hooks see: every secret blanked; `None` when that is the settings themselves.
+    hook_settings: Option<Value>,
 }
 
 impl std::fmt::Debug for RequestDefaults {
@@ -98,16 +116,26 @@ impl std::fmt::Debug for RequestDefaults {
 }
 
 impl RequestDefaults {
-    /// Evaluates the destination's base-URL and header mappings over `{"settings": settings}`.
+    /// Evaluates the destination's base-URL and header mappings over `{"settings": settings}`,
+    /// and marks what in them derives from secret settings.
     pub fn resolve(
         dest: &CompiledDestination,
         settings: &Value,
     ) -> Result<RequestDefaults, BuildError> {
-        let secrets = secret_values(dest, settings);
-        let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        let mut context = Map::with_capacity(1);
-        context.insert("settings".to_owned(), settings.clone());
-        let context = Value::Object(context);
+        let secret_keys = dest
+            .def
+            .settings
+            .iter()
+            .filter(|s| s.is_secret())
+            .map(|s| s.key);
+        let probe = Probe::new(settings, secret_keys.clone());
+        let secrets: Arc<[String]> = probe
+            .as_ref()
+            .map(|p| Arc::clone(p.secrets()))
+            .unwrap_or_default();
+        let scrub = |message: String| redact::scrub(&message, &secrets);
+        let context = settings_context(settings);
+        let probe_context = probe.as_ref().map(|p| settings_context(p.settings()));
 
         let base_url = match dest.base_url.evaluate(&context) {
             Ok(Some(Value::String(s))) => s,
@@ -118,30 +146,41 @@ impl RequestDefaults {
                 )));
             }
             Ok(None) => return Err(BuildError::BaseUrl("resolved to nothing".to_owned())),
-            Err(err) => return Err(BuildError::BaseUrl(format!("failed: {}", err.message))),
+            Err(err) => {
+                return Err(BuildError::BaseUrl(format!(
+                    "failed: {}",
+                    scrub(err.message)
+                )));
+            }
+        };
+        let base_spans = match (&probe, &probe_context) {
+            (Some(probe), Some(probe_context)) => {
+                let probed = dest.base_url.evaluate(probe_context);
+                let probed = match &probed {
+                    Ok(Some(Value::String(s))) => Some(s.as_str()),
+                    _ => None,
+                };
+                probe.mark_str(&base_url, probed)
+            }
+            _ => Vec::new(),
         };
         check_base_url(&base_url).map_err(|reason| BuildError::InvalidBaseUrl {
-            value: redact::redact_str(&base_url, &secret_refs),
-            reason,
+            // What derives from a secret is hidden by its marks; a secret typed into another
+            // setting (the endpoint) is scrubbed as a last line of defence, as a whole token.
+            value: scrub(redact::cover(&base_url, &base_spans)),
+            reason: scrub(reason),
         })?;
 
         let mut headers = Vec::with_capacity(dest.headers.len());
+        let mut header_marks = Vec::new();
         for (name, mapping) in &dest.headers {
             let header_error = |message: String| BuildError::Header {
                 name: name.clone(),
-                message,
+                message: scrub(message),
             };
             let value = match mapping.evaluate(&context) {
                 Ok(None) => continue,
-                Ok(Some(Value::String(s))) => s,
-                Ok(Some(Value::Number(n))) => n.to_string(),
-                Ok(Some(Value::Bool(b))) => b.to_string(),
-                Ok(Some(other)) => {
-                    return Err(header_error(format!(
-                        "must resolve to a string but it resolved to {}",
-                        kind(&other)
-                    )));
-                }
+                Ok(Some(value)) => header_text(value).map_err(header_error)?,
                 Err(err) => return Err(header_error(format!("failed: {}", err.message))),
             };
             if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
@@ -149,9 +188,88 @@ impl RequestDefaults {
                     "contains a line break or NUL character".to_owned(),
                 ));
             }
+            if let (Some(probe), Some(probe_context)) = (&probe, &probe_context) {
+                let probed = match mapping.evaluate(probe_context) {
+                    Ok(Some(value)) => header_text(value).ok(),
+                    _ => None,
+                };
+                let spans = probe.mark_str(&value, probed.as_deref());
+                if !spans.is_empty() {
+                    header_marks.push((name.clone(), spans));
+                }
+            }
             headers.push((name.clone(), value));
         }
-        Ok(RequestDefaults { base_url, headers })
+        let hook_settings = probe.as_ref().map(|_| blank_secrets(settings, secret_keys));
+        Ok(RequestDefaults {
+            base_url,
+            headers,
+            redactions: Redactions {
+                url: base_spans,
+                headers: header_marks.into(),
+                json: Vec::new(),
+                secrets,
+            },
+            probe: probe.map(Arc::new),
+            hook_settings,
+        })
+    }
+
+    /// The redactions of a request to `path` with the body marks `json`.
+    fn redactions(&self, path: &str, json: Vec<JsonMark>) -> Redactions {
+        let mut url = Vec::new();
+        if !self.redactions.url.is_empty() {
+            // `join_url` keeps the base URL up to its trailing slashes (all of it without a path).
+            let kept = if path.is_empty() {
+                self.base_url.len()
+            } else {
+                self.base_url.trim_end_matches('/').len()
+            };
+            url = self
+                .redactions
+                .url
+                .iter()
+                .filter(|r| r.start < kept)
+                .map(|r| r.start..r.end.min(kept))
+                .collect();
+        }
+        Redactions {
+            url,
+            headers: Arc::clone(&self.redactions.headers),
+            json,
+            secrets: Arc::clone(&self.redactions.secrets),
+        }
+    }
+
+    /// The settings hooks see (secrets blanked).
+    fn hook_settings<'a>(&'a self, settings: &'a Value) -> &'a Value {
+        self.hook_settings.as_ref().unwrap_or(settings)
+    }
+
+    /// `message` with the exact secrets scrubbed (see [`redact::scrub`]).
+    fn scrub(&self, message: String) -> String {
+        if self.redactions.secrets.is_empty() {
+            return message;
+        }
+        redact::scrub(&message, &self.redactions.secrets)
+    }
+
+    /// The marks of a body built as `real` whose probe run (the same mapping over `context`
+    /// with the probe's settings in place of `settings`) is computed by `probe_run`, when the
+    /// mapping may read settings and there are secrets.
+    fn body_marks(
+        &self,
+        reads_settings: bool,
+        real: Option<&Value>,
+        probe_run: impl FnOnce(&Value) -> Option<Value>,
+    ) -> Vec<JsonMark> {
+        match (&self.probe, real) {
+            (Some(probe), Some(real)) if reads_settings => {
+                let probed = probe_run(probe.settings());
+                probe.mark_value(real, probed.as_ref())
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// The resolved base URL.
@@ -207,20 +325,80 @@ pub fn join_url(base: &str, path: &str) -> String {
     url
 }
 
-/// The values of a destination's secret settings in `settings`, as strings (empty values are
-/// skipped because they cannot be told apart from anything).
-pub fn secret_values(dest: &CompiledDestination, settings: &Value) -> Vec<String> {
-    dest.def
-        .settings
-        .iter()
-        .filter(|s| s.is_secret())
-        .filter_map(|s| match settings.get(s.key)? {
-            Value::String(v) => Some(v.clone()),
-            Value::Null => None,
-            other => Some(other.to_string()),
-        })
-        .filter(|v| !v.is_empty())
-        .collect()
+/// `{"settings": settings}`.
+fn settings_context(settings: &Value) -> Value {
+    let mut context = Map::with_capacity(1);
+    context.insert("settings".to_owned(), settings.clone());
+    Value::Object(context)
+}
+
+/// `settings` with the string value of every key in `secret_keys` replaced by `""` and any other
+/// value of them by `null`: what hooks see, so nothing a hook computes can carry a secret.
+fn blank_secrets<'a>(settings: &Value, secret_keys: impl IntoIterator<Item = &'a str>) -> Value {
+    let mut out = settings.clone();
+    if let Value::Object(map) = &mut out {
+        for key in secret_keys {
+            if let Some(value) = map.get_mut(key) {
+                *value = match value {
+                    Value::String(_) => Value::String(String::new()),
+                    _ => Value::Null,
+                };
+            }
+        }
+    }
+    out
+}
+
+/// The text of a header whose mapping resolved to `value`: strings as they are, numbers and
+/// booleans as JSON, `{"username", "password"}` as Basic authentication.
+fn header_text(value: Value) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Object(map) if is_basic_auth(&map) => {
+            let username = map.get("username").and_then(Value::as_str).unwrap_or("");
+            let password = map.get("password").and_then(Value::as_str).unwrap_or("");
+            Ok(format!(
+                "Basic {}",
+                base64(format!("{username}:{password}").as_bytes())
+            ))
+        }
+        other => Err(format!(
+            "must resolve to a string or {{\"username\", \"password\"}} but it resolved to {}",
+            kind(&other)
+        )),
+    }
+}
+
+/// Whether `map` is `{"username": <string>}` with an optional string `password` and nothing else.
+fn is_basic_auth(map: &Map<String, Value>) -> bool {
+    map.get("username").is_some_and(Value::is_string)
+        && map.get("password").is_none_or(Value::is_string)
+        && map.keys().all(|key| key == "username" || key == "password")
+}
+
+/// Standard base64 with padding (RFC 4648), as HTTP Basic authentication uses; written out
+/// because it is the runtime's only use of base64.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (idx, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if idx <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn finish(
@@ -232,16 +410,31 @@ fn finish(
     let json = match &request.json {
         Some(mapping) => mapping.evaluate(context).map_err(|err| BuildError::Json {
             what: what(),
-            message: err.message,
+            message: defaults.scrub(err.message),
         })?,
         None => None,
     };
-    Ok(request.with_body(defaults, json))
+    let marks = match &request.json {
+        Some(mapping) => defaults.body_marks(request.reads_settings, json.as_ref(), |probe| {
+            let mut context = context.clone();
+            if let Value::Object(map) = &mut context {
+                map.insert("settings".to_owned(), probe.clone());
+            }
+            mapping.evaluate(&context).ok().flatten()
+        }),
+        None => Vec::new(),
+    };
+    Ok(request.with_body(defaults, json, marks))
 }
 
 impl CompiledRequest {
-    /// The request of this template with `json` as its body.
-    fn with_body(&self, defaults: &RequestDefaults, json: Option<Value>) -> Request {
+    /// The request of this template with `json` as its body and `marks` as the body's marks.
+    fn with_body(
+        &self,
+        defaults: &RequestDefaults,
+        json: Option<Value>,
+        marks: Vec<JsonMark>,
+    ) -> Request {
         Request {
             method: self.def.method,
             url: defaults.url(self.def.path),
@@ -250,6 +443,7 @@ impl CompiledRequest {
             rate_limit_key: self.def.rate_limit.map(str::to_owned),
             busy_statuses: self.def.busy_statuses,
             response_id: self.def.response_id,
+            redactions: defaults.redactions(self.def.path, marks),
         }
     }
 }
@@ -374,38 +568,57 @@ fn run_hook(
 }
 
 /// Evaluates a per-payload mapping (a request body or a batch item) over
-/// `{"payload", "settings", "computed"}`, through its copy plan when it has one.
+/// `{"payload", "settings", "computed"}`, through its copy plan when it has one; with the marks
+/// of what in the result derives from secrets when the mapping may read settings.
 fn per_payload(
-    mapping: &Mapping,
-    plan: Option<&CopyPlan>,
+    defaults: &RequestDefaults,
+    (mapping, plan, reads_settings): (&Mapping, Option<&CopyPlan>, bool),
     settings: &Value,
     payload: Value,
     computed: Option<Value>,
     what: impl FnOnce() -> String,
-) -> Result<Option<Value>, BuildError> {
+) -> Result<(Option<Value>, Vec<JsonMark>), BuildError> {
+    // The probe run needs the payload and the hook's output, which the real run consumes; they
+    // are only copied when the mapping may read settings.
+    let probe_inputs =
+        (reads_settings && defaults.probe.is_some()).then(|| (payload.clone(), computed.clone()));
     let mut payload = payload;
     let mut computed = computed;
-    if let (Some(plan), Value::Object(settings_map), Value::Object(payload_map)) =
+    let real = if let (Some(plan), Value::Object(settings_map), Value::Object(payload_map)) =
         (plan, settings, &mut payload)
     {
         let computed_map = match &mut computed {
             Some(Value::Object(map)) => Some(map),
             _ => None,
         };
-        return Ok(Some(plan.apply(payload_map, computed_map, settings_map)));
-    }
+        Some(plan.apply(payload_map, computed_map, settings_map))
+    } else {
+        mapping
+            .evaluate(&payload_context(payload, settings.clone(), computed))
+            .map_err(|err| BuildError::Json {
+                what: what(),
+                message: defaults.scrub(err.message),
+            })?
+    };
+    let marks = match probe_inputs {
+        Some((payload, computed)) => defaults.body_marks(true, real.as_ref(), |probe| {
+            let context = payload_context(payload, probe.clone(), computed);
+            mapping.evaluate(&context).ok().flatten()
+        }),
+        None => Vec::new(),
+    };
+    Ok((real, marks))
+}
+
+/// `{"payload", "settings", "computed"}` (`computed` only when there is one).
+fn payload_context(payload: Value, settings: Value, computed: Option<Value>) -> Value {
     let mut context = Map::with_capacity(3);
     context.insert("payload".to_owned(), payload);
-    context.insert("settings".to_owned(), settings.clone());
+    context.insert("settings".to_owned(), settings);
     if let Some(computed) = computed {
         context.insert("computed".to_owned(), computed);
     }
-    mapping
-        .evaluate(&Value::Object(context))
-        .map_err(|err| BuildError::Json {
-            what: what(),
-            message: err.message,
-        })
+    Value::Object(context)
 }
 
 /// Builds the request of `action` for a validated `payload`.
@@ -420,50 +633,55 @@ pub fn action_request(
             action: action.def.key.to_owned(),
         });
     };
-    let computed = run_hook(settings, action, &payload)?;
-    let json = match &request.json {
+    let computed = run_hook(defaults.hook_settings(settings), action, &payload)?;
+    let (json, marks) = match &request.json {
         Some(mapping) => per_payload(
-            mapping,
-            request.copy_plan.as_ref(),
+            defaults,
+            (mapping, request.copy_plan.as_ref(), request.reads_settings),
             settings,
             payload,
             computed,
             || format!("action '{}' request", action.def.key),
         )?,
-        None => None,
+        None => (None, Vec::new()),
     };
-    Ok(request.with_body(defaults, json))
+    Ok(request.with_body(defaults, json, marks))
 }
 
 /// One payload's entry in a batch of `action`: the hook, then the batch's `item` mapping (the
-/// payload itself without one).
+/// payload itself without one), with the marks of what in it derives from secrets.
 pub fn batch_entry(
+    defaults: &RequestDefaults,
     settings: &Value,
     action: &CompiledAction,
     payload: Value,
-) -> Result<Value, BuildError> {
+) -> Result<(Value, Vec<JsonMark>), BuildError> {
     let Some(batch) = &action.batch else {
         return Err(BuildError::NoBatchForm {
             action: action.def.key.to_owned(),
         });
     };
     let Some(item) = &batch.item else {
-        return Ok(payload);
+        return Ok((payload, Vec::new()));
     };
-    let computed = run_hook(settings, action, &payload)?;
-    let entry = per_payload(
-        item,
-        batch.item_plan.as_ref(),
+    let computed = run_hook(defaults.hook_settings(settings), action, &payload)?;
+    let (entry, marks) = per_payload(
+        defaults,
+        (item, batch.item_plan.as_ref(), batch.item_reads_settings),
         settings,
         payload,
         computed,
         || format!("action '{}' batch item", action.def.key),
     )?;
-    Ok(entry.unwrap_or(Value::Null))
+    Ok((entry.unwrap_or(Value::Null), marks))
 }
 
 /// The request that sends `entries` (built by [`batch_entry`], in event order) as one batch of
 /// `action`; its body mapping reads `{"items": entries, "settings"}`.
+///
+/// When the action's item mapping may read settings, the entries' own marks are not known here
+/// and the whole body is marked, so that a dry run shows it as `[redacted]` rather than risk a
+/// secret.
 pub fn batch_request(
     defaults: &RequestDefaults,
     settings: &Value,
@@ -478,9 +696,16 @@ pub fn batch_request(
     let mut context = Map::with_capacity(2);
     context.insert("items".to_owned(), Value::Array(entries));
     context.insert("settings".to_owned(), settings.clone());
-    finish(&batch.request, defaults, &Value::Object(context), || {
+    let mut request = finish(&batch.request, defaults, &Value::Object(context), || {
         format!("action '{}' batch request", action.def.key)
-    })
+    })?;
+    if batch.item_reads_settings && defaults.probe.is_some() && request.json.is_some() {
+        request.redactions.json = vec![JsonMark {
+            path: Vec::new(),
+            spans: None,
+        }];
+    }
+    Ok(request)
 }
 
 /// Builds the credentials check, if the destination has one (context `{"settings"}`).

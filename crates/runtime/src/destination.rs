@@ -304,6 +304,9 @@ pub struct CompiledRequest {
     pub json: Option<Mapping>,
     /// A faster equivalent of `json` when it only copies values (see [`crate::build`]).
     pub(crate) copy_plan: Option<crate::build::CopyPlan>,
+    /// Whether the body mapping may read settings, so that its result must be probed for
+    /// secrets (see [`crate::redact`]).
+    pub(crate) reads_settings: bool,
 }
 
 /// A batch form with its item and request mappings compiled.
@@ -315,6 +318,8 @@ pub struct CompiledBatch {
     pub item: Option<Mapping>,
     /// A faster equivalent of `item` when it only copies values.
     pub(crate) item_plan: Option<crate::build::CopyPlan>,
+    /// Whether the item mapping may read settings (see [`crate::redact`]).
+    pub(crate) item_reads_settings: bool,
     /// The request template (its body reads `$.items`).
     pub request: CompiledRequest,
 }
@@ -438,10 +443,14 @@ impl Problems {
         let copy_plan = json
             .as_ref()
             .and_then(|mapping| crate::build::CopyPlan::new(mapping.raw()));
+        let reads_settings = json
+            .as_ref()
+            .is_some_and(|mapping| crate::redact::may_read_settings(mapping.raw()));
         Some(CompiledRequest {
             def,
             json,
             copy_plan,
+            reads_settings,
         })
     }
 }
@@ -658,11 +667,15 @@ fn compile_batch(
     let item_plan = item
         .as_ref()
         .and_then(|mapping| crate::build::CopyPlan::new(mapping.raw()));
+    let item_reads_settings = item
+        .as_ref()
+        .is_some_and(|mapping| crate::redact::may_read_settings(mapping.raw()));
     let request = problems.request(&format!("{what} batch request"), &def.request, dest)?;
     Some(CompiledBatch {
         def,
         item,
         item_plan,
+        item_reads_settings,
         request,
     })
 }

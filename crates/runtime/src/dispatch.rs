@@ -111,6 +111,17 @@ pub struct BatchItem {
     pub entry: Value,
     /// The size of the entry as JSON, in bytes.
     pub bytes: usize,
+    /// The places in the entry that derive from secret settings (see [`crate::redact`]).
+    pub marks: Vec<redact::JsonMark>,
+}
+
+impl BatchItem {
+    /// The entry with every place built from a secret replaced by `[redacted]`.
+    pub fn redacted_entry(&self) -> Value {
+        let mut entry = self.entry.clone();
+        redact::apply_json(&mut entry, &self.marks);
+        entry
+    }
 }
 
 /// The outcome of one mapping for one event.
@@ -131,7 +142,6 @@ pub struct Instance {
     settings: Value,
     defaults: RequestDefaults,
     mappings: Vec<CompiledMapping>,
-    secrets: Vec<String>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -205,13 +215,11 @@ impl Instance {
         if !problems.is_empty() {
             return Err(InstanceError::Mappings(problems));
         }
-        let secrets = build::secret_values(&dest, &settings);
         Ok(Instance {
             dest,
             settings,
             defaults,
             mappings: compiled,
-            secrets,
         })
     }
 
@@ -233,13 +241,11 @@ impl Instance {
                 enabled: preset.def.enabled,
             })
             .collect();
-        let secrets = build::secret_values(&dest, &settings);
         Ok(Instance {
             dest,
             settings,
             defaults,
             mappings,
-            secrets,
         })
     }
 
@@ -314,12 +320,13 @@ impl Instance {
         };
         if let (true, Some(batch)) = (batched, &action.batch) {
             let group = batch_group(batch.def.keys, &payload);
-            return match build::batch_entry(&self.settings, action, payload) {
-                Ok(entry) => outcome(Outcome::Batch(BatchItem {
+            return match build::batch_entry(&self.defaults, &self.settings, action, payload) {
+                Ok((entry, marks)) => outcome(Outcome::Batch(BatchItem {
                     action_index: mapping.action_index,
                     group,
                     bytes: json_len(&entry),
                     entry,
+                    marks,
                 })),
                 Err(err @ BuildError::Hook { .. }) => {
                     outcome(invalid("HookError", err.to_string()))
@@ -388,10 +395,11 @@ impl Instance {
         build::deletion_requests(&self.dest, &self.defaults, &self.settings, kind, ids)
     }
 
-    /// A copy of `request` with this instance's secret setting values replaced by `[redacted]`.
+    /// A copy of `request` with every part built from a secret setting replaced by
+    /// `[redacted]`, as its [`crate::redact::Redactions`] say (the request carries them, so this
+    /// is [`redact::redact`]; text that merely equals a secret is left alone).
     pub fn redact(&self, request: &Request) -> Request {
-        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
-        redact::redact(request, &secrets)
+        redact::redact(request)
     }
 
     /// The compiled destination.

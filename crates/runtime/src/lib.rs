@@ -6,7 +6,8 @@
 //!   coercion, Segment's error wording).
 //! - [`build`]: turning a validated payload into a [`request::Request`].
 //! - [`dispatch`]: a configured destination instance matching events to mappings, without IO.
-//! - [`redact`]: hiding secret setting values in built requests (dry-run output).
+//! - [`redact`]: hiding what derives from secret settings, found by provenance when requests are
+//!   built (dry-run output, reasons).
 //! - [`request`]: the built HTTP request; [`delivery`]: sending built requests over HTTP with
 //!   retries, backoff, rate limits and timeouts.
 //! - [`changes`]: fingerprints and merging for actions whose API merges by id, so that requests

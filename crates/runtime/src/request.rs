@@ -31,7 +31,10 @@ impl Method {
 }
 
 /// A fully built request: everything the delivery engine needs to send it.
-#[derive(Clone, PartialEq)]
+///
+/// Equality compares what is sent, not the [`crate::redact::Redactions`] (which only say how to
+/// show it).
+#[derive(Clone)]
 pub struct Request {
     /// The HTTP method.
     pub method: Method,
@@ -49,6 +52,21 @@ pub struct Request {
     /// The key of the answer's JSON object that names what the destination made of the request
     /// (Userpilot's bulk `job_id`).
     pub response_id: Option<&'static str>,
+    /// Which parts of the request derive from secret settings, so that [`crate::redact::redact`]
+    /// hides exactly those (empty for a request built by hand).
+    pub redactions: crate::redact::Redactions,
+}
+
+impl PartialEq for Request {
+    fn eq(&self, other: &Request) -> bool {
+        self.method == other.method
+            && self.url == other.url
+            && self.headers == other.headers
+            && self.json == other.json
+            && self.rate_limit_key == other.rate_limit_key
+            && self.busy_statuses == other.busy_statuses
+            && self.response_id == other.response_id
+    }
 }
 
 impl std::fmt::Debug for Request {

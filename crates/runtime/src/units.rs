@@ -106,16 +106,20 @@ pub fn build_units(
     units
 }
 
-/// Merges `later` into `earlier` (same action and record).
+/// Merges `later` into `earlier` (same action and record). The marks of what derives from
+/// secrets are united: merging keeps every member at its path, so each mark still covers what it
+/// covered (or a value that replaced it, which is then hidden too, erring on the safe side).
 fn merge_work(def: &MergesDef, earlier: &mut Work, later: Work) {
     match (earlier, later) {
         (Work::Request(earlier), Work::Request(later)) => {
-            if let (Some(body), Some(later)) = (earlier.json.as_mut(), later.json) {
-                changes::merge(def, body, later);
+            if let (Some(body), Some(later_body)) = (earlier.json.as_mut(), later.json) {
+                changes::merge(def, body, later_body);
+                earlier.redactions.json.extend(later.redactions.json);
             }
         }
         (Work::Entry(earlier), Work::Entry(later)) => {
             changes::merge(def, &mut earlier.entry, later.entry);
+            earlier.marks.extend(later.marks);
             earlier.bytes = serde_json::to_vec(&earlier.entry).map_or(0, |b| b.len());
         }
         // `build_units` keys units by form, so a request never meets an entry here.

@@ -58,6 +58,7 @@ fn request(method: Method, path: &str, json: Option<Value>, rate_limit: Option<&
         rate_limit_key: rate_limit.map(str::to_owned),
         busy_statuses: &[],
         response_id: None,
+        redactions: Default::default(),
     }
 }
 
@@ -517,11 +518,14 @@ fn redaction_hides_the_api_key() {
         redacted.headers[1],
         ("authorization".to_owned(), "Token [redacted]".to_owned())
     );
+    // The user id equals the key but comes from the event, not from the secret setting: redaction
+    // by provenance leaves it alone.
     assert_eq!(
         redacted.json,
-        Some(json!({"user_id": "[redacted]", "event_name": "E"}))
+        Some(json!({"user_id": API_KEY, "event_name": "E"}))
     );
     assert_eq!(redacted.url, req.url);
+    assert_eq!(redacted.headers[2], req.headers[2]);
 }
 
 // Registry and definition errors.

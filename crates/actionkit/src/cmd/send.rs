@@ -144,7 +144,6 @@ pub fn run(mut args: SendArgs) -> anyhow::Result<ExitCode> {
         let mut printer = Printer {
             format: output,
             show_secrets: args.show_secrets,
-            targets: Arc::clone(&targets),
             stdout: std::io::stdout().lock(),
         };
         let mut summary = pump(
@@ -243,6 +242,7 @@ impl Report {
                 rate_limit_key: None,
                 busy_statuses: &[],
                 response_id: None,
+                redactions: Default::default(),
             };
         }
         for (_, _, item) in &mut self.batched {
@@ -507,51 +507,64 @@ fn finish(
     printer.print(&report)
 }
 
-/// Prints reports; secret setting values are redacted unless `--show-secrets` was given.
+/// Prints reports; whatever was built from secret settings is redacted unless `--show-secrets`
+/// was given (each request and batch entry carries the marks of those places, see
+/// `actionkit_runtime::redact`).
 struct Printer<'a> {
     format: OutputFormat,
     show_secrets: bool,
-    targets: Arc<Vec<Target>>,
     stdout: std::io::StdoutLock<'a>,
 }
 
 impl Printer<'_> {
-    /// The request as it may be shown: redacted unless the user asked for secrets.
-    fn shown(&self, target_idx: usize, request: &Request) -> Request {
-        match self.targets.get(target_idx) {
-            Some(_) if self.show_secrets => request.clone(),
-            Some(target) => target.instance.redact(request),
-            // Unreachable in practice; redact with every target's secrets to be safe.
-            None => self
-                .targets
-                .iter()
-                .fold(request.clone(), |req, target| target.instance.redact(&req)),
-        }
-    }
-
     fn print(&mut self, report: &Report) -> anyhow::Result<()> {
         match self.format {
             OutputFormat::None => Ok(()),
             OutputFormat::Ndjson => {
-                let line = report_json(report, |idx, r| self.shown(idx, r));
+                let line = report_json(report, Show(self.show_secrets));
                 writeln!(self.stdout, "{line}").context("cannot write to standard output")
             }
             OutputFormat::Pretty => {
-                let text = report_pretty(report, |idx, r| self.shown(idx, r));
+                let text = report_pretty(report, Show(self.show_secrets));
                 write!(self.stdout, "{text}").context("cannot write to standard output")
             }
         }
     }
 }
 
+/// How requests and batch entries are shown: with secrets when the field is `true`
+/// (`--show-secrets`), else with every place built from a secret redacted.
+#[derive(Debug, Clone, Copy)]
+struct Show(bool);
+
+impl Show {
+    /// The request as it may be shown.
+    fn request(self, request: &Request) -> Request {
+        if self.0 {
+            request.clone()
+        } else {
+            actionkit_runtime::redact::redact(request)
+        }
+    }
+
+    /// The batch entry as it may be shown.
+    fn entry(self, item: &BatchItem) -> Value {
+        if self.0 {
+            item.entry.clone()
+        } else {
+            item.redacted_entry()
+        }
+    }
+}
+
 /// The `--output ndjson` line for one report.
-fn report_json(report: &Report, show: impl Fn(usize, &Request) -> Request) -> Value {
+fn report_json(report: &Report, show: Show) -> Value {
     let requests: Vec<Value> = report
         .requests
         .iter()
         .enumerate()
-        .map(|(idx, (target_idx, _, request))| {
-            let mut obj = request_json(&show(*target_idx, request));
+        .map(|(idx, (_, _, request))| {
+            let mut obj = request_json(&show.request(request));
             if let (Some(delivery), Value::Object(map)) = (report.deliveries.get(idx), &mut obj) {
                 map.insert("result".to_owned(), result_json(delivery));
             }
@@ -563,9 +576,8 @@ fn report_json(report: &Report, show: impl Fn(usize, &Request) -> Request) -> Va
         .batched
         .iter()
         .enumerate()
-        .map(|(idx, (target_idx, action, item))| {
-            let mut obj =
-                json!({ "action": action, "entry": shown_entry(*target_idx, item, &show) });
+        .map(|(idx, (_, action, item))| {
+            let mut obj = json!({ "action": action, "entry": show.entry(item) });
             if let (Some(delivery), Value::Object(map)) =
                 (report.deliveries.get(offset + idx), &mut obj)
             {
@@ -616,24 +628,6 @@ fn result_json(delivery: &Delivery) -> Value {
     result
 }
 
-/// A batch entry as it may be shown: redacted like a request body unless secrets were asked for.
-fn shown_entry(
-    target_idx: usize,
-    item: &BatchItem,
-    show: &impl Fn(usize, &Request) -> Request,
-) -> Value {
-    let carrier = Request {
-        method: actionkit_runtime::request::Method::Post,
-        url: String::new(),
-        headers: Vec::new(),
-        json: Some(item.entry.clone()),
-        rate_limit_key: None,
-        busy_statuses: &[],
-        response_id: None,
-    };
-    show(target_idx, &carrier).json.unwrap_or(Value::Null)
-}
-
 /// A request as JSON: method, URL, lower-case headers and the body.
 pub fn request_json(request: &Request) -> Value {
     let mut headers = Map::new();
@@ -649,7 +643,7 @@ pub fn request_json(request: &Request) -> Value {
 }
 
 /// The `--output pretty` block for one report, like Segment's Event Tester.
-fn report_pretty(report: &Report, show: impl Fn(usize, &Request) -> Request) -> String {
+fn report_pretty(report: &Report, show: Show) -> String {
     let mut out = String::new();
     let place = if report.line > 0 {
         format!("line {}", report.line)
@@ -664,8 +658,8 @@ fn report_pretty(report: &Report, show: impl Fn(usize, &Request) -> Request) -> 
     {
         out.push_str("   skipped: no enabled mapping's trigger matched\n");
     }
-    for (idx, (target_idx, action, request)) in report.requests.iter().enumerate() {
-        let request = show(*target_idx, request);
+    for (idx, (_, action, request)) in report.requests.iter().enumerate() {
+        let request = show.request(request);
         out.push_str(&format!(
             "   {action}: {} {}\n",
             request.method.as_str(),
@@ -698,9 +692,9 @@ fn report_pretty(report: &Report, show: impl Fn(usize, &Request) -> Request) -> 
         }
     }
     let offset = report.requests.len();
-    for (idx, (target_idx, action, item)) in report.batched.iter().enumerate() {
+    for (idx, (_, action, item)) in report.batched.iter().enumerate() {
         out.push_str(&format!("   {action}: an entry of a batch\n"));
-        let entry = shown_entry(*target_idx, item, &show);
+        let entry = show.entry(item);
         let text = serde_json::to_string_pretty(&entry).unwrap_or_default();
         for line in text.lines() {
             out.push_str(&format!("     {line}\n"));

@@ -2,8 +2,10 @@
 //!
 //! [`DeliveryClient::send`] applies, in order: the endpoint's rate limit, the concurrency bound,
 //! and one attempt under the per-attempt timeout; it repeats the last two steps per the retry
-//! classification and policy. Reasons are scrubbed of every request header value before they leave,
-//! so API keys never reach logs or the dead-letter store.
+//! classification and policy. Reasons are scrubbed before they leave, so API keys never reach logs
+//! or the dead-letter store: of the request's secrets and of everything its
+//! [`crate::redact::Redactions`] mark, plus the credentials of `authorization`-like headers,
+//! each as a whole token or, when long, anywhere (see [`crate::redact::scrub`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -372,7 +374,7 @@ impl DeliveryClient {
             ));
         }
         let mut headers = HeaderMap::with_capacity(request.headers.len() + 2);
-        let mut secrets = Vec::with_capacity(request.headers.len());
+        let mut secrets = request.redactions.needles(request);
         for (name, value) in &request.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("invalid header name {name:?}"))?;
@@ -380,8 +382,14 @@ impl DeliveryClient {
                 .map_err(|_| format!("invalid value for header {name:?}"))?;
             header_value.set_sensitive(true);
             headers.append(header_name, header_value);
-            secrets.push(value.clone());
+            if is_credential_header(name) {
+                secrets.push(value.clone());
+                if let Some((_, credentials)) = value.split_once(' ') {
+                    secrets.push(credentials.trim().to_owned());
+                }
+            }
         }
+        secrets.retain(|s| !s.is_empty());
         if !headers.contains_key(USER_AGENT) {
             headers.insert(USER_AGENT, self.user_agent.clone());
         }
@@ -416,38 +424,29 @@ fn to_reqwest_method(method: Method) -> reqwest::Method {
     }
 }
 
-/// Header values shorter than this are not treated as secrets (they would mangle ordinary text).
-const MIN_SECRET_CHARS: usize = 4;
+/// Whether a header's value is a credential by its name alone (`authorization`, `x-api-key`,
+/// `x-auth-token`, …): scrubbed from reasons even when the request was built by hand and carries
+/// no redactions.
+fn is_credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "key",
+        "token",
+        "secret",
+        "password",
+        "signature",
+    ]
+    .iter()
+    .any(|part| name.contains(part))
+}
 
-/// Parts of a header value at least this long are scrubbed on their own too, so a server that
-/// echoes only the key of `Token <key>` does not leak it.
-const MIN_SECRET_PART_CHARS: usize = 8;
-
-/// The replacement for a scrubbed secret.
-const REDACTED: &str = "[redacted]";
-
-/// Replaces every header value (and every long part of one) in `text` with `[redacted]`.
-pub(crate) fn redact(mut text: String, secrets: &[String]) -> String {
-    let mut needles: Vec<&str> = Vec::new();
-    for secret in secrets {
-        let secret = secret.trim();
-        if secret.chars().count() >= MIN_SECRET_CHARS {
-            needles.push(secret);
-        }
-        needles.extend(
-            secret
-                .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
-                .filter(|part| part.chars().count() >= MIN_SECRET_PART_CHARS),
-        );
+/// `text` with every needle scrubbed (see [`crate::redact::scrub`]).
+pub(crate) fn redact(text: String, needles: &[String]) -> String {
+    if needles.is_empty() {
+        return text;
     }
-    // Longest first, so a whole value is replaced before any of its parts.
-    needles.sort_by_key(|needle| std::cmp::Reverse(needle.len()));
-    for needle in needles {
-        if text.contains(needle) {
-            text = text.replace(needle, REDACTED);
-        }
-    }
-    text
+    crate::redact::scrub(&text, needles)
 }
 
 /// Waits for a slot of `shared` for `key`, asking again after a pause that grows from 1 s to
@@ -476,24 +475,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redact_scrubs_whole_values_and_long_parts() {
-        let secrets = vec![
+    fn redact_scrubs_whole_tokens_and_long_needles() {
+        let needles = vec![
             "Token abcdef123456".to_string(),
-            "2020-09-22".to_string(),
+            "abcdef123456".to_string(),
             "1".to_string(),
         ];
         assert_eq!(
-            redact("bad key Token abcdef123456 (1 of 1)".to_string(), &secrets),
-            "bad key [redacted] (1 of 1)"
+            redact("bad key Token abcdef123456 (2 of 3)".to_string(), &needles),
+            "bad key [redacted] (2 of 3)"
         );
         assert_eq!(
-            redact("unknown key abcdef123456".to_string(), &secrets),
+            redact("unknown key abcdef123456".to_string(), &needles),
             "unknown key [redacted]"
         );
         assert_eq!(
-            redact("version 2020-09-22".to_string(), &secrets),
-            "version [redacted]"
+            redact("version 2020-09-21, id 1".to_string(), &needles),
+            "version 2020-09-21, id [redacted]"
         );
+    }
+
+    #[test]
+    fn credential_headers_are_known_by_name() {
+        for name in [
+            "authorization",
+            "Proxy-Authorization",
+            "x-api-key",
+            "x-auth-token",
+        ] {
+            assert!(is_credential_header(name), "{name}");
+        }
+        for name in ["content-type", "x-api-version", "accept"] {
+            assert!(!is_credential_header(name), "{name}");
+        }
     }
 
     #[test]
