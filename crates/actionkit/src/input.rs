@@ -27,8 +27,12 @@ fn read_stdin() -> anyhow::Result<(String, String)> {
 }
 
 /// Parses `text` as one JSON value, naming `origin`, the line and the column on failure.
+///
+/// A lone UTF-16 surrogate escape (`"\ud800"`, which JavaScript writes) is read as U+FFFD, as
+/// the intake reads it; the replacement keeps every position the same.
 pub fn parse_json(text: &str, origin: &str) -> anyhow::Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|err| {
+    let text = actionkit_intake::json::replace_lone_surrogates(text);
+    serde_json::from_str(&text).map_err(|err| {
         anyhow::anyhow!(
             "{origin}:{}:{}: invalid JSON: {}",
             err.line(),

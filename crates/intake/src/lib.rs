@@ -86,6 +86,7 @@ mod body;
 mod config;
 mod error;
 mod event;
+pub mod json;
 mod metrics;
 mod parse;
 mod raw;

@@ -155,6 +155,15 @@ fn parse_body(
         PathKind::Single(_) => 0,
     };
     let scan = body::check_depth(text, config.max_depth, envelope_levels)?;
+    // JavaScript clients send lone UTF-16 surrogates as escapes, which Rust strings cannot hold;
+    // they are read as U+FFFD (see `json`). The rewrite keeps every byte offset.
+    let replaced;
+    let text = if scan.needs_full_parse {
+        replaced = crate::json::replace_lone_surrogates(text);
+        &*replaced
+    } else {
+        text
+    };
     if !text.trim_ascii_start().starts_with('{') {
         return Err(Rejection::new(
             ErrorCode::InvalidJson,
