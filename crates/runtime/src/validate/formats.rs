@@ -8,7 +8,10 @@
 //!
 //! `date-like` (the format of `datetime` fields) accepts what Segment accepts with
 //! `dayjs(value).isValid()` after its numeric shortcut:
-//! - a string that JavaScript's `Number()` reads as a non-zero finite number (unix seconds);
+//! - a number in JavaScript's own spelling of it (`String(Number(s)) === s`: `1612137600`, `-5`,
+//!   `12.5`, `0`) is unix seconds, valid when finite and within JavaScript's date range; other
+//!   numeric spellings (`1e10`, `0x10`, `+5`) are not numbers to dayjs and go on to the rules
+//!   below, where `1e10` and `0x10` are not dates;
 //! - anything matching dayjs' own pattern `YYYY[-/]M[-/]D[T ]h:m:s.SSS` where every part after
 //!   the year is optional (`2021`, `20210201`, `2021-02-01 10:00`);
 //! - what JavaScript's `Date` parses and this module supports: ISO 8601 with `Z` or an offset
@@ -192,15 +195,11 @@ fn is_uri_template(s: &str) -> bool {
 
 /// Segment's `date-like` check (see the module docs).
 pub(crate) fn is_date_like(s: &str) -> bool {
-    if let Some(n) = super::js::to_number(s) {
-        if n != 0.0 {
-            // dayjs.unix(n) is valid when n seconds fit JavaScript's date range.
-            return n.is_finite() && (n * 1000.0).abs() <= 8.64e15;
-        }
-        if s.contains(|c: char| c.is_ascii_digit()) {
-            // A zero such as `0` falls through to `new Date("0")`, which V8 reads as a year.
-            return true;
-        }
+    if let Some(n) = super::js::to_number(s)
+        && super::js::number_to_string(n) == s
+    {
+        // dayjs.unix(n) is valid when n seconds fit JavaScript's date range.
+        return n.is_finite() && (n * 1000.0).abs() <= 8.64e15;
     }
     let ends_with_z = s.ends_with(['z', 'Z']);
     if !ends_with_z && DAYJS.is_match(s) {
@@ -470,6 +469,9 @@ mod tests {
             "1612137600",
             "-5",
             "0",
+            "12.5",
+            " 12",
+            "+5",
             "Feb 1 2021",
             "February 1, 2021",
             "1 Feb 2021",
@@ -489,6 +491,10 @@ mod tests {
             "Feb 30x",
             "   ",
             "Infinity",
+            "1e10",
+            "1E10",
+            "1e3",
+            "0x10",
         ] {
             assert!(!is_date_like(bad), "{bad} should not be date-like");
         }

@@ -710,7 +710,17 @@ fn check_type(node: &Node, value: &mut Value, path: &str, errors: &mut Vec<Strin
         _ => None,
     };
     let data = unwrapped.unwrap_or(current);
-    let coerced = if unwrapped.is_some() && node.types.iter().any(|t| t.matches(data)) {
+    // Ajv keeps an unwrapped item as it is when it has "the" type, which its generated check
+    // writes as every listed type at once (`number` standing for `integer`): so only a field of a
+    // single type keeps it, and a union such as `datetime`'s `["string", "number"]` coerces the
+    // item instead (a number becomes a string; a date string fails with "but it was a string").
+    let has_number = node.types.contains(&JsonType::Number);
+    let keeps_item = node
+        .types
+        .iter()
+        .filter(|t| !(has_number && **t == JsonType::Integer))
+        .all(|t| t.matches(data));
+    let coerced = if unwrapped.is_some() && keeps_item {
         Some(data.clone())
     } else {
         coercible.iter().find_map(|t| t.coerce(data))
@@ -722,6 +732,10 @@ fn check_type(node: &Node, value: &mut Value, path: &str, errors: &mut Vec<Strin
         }
         None => {
             errors.push(type_error(node, data, path));
+            // Ajv's later keywords (`format`, …) see the unwrapped item.
+            if let Some(item) = unwrapped {
+                *value = item.clone();
+            }
             false
         }
     }
