@@ -10,7 +10,9 @@
 //! subtree is cloned once into the output.
 //!
 //! Internally values are three-state (absent, `null`, JSON): absent object members are pruned from
-//! the output, absent array elements become `null`, and an absent result is `Ok(None)`.
+//! the output, absent array elements become `null`, and an absent result is `Ok(None)`. The
+//! members of every object in the output are in JavaScript's order (array-index keys such as
+//! `"0"` and `"12"` first, ascending, then the others as inserted), the order of Segment's JSON.
 //!
 //! [`remove_empty_values`] is Segment's `removeEmptyValues`, driven by an [`EmptyValueSchema`].
 //!
@@ -42,8 +44,6 @@
 //!
 //! - **Prototype properties.** A path segment such as `constructor` or `toString` finds nothing
 //!   on an object (JavaScript would find an inherited function, which serialises as nothing).
-//! - **Key order.** JavaScript objects list integer-like keys (`"0"`, `"12"`) first in ascending
-//!   order; we keep insertion order. JSON consumers do not depend on member order.
 //! - **Numbers.** Values are `serde_json` numbers: integers beyond 2^53 keep full precision
 //!   (JavaScript would round them). Floats are stringified with JavaScript's algorithm.
 //! - **UTF-16.** String `length` and length limits count UTF-16 units like JavaScript; indexing a
@@ -91,6 +91,7 @@ mod eval;
 mod liquid;
 mod path;
 mod template;
+mod transform;
 mod validate;
 mod value;
 
@@ -99,6 +100,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use empty::{EmptyValueSchema, JsonType, remove_empty_values};
+pub use transform::{TransformError, transform};
 pub use validate::DIRECTIVES;
 
 /// Longest `@replace` pattern Segment accepts, in UTF-16 code units.
@@ -165,7 +167,11 @@ impl Mapping {
     /// `data` must be a JSON object (`data must be an object, got <type>` otherwise). Absent object
     /// members are pruned and absent array elements become `null`.
     pub fn evaluate(&self, data: &Value) -> Result<Option<Value>, EvalError> {
-        Ok(eval::transform(&self.root, data)?.into_json())
+        let mut out = eval::transform(&self.root, data)?.into_json();
+        if let Some(value) = &mut out {
+            value::order_keys_as_javascript(value);
+        }
+        Ok(out)
     }
 
     /// Evaluates the mapping against each event of a batch (Segment's `transformBatch`).
@@ -184,9 +190,11 @@ impl Mapping {
         items
             .iter()
             .map(|item| {
-                Ok(eval::resolve(&self.root, item)?
+                let mut out = eval::resolve(&self.root, item)?
                     .into_json()
-                    .unwrap_or(Value::Null))
+                    .unwrap_or(Value::Null);
+                value::order_keys_as_javascript(&mut out);
+                Ok(out)
             })
             .collect()
     }

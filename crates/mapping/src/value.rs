@@ -503,3 +503,55 @@ mod tests {
         assert!(!Val::string(" ".into()).loosely_equals_empty_string());
     }
 }
+
+/// Whether `key` is a JavaScript array index (`"0"`, `"12"`; not `"012"`, `"-1"`, `"1.5"` or
+/// 2³² − 1 and above): the keys JavaScript objects list first.
+fn is_array_index(key: &str) -> bool {
+    match key.as_bytes() {
+        [b'0'] => true,
+        [b'1'..=b'9', rest @ ..] if rest.len() < 10 && rest.iter().all(u8::is_ascii_digit) => {
+            key.parse::<u64>().is_ok_and(|n| n < 4_294_967_295)
+        }
+        _ => false,
+    }
+}
+
+/// Puts the members of every object in `value` in the order a JavaScript object lists them:
+/// array-index keys first in ascending numeric order, then the others in insertion order.
+///
+/// Segment's result is a JavaScript object, so this is the order its JSON has. Objects without
+/// such keys (nearly all) are left as they are.
+pub(crate) fn order_keys_as_javascript(value: &mut Value) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(order_keys_as_javascript),
+        Value::Object(map) => {
+            if map.keys().any(|k| is_array_index(k)) {
+                type Members = Vec<(String, Value)>;
+                let (mut indexes, rest): (Members, Members) = std::mem::take(map)
+                    .into_iter()
+                    .partition(|(k, _)| is_array_index(k));
+                indexes.sort_by_key(|(k, _)| k.parse::<u64>().unwrap_or(0));
+                map.extend(indexes);
+                map.extend(rest);
+            }
+            map.values_mut().for_each(order_keys_as_javascript);
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod key_order_tests {
+    use super::order_keys_as_javascript;
+    use serde_json::json;
+
+    #[test]
+    fn array_index_keys_come_first_in_numeric_order() {
+        let mut v = json!({"b": 1, "10": 2, "a": {"z": 0, "2": 1, "012": 2, "1": 3}, "2": [{"x": 1, "0": 2}], "-1": 4, "4294967295": 5});
+        order_keys_as_javascript(&mut v);
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"2":[{"0":2,"x":1}],"10":2,"b":1,"a":{"1":3,"2":1,"z":0,"012":2},"-1":4,"4294967295":5}"#
+        );
+    }
+}
