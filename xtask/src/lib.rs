@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 pub mod codegen;
 pub mod fs;
 pub mod new_action;
+pub mod segment_diff;
 pub mod test;
 pub mod validate;
 

@@ -1,7 +1,7 @@
 //! The `cargo xtask` command line: parses arguments and runs one task.
 //!
 //! Tasks: `codegen [--check]` (alias `cargo codegen`), `validate`,
-//! `new-action <dest> <key> [--batch] [--beyond-segment]`, and
+//! `new-action <dest> <key> [--batch] [--beyond-segment]`, `segment-diff [--seed N] [--no-node]`, and
 //! `test [--deps-only] [-- <cargo test args>]`.
 //! Each runs over the repository that holds this xtask, or over `--root <dir>` when given.
 
@@ -19,6 +19,10 @@ tasks:
                              scaffold actions/<dest>/<key>.yaml and a test case for it;
                              --batch adds the batch form, --beyond-segment marks the action
                              as not Segment's (left out of its catalog entry, off in presets)
+  segment-diff [--seed N] [--no-node]
+                             regenerate the differential corpus (tools/segment-diff/data) and,
+                             with Node.js, Segment's answers to it; compare them with
+                             cargo test -p actionkit-destinations --test segment_diff
   test [--deps-only] [-- <cargo test args>]
                              install what the end-to-end tests need when missing (Chromium,
                              Node.js and the npm clients, the Python client), then run
@@ -65,6 +69,10 @@ fn main() -> ExitCode {
             }
             xtask::validate::run(&root)
         }
+        "segment-diff" => match xtask::segment_diff::Args::parse(rest) {
+            Ok(args) => xtask::segment_diff::run(&root, &args),
+            Err(msg) => return usage_error(&msg),
+        },
         "new-action" => match xtask::new_action::Args::parse(rest) {
             Ok(args) => xtask::new_action::run(&root, &args),
             Err(msg) => return usage_error(&msg),
