@@ -339,9 +339,16 @@ fn trim_ascii_range(bytes: &[u8]) -> (usize, usize) {
     (start, end)
 }
 
-/// Parses one event; it must be a JSON object.
+/// Parses one event; it must be a JSON object. Lone UTF-16 surrogate escapes are read as U+FFFD,
+/// as the intake reads them.
 pub fn parse_event(bytes: &[u8]) -> Result<Value, String> {
-    match serde_json::from_slice::<Value>(bytes) {
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            serde_json::from_str::<Value>(&actionkit_intake::json::replace_lone_surrogates(text))
+        }
+        Err(_) => serde_json::from_slice::<Value>(bytes),
+    };
+    match parsed {
         Ok(value @ Value::Object(_)) => Ok(value),
         Ok(other) => Err(format!(
             "expected a JSON object (a Segment event) but found {}",

@@ -221,6 +221,23 @@ fn bad_lines_from_a_file_are_reported_by_line_in_pretty_output() {
 }
 
 #[test]
+fn half_of_an_emoji_is_sent_as_the_replacement_character() {
+    // JavaScript writes a string cut inside an emoji with a lone surrogate escape.
+    let input = b"{\"type\":\"track\",\"userId\":\"u\",\"event\":\"cut \\ud83d\",\"properties\":{\"pair\":\"\\ud83c\\udf89\"}}\n";
+    let key = format!("apiKey={KEY}");
+    let out = run(
+        &["send", "--dry-run", "--output", "ndjson", "--setting", &key],
+        input,
+    );
+    let reports = out.ndjson();
+    assert_eq!(reports.len(), 1, "{out:?}");
+    let body = &reports[0]["requests"][0]["json"];
+    assert_eq!(body["event_name"], "cut \u{fffd}", "{out:?}");
+    assert_eq!(body["metadata"]["pair"], "🎉");
+    assert_eq!(out.code, 0);
+}
+
+#[test]
 fn a_truncated_json_array_names_where_it_stopped() {
     let input = b"[{\"type\":\"track\",\"userId\":\"u\",\"event\":\"E\"},\n {\"type\": ";
     let key = format!("apiKey={KEY}");

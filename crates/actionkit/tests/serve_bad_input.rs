@@ -180,14 +180,14 @@ fn cases() -> Vec<Case> {
             r#"{"userId":"bad-two","event":"E"} {"userId":"bad-two"}"#,
         )
         .expect(400, "invalid_json", "trailing characters"),
-        // serde_json cannot hold a lone UTF-16 surrogate, which JavaScript's JSON.stringify
-        // may write for a string cut inside an emoji; the whole request is refused.
+        // A lone UTF-16 surrogate escape is accepted (read as U+FFFD, see the intake's `json`
+        // module); a truncated escape is still malformed JSON.
         Case::post(
-            "a lone surrogate escape",
+            "a truncated unicode escape",
             "/v1/track",
-            r#"{"userId":"bad-surrogate","event":"E","properties":{"s":"\ud83d"}}"#,
+            r#"{"userId":"bad-escape","event":"E","properties":{"s":"\ud8"}}"#,
         )
-        .expect(400, "invalid_json", "hex escape at line 1 column 64"),
+        .expect(400, "invalid_json", "invalid escape"),
         Case::post("empty body", "/v1/track", "").expect(400, "invalid_json", "body is empty"),
         Case::post("whitespace body", "/v1/batch", " \n\t ").expect(
             400,

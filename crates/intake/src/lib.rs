@@ -69,16 +69,20 @@
 //!   item's keys win); `writeKey` is removed from stored events.
 //! - `integrations` are not applied at intake: events are stored and the dispatcher asks
 //!   [`is_enabled_for`].
+//! - A lone UTF-16 surrogate escape (`"\ud83d"`, which JavaScript writes for a string cut inside
+//!   an emoji) is read as U+FFFD REPLACEMENT CHARACTER ([`json::replace_lone_surrogates`]):
+//!   Segment forwards such events, and a Rust string cannot hold half a character. The event is
+//!   accepted and delivered with `\ufffd` in place of the lone unit.
 //!
 //! # Cost
 //! Each event is read one level deep: its top-level values stay slices of the request body
 //! (validated by the parser, never turned into a `serde_json::Value` tree), the fields the rules
 //! look at are decoded, the few that change get new text, and the event is written back by
 //! concatenation. Values the rules leave alone are therefore stored exactly as sent. Because a
-//! skipping parse accepts two things a full parse refuses (numbers out of range such as `1e400`,
-//! and lone UTF-16 surrogate escapes), the pre-parse depth scan flags bodies that contain an
-//! exponent or a surrogate escape, and their events also get a full parse, so such an event is
-//! refused at intake as before rather than stored and dead-lettered later. Measured with
+//! skipping parse accepts what a full parse refuses (numbers out of range such as `1e400`), the
+//! pre-parse depth scan flags bodies that contain an exponent or a surrogate escape; such a body
+//! has its lone surrogates replaced first, and its events also get a full parse, so an event with
+//! a number out of range is refused at intake rather than stored and dead-lettered later. Measured with
 //! `cargo bench -p actionkit-intake --bench parse` (CPU time per 100-event batch) and the
 //! `serve_load` benchmark of the `actionkit` crate.
 

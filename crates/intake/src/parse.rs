@@ -453,6 +453,26 @@ mod tests {
     }
 
     #[test]
+    fn lone_surrogates_are_read_as_the_replacement_character() {
+        let auth = meta_basic("wk-web");
+        let meta = RequestMeta {
+            content_type: JSON,
+            authorization: Some(auth.as_bytes()),
+            ..Default::default()
+        };
+        let body = br#"{"userId":"u","event":"E","properties":{"cut":"party \ud83d","pair":"\ud83c\udf89"}}"#;
+        let acc = run(track(), &meta, body).unwrap();
+        let event = &events(&acc)[0];
+        assert_eq!(event["properties"]["cut"], "party \u{fffd}");
+        assert_eq!(event["properties"]["pair"], "🎉");
+        let batch = br#"{"batch":[{"type":"track","userId":"u","event":"\udc00"},{"type":"track","userId":"v","event":"ok"}]}"#;
+        let acc = run(PathKind::Batch, &meta, batch).unwrap();
+        let all = events(&acc);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0]["event"], "\u{fffd}");
+    }
+
+    #[test]
     fn paths() {
         assert_eq!(PathKind::from_path("/v1/batch"), Some(PathKind::Batch));
         assert_eq!(
@@ -841,7 +861,7 @@ mod tests {
     }
 
     #[test]
-    fn values_a_full_parse_refuses_are_refused_although_events_are_read_one_level_deep() {
+    fn numbers_a_full_parse_refuses_are_refused_although_events_are_read_one_level_deep() {
         let meta = keyed(JSON);
         let body = br#"{"batch":[
             {"type":"track","userId":"u","event":"e","properties":{"big":1e400}},
@@ -851,12 +871,11 @@ mod tests {
         let acc = run(PathKind::Batch, &meta, body).unwrap();
         let rejected: Vec<(usize, ErrorCode)> =
             acc.rejected.iter().map(|r| (r.index, r.code)).collect();
-        assert_eq!(
-            rejected,
-            vec![(0, ErrorCode::InvalidJson), (1, ErrorCode::InvalidJson)]
-        );
-        assert_eq!(events(&acc)[0]["properties"]["ok"], 2500.0);
-        assert_eq!(events(&acc)[0]["properties"]["s"], "\u{1f600}");
+        assert_eq!(rejected, vec![(0, ErrorCode::InvalidJson)]);
+        // A lone surrogate is no longer refused: it is read as U+FFFD.
+        assert_eq!(events(&acc)[0]["properties"]["s"], "\u{fffd}");
+        assert_eq!(events(&acc)[1]["properties"]["ok"], 2500.0);
+        assert_eq!(events(&acc)[1]["properties"]["s"], "\u{1f600}");
         let err = run(
             track(),
             &meta,
