@@ -378,27 +378,10 @@ fn is_basic_auth(map: &Map<String, Value>) -> bool {
         && map.keys().all(|key| key == "username" || key == "password")
 }
 
-/// Standard base64 with padding (RFC 4648), as HTTP Basic authentication uses; written out
-/// because it is the runtime's only use of base64.
+/// Standard base64 with padding (RFC 4648), as HTTP Basic authentication uses.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (idx, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if idx <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn finish(

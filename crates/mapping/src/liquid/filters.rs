@@ -502,12 +502,12 @@ pub(super) fn apply<'a>(
         F::Sha256 => {
             let t = text(&v);
             ctx.use_memory(u16_len(&t) as f64)?;
-            s(hex(&super::sha256::sha256(t.as_bytes())))
+            s(hex(&sha256(t.as_bytes())))
         }
         F::HmacSha256 => {
             let (t, k) = (text(&v), text(&a0()));
             ctx.use_memory((u16_len(&t) + u16_len(&k)) as f64)?;
-            s(hex(&super::sha256::hmac_sha256(k.as_bytes(), t.as_bytes())))
+            s(hex(&hmac_sha256(k.as_bytes(), t.as_bytes())))
         }
         F::Json | F::Jsonify | F::Inspect => {
             let indent = json_indent(&a0());
@@ -1000,28 +1000,22 @@ fn number_of_words(text: &str, mode: &LVal<'_>) -> usize {
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Decodes base64 after liquidjs's validity check; `None` when the check fails.
+/// Decodes base64 after liquidjs's validity check (`atob`'s): ASCII whitespace is ignored, one or
+/// two `=` may end a text whose length is a multiple of four, and bits past the last byte are
+/// dropped. `None` when the check fails.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const ATOB: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
     let mut clean: String = text
         .chars()
         .filter(|c| !matches!(c, '\t' | '\n' | '\u{c}' | '\r' | ' '))
@@ -1040,25 +1034,25 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     {
         return None;
     }
-    let val = |b: u8| -> u32 {
-        match b {
-            b'A'..=b'Z' => u32::from(b - b'A'),
-            b'a'..=b'z' => u32::from(b - b'a') + 26,
-            b'0'..=b'9' => u32::from(b - b'0') + 52,
-            b'+' => 62,
-            _ => 63,
+    ATOB.decode(clean).ok()
+}
+
+/// The SHA-256 digest of `data`.
+fn sha256(data: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data).to_vec()
+}
+
+/// HMAC-SHA-256 of `data` under `key` (any key length is valid for HMAC).
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    use hmac::Mac as _;
+    match hmac::Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(data);
+            mac.finalize().into_bytes().to_vec()
         }
-    };
-    let mut out = Vec::with_capacity(clean.len() / 4 * 3 + 2);
-    for chunk in clean.as_bytes().chunks(4) {
-        let mut n = 0u32;
-        for (k, b) in chunk.iter().enumerate() {
-            n |= val(*b) << (18 - 6 * k);
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..chunk.len().saturating_sub(1)]);
+        Err(_) => Vec::new(),
     }
-    Some(out)
 }
 
 fn hex(bytes: &[u8]) -> String {

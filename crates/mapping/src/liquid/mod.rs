@@ -8,7 +8,8 @@
 //! - [`lexer`]: the tokenizer (top-level tokens, whitespace control, expressions, filters).
 //! - [`parse`]: tags to nodes.
 //! - [`render`]: scopes, property lookup, operators and memory accounting.
-//! - [`filters`], [`date`], [`sha256`]: the filters.
+//! - [`filters`], [`date`]: the filters (SHA-256 and base64 from the `sha2`, `hmac` and `base64`
+//!   crates).
 
 mod ast;
 mod date;
@@ -16,7 +17,6 @@ mod filters;
 mod lexer;
 mod parse;
 mod render;
-mod sha256;
 #[cfg(test)]
 mod tests;
 mod value;
