@@ -292,7 +292,10 @@ pub struct RequestDefaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<Value>,
     /// Headers sent with every request, keyed by lower-case header name; each value is a
-    /// mapping-kit value over `{"settings": …}`.
+    /// mapping-kit value over `{"settings": …}`. A value that resolves to
+    /// `{"username": "…", "password": "…"}` (password optional) is sent as HTTP Basic
+    /// authentication, `Basic ` and the base64 of `username:password`, as Segment's
+    /// `extendRequest` does with its `username` and `password` options.
     #[serde(default)]
     pub headers: IndexMap<String, Value>,
 }
