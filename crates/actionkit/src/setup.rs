@@ -1,8 +1,12 @@
 //! Building delivery targets: destination instances with their settings, mappings and clients.
 //!
-//! Without a config file the embedded default is used: the Userpilot destination with its three
-//! presets, settings from `--setting NAME=VALUE` or `USERPILOT_*` environment variables.
+//! Without a config file a destination is built from its presets (Userpilot by default, another
+//! with `--destination SLUG`), its settings from `--setting NAME=VALUE` or the environment
+//! variables named after it (`USERPILOT_API_KEY` for Userpilot's `apiKey`, see [`env_name`]).
+//! With one, its instances carry their destination, settings and mappings. Either way a required
+//! setting given nowhere is an error before anything is sent.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +15,8 @@ use actionkit_runtime::destination::{CompiledDestination, Registry};
 use actionkit_runtime::dispatch::{Instance, InstanceError, MappingConfig};
 use actionkit_runtime::fields::SettingDef;
 use actionkit_runtime::validate::fill_setting_defaults;
-use actionkit_spec::config::Mappings;
-use actionkit_spec::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use actionkit_spec::config::{LoadedConfig, Mappings};
+use actionkit_spec::diagnostics::{Diagnostic, Diagnostics, did_you_mean, one_of};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Map, Value};
@@ -20,14 +24,14 @@ use serde_json::{Map, Value};
 /// The slug of the embedded default destination.
 pub const DEFAULT_DESTINATION: &str = "actions-userpilot-cloud";
 
-/// The prefix of environment variables that carry the embedded default's settings.
-pub const DEFAULT_ENV_PREFIX: &str = "USERPILOT";
-
 /// Settings and delivery options shared by every command that talks to a destination.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// A destination setting as NAME=VALUE (repeatable), for example `--setting apiKey=…`;
-    /// without it the embedded default reads `USERPILOT_<NAME>` (e.g. `USERPILOT_API_KEY`).
+    /// A destination setting as NAME=VALUE (repeatable), for example `--setting apiKey=…`.
+    /// A setting not given so is read from the environment variable <DESTINATION>_<NAME>:
+    /// the destination's slug without `actions-` and `-cloud`, then the setting's name, in
+    /// upper snake case (`USERPILOT_API_KEY` for apiKey of actions-userpilot-cloud). Not with
+    /// --config, whose instances carry their own settings.
     ///
     /// Parsed after argument parsing (not by clap) so that a malformed value, which may be a
     /// secret, is never echoed in an error.
@@ -138,53 +142,125 @@ pub fn registry() -> anyhow::Result<Registry> {
     })
 }
 
-/// The embedded default target: Userpilot with its presets.
-pub fn embedded_default(
+/// Which destination instance a command that talks to one destination uses: an instance of a
+/// configuration file, or a destination by slug with its settings from `--setting` and the
+/// environment (Userpilot when neither is given).
+#[derive(Debug, Clone, Default, Args)]
+pub struct InstanceArgs {
+    /// A runtime configuration (`actionkit.yaml`): use one of its destination instances, with
+    /// the destination and settings the file gives it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The instance of --config to use, by its `name`; it may be left out when the file has a
+    /// single enabled instance.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+    /// The destination to use without --config, by its slug (default: actions-userpilot-cloud,
+    /// Userpilot); its settings come from --setting and the environment.
+    #[arg(long, value_name = "SLUG", conflicts_with = "config")]
+    pub destination: Option<String>,
+}
+
+/// The one destination instance `sel` names: an instance of `--config`, or the destination of
+/// `--destination` (Userpilot by default) with its presets and the settings of `args`. `able`
+/// checks that the destination can do what the command needs, before its settings are looked at.
+pub fn select(
+    sel: &InstanceArgs,
+    args: &TargetArgs,
+    able: impl Fn(&CompiledDestination) -> anyhow::Result<()>,
+) -> anyhow::Result<Target> {
+    match &sel.config {
+        Some(path) => config_instance(path, sel.instance.as_deref(), args, able),
+        None => {
+            if let Some(name) = &sel.instance {
+                bail!(
+                    "--instance '{name}' names an instance of a configuration file; give the file with --config FILE"
+                );
+            }
+            let slug = sel.destination.as_deref().unwrap_or(DEFAULT_DESTINATION);
+            from_destination(slug, args, None, able)
+        }
+    }
+}
+
+/// The destination `slug` with its presets, its settings from `--setting` and then from the
+/// environment (see [`env_name`]); `endpoint_override` replaces the `endpoint` setting. The
+/// target is named after the destination (`userpilot`).
+pub fn from_destination(
+    slug: &str,
     args: &TargetArgs,
     endpoint_override: Option<&str>,
+    able: impl Fn(&CompiledDestination) -> anyhow::Result<()>,
 ) -> anyhow::Result<Target> {
     let registry = registry()?;
-    let dest = registry
-        .get(DEFAULT_DESTINATION)
-        .with_context(|| format!("destination '{DEFAULT_DESTINATION}' is not generated"))?
-        .clone();
+    let dest = find_destination(&registry, slug)?.clone();
+    able(&dest)?;
     let pairs = args
         .settings
         .iter()
         .map(|text| parse_setting(text).map_err(|err| anyhow::anyhow!("--setting: {err}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let prefix = env_prefix(slug);
     let mut settings = settings_from_args(dest.def.settings, &pairs, |name| {
-        std::env::var(env_name(name)).ok()
+        std::env::var(env_name(&prefix, name)).ok()
     })?;
     if let (Some(endpoint), Value::Object(map)) = (endpoint_override, &mut settings) {
         map.insert("endpoint".to_owned(), Value::String(endpoint.to_owned()));
     }
+    let missing = missing_required(dest.def.settings, &settings);
+    if !missing.is_empty() {
+        bail!("{}", missing_message(slug, &prefix, &missing));
+    }
     fill_setting_defaults(dest.def.settings, &mut settings);
-    check_required(dest.def.settings, &settings)?;
-    let instance =
-        Instance::from_presets(dest.clone(), &settings).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let instance = Instance::from_presets(dest.clone(), &settings)
+        .map_err(|err| anyhow::anyhow!("destination '{slug}': {err}"))?;
     let client = delivery_client(&dest, args)?;
     Ok(Target {
-        name: "userpilot".to_owned(),
+        name: prefix.to_lowercase(),
         instance: Arc::new(instance),
         client: Arc::new(client),
         send_only_changes: !args.send_unchanged,
     })
 }
 
-/// The targets of a runtime configuration file; every problem is reported at once with the
-/// file, line and column it concerns.
-pub fn from_config_file(path: &std::path::Path, args: &TargetArgs) -> anyhow::Result<Vec<Target>> {
+/// The compiled destination `slug`, or an error listing the known ones.
+fn find_destination<'r>(
+    registry: &'r Registry,
+    slug: &str,
+) -> anyhow::Result<&'r Arc<CompiledDestination>> {
+    registry.get(slug).ok_or_else(|| {
+        let slugs: Vec<&str> = registry.iter().map(|d| d.def.slug).collect();
+        let hint = did_you_mean(slug, slugs.iter().copied())
+            .map(|hint| format!("; {hint}"))
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "unknown destination '{slug}'; expected {}{hint}",
+            one_of(slugs.iter().copied())
+        )
+    })
+}
+
+/// Loads a runtime configuration, every problem at once with the file, line and column it
+/// concerns. `--setting` is refused beside it rather than silently ignored.
+fn load_config(path: &Path, args: &TargetArgs) -> anyhow::Result<LoadedConfig> {
+    if !args.settings.is_empty() {
+        bail!(
+            "--setting does not go with --config {}: a configured instance takes its settings from the file",
+            path.display()
+        );
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the configuration {}", path.display()))?;
     let file = path.display().to_string();
-    let loaded = actionkit_spec::load_config_str(&file, &text, |name| std::env::var(name).ok())
-        .map_err(|diags| anyhow::anyhow!("invalid configuration\n{diags}"))?;
-    let registry = registry()?;
-    let mut problems: Vec<Diagnostic> = Vec::new();
-    let mut targets = Vec::new();
+    actionkit_spec::load_config_str(&file, &text, |name| std::env::var(name).ok())
+        .map_err(|diags| anyhow::anyhow!("invalid configuration\n{diags}"))
+}
+
+/// The delivery options of a configuration: its `delivery` section, scaled and limited as the
+/// command line says.
+fn config_delivery_args(loaded: &LoadedConfig, args: &TargetArgs) -> TargetArgs {
     let delivery = &loaded.config.delivery;
-    let delivery_args = TargetArgs {
+    TargetArgs {
         settings: Vec::new(),
         timeout: delivery.timeout_secs,
         max_attempts: delivery.max_attempts,
@@ -192,114 +268,248 @@ pub fn from_config_file(path: &std::path::Path, args: &TargetArgs) -> anyhow::Re
         no_rate_limits: args.no_rate_limits || !delivery.rate_limits,
         rate_limit_scale: args.rate_limit_scale * delivery.rate_limit_scale,
         ..args.clone()
-    };
+    }
+}
+
+/// Fails with every problem of a configuration, rendered rustc-style.
+fn check_problems(problems: Vec<Diagnostic>) -> anyhow::Result<()> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "invalid configuration\n{}",
+        Diagnostics::new(problems).about("the configuration")
+    )
+}
+
+/// The targets of a runtime configuration file's enabled instances; every problem is reported
+/// at once with the file, line and column it concerns.
+pub fn from_config_file(path: &Path, args: &TargetArgs) -> anyhow::Result<Vec<Target>> {
+    let loaded = load_config(path, args)?;
+    let registry = registry()?;
+    let delivery_args = config_delivery_args(&loaded, args);
+    let mut problems: Vec<Diagnostic> = Vec::new();
+    let mut targets = Vec::new();
     for (idx, config) in loaded.config.destinations.iter().enumerate() {
         if !config.enabled {
             continue;
         }
-        let base = format!("/destinations/{idx}");
-        let Some(dest) = registry.get(&config.destination) else {
-            let slugs: Vec<&str> = registry.iter().map(|d| d.def.slug).collect();
-            problems.push(
-                loaded
-                    .diagnostic(
-                        &format!("{base}/destination"),
-                        format!("unknown destination '{}'", config.destination),
-                    )
-                    .expected(format!("one of {}", slugs.join(", ")))
-                    .maybe_hint(did_you_mean(&config.destination, slugs.iter().copied())),
-            );
-            continue;
-        };
-        let defs = dest.def.settings;
-        let mut unknown = false;
-        for key in config.settings.keys() {
-            if !defs.iter().any(|def| def.key == key) {
-                unknown = true;
-                let keys: Vec<&str> = defs.iter().map(|def| def.key).collect();
-                problems.push(
-                    loaded
-                        .diagnostic(
-                            &format!("{base}/settings/{key}"),
-                            format!("unknown setting '{key}'"),
-                        )
-                        .expected(format!("one of {}", keys.join(", ")))
-                        .maybe_hint(did_you_mean(key, keys.iter().copied())),
-                );
-            }
-        }
-        if unknown {
-            continue;
-        }
-        let mut settings = Value::Object(
-            config
-                .settings
-                .iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect(),
-        );
-        fill_setting_defaults(defs, &mut settings);
-        let instance = match &config.mappings {
-            Mappings::Presets(_) => Instance::from_presets(dest.clone(), &settings),
-            Mappings::List(list) => {
-                let configs: Vec<MappingConfig> = list
-                    .iter()
-                    .map(|m| MappingConfig {
-                        name: m.name.clone(),
-                        trigger: m.trigger.clone(),
-                        action_key: m.action.clone(),
-                        mapping: match &m.mapping {
-                            Value::String(word) if word == "defaults" => dest
-                                .action(&m.action)
-                                .map_or(Value::Null, |a| a.default_mapping_json.clone()),
-                            other => other.clone(),
-                        },
-                        enabled: m.enabled,
-                    })
-                    .collect();
-                Instance::new(dest.clone(), &settings, &configs)
-            }
-        };
-        match instance {
-            Ok(instance) => targets.push(Target {
-                name: config.name.clone(),
-                instance: Arc::new(instance),
-                client: Arc::new(delivery_client(dest, &delivery_args)?),
-                send_only_changes: config.send_only_changes && !args.send_unchanged,
-            }),
-            Err(InstanceError::Mappings(list)) => {
-                for problem in list {
-                    let m_idx = match &config.mappings {
-                        Mappings::List(ms) => ms.iter().position(|m| m.name == problem.mapping),
-                        Mappings::Presets(_) => None,
-                    };
-                    let pointer = m_idx.map_or_else(
-                        || format!("{base}/mappings"),
-                        |i| format!("{base}/mappings/{i}"),
-                    );
-                    problems.push(loaded.diagnostic(&pointer, problem.to_string()));
-                }
-            }
-            Err(err) => {
-                problems.push(loaded.diagnostic(&format!("{base}/settings"), err.to_string()))
-            }
+        if let Some(target) =
+            build_instance(&loaded, &registry, idx, &delivery_args, args, &mut problems)?
+        {
+            targets.push(target);
         }
     }
-    if !problems.is_empty() {
-        bail!(
-            "invalid configuration\n{}",
-            Diagnostics::new(problems).about("the configuration")
-        );
-    }
+    check_problems(problems)?;
     if targets.is_empty() {
-        bail!("{file}: no enabled destination instance");
+        bail!("{}: no enabled destination instance", loaded.file);
     }
     Ok(targets)
 }
 
-/// The environment variable that carries setting `name` of the embedded default.
-pub fn env_name(name: &str) -> String {
-    let mut out = format!("{DEFAULT_ENV_PREFIX}_");
+/// The target of one instance of a configuration file: the one named `name` (even when it is
+/// not enabled), or else the file's only enabled instance. `able` checks its destination first.
+pub fn config_instance(
+    path: &Path,
+    name: Option<&str>,
+    args: &TargetArgs,
+    able: impl Fn(&CompiledDestination) -> anyhow::Result<()>,
+) -> anyhow::Result<Target> {
+    let loaded = load_config(path, args)?;
+    let file = &loaded.file;
+    let instances = &loaded.config.destinations;
+    let idx = match name {
+        Some(name) => instances
+            .iter()
+            .position(|config| config.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = instances.iter().map(|c| c.name.as_str()).collect();
+                let hint = did_you_mean(name, names.iter().copied())
+                    .map(|hint| format!("; {hint}"))
+                    .unwrap_or_default();
+                if names.is_empty() {
+                    anyhow::anyhow!("{file} has no instance '{name}': it has no instances")
+                } else {
+                    anyhow::anyhow!(
+                        "{file} has no instance '{name}'; expected {}{hint}",
+                        one_of(names.iter().copied())
+                    )
+                }
+            })?,
+        None => {
+            let enabled: Vec<usize> = (0..instances.len())
+                .filter(|&idx| instances[idx].enabled)
+                .collect();
+            match enabled.as_slice() {
+                [idx] => *idx,
+                [] => bail!("{file}: no enabled destination instance"),
+                many => {
+                    let names: Vec<&str> =
+                        many.iter().map(|&i| instances[i].name.as_str()).collect();
+                    bail!(
+                        "{file} has {} enabled instances ({}); choose one with --instance NAME",
+                        names.len(),
+                        names.join(", ")
+                    )
+                }
+            }
+        }
+    };
+    let config = &instances[idx];
+    let registry = registry()?;
+    if let Some(dest) = registry.get(&config.destination) {
+        able(dest).with_context(|| format!("instance '{}' of {file}", config.name))?;
+    }
+    let delivery_args = config_delivery_args(&loaded, args);
+    let mut problems = Vec::new();
+    let target = build_instance(&loaded, &registry, idx, &delivery_args, args, &mut problems)?;
+    check_problems(problems)?;
+    target.with_context(|| format!("instance '{}' of {file} could not be built", config.name))
+}
+
+/// Builds the instance at `idx` of a configuration, or records why it cannot be built in
+/// `problems`.
+fn build_instance(
+    loaded: &LoadedConfig,
+    registry: &Registry,
+    idx: usize,
+    delivery_args: &TargetArgs,
+    args: &TargetArgs,
+    problems: &mut Vec<Diagnostic>,
+) -> anyhow::Result<Option<Target>> {
+    let Some(config) = loaded.config.destinations.get(idx) else {
+        return Ok(None);
+    };
+    let base = format!("/destinations/{idx}");
+    let Some(dest) = registry.get(&config.destination) else {
+        let slugs: Vec<&str> = registry.iter().map(|d| d.def.slug).collect();
+        problems.push(
+            loaded
+                .diagnostic(
+                    &format!("{base}/destination"),
+                    format!("unknown destination '{}'", config.destination),
+                )
+                .expected(one_of(slugs.iter().copied()))
+                .maybe_hint(did_you_mean(&config.destination, slugs.iter().copied())),
+        );
+        return Ok(None);
+    };
+    let defs = dest.def.settings;
+    let n_problems = problems.len();
+    for key in config.settings.keys() {
+        if !defs.iter().any(|def| def.key == key) {
+            let keys: Vec<&str> = defs.iter().map(|def| def.key).collect();
+            problems.push(
+                loaded
+                    .diagnostic(
+                        &format!("{base}/settings/{key}"),
+                        format!("unknown setting '{key}'"),
+                    )
+                    .expected(one_of(keys.iter().copied()))
+                    .maybe_hint(did_you_mean(key, keys.iter().copied())),
+            );
+        }
+    }
+    let mut settings = Value::Object(
+        config
+            .settings
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
+    );
+    let env_prefix = env_prefix(dest.def.slug);
+    for def in missing_required(defs, &settings) {
+        let key = def.key;
+        let var = env_name(&env_prefix, key);
+        problems.push(
+            loaded
+                .diagnostic(
+                    &format!("{base}/settings"),
+                    format!("missing required setting '{key}' ({})", def.label),
+                )
+                .hint(format!(
+                    "add `{key}: …` to this instance's settings (`{key}: ${{{var}}}` reads the \
+                     environment variable {var}); without --config, --setting {key}=… or {var} \
+                     gives it"
+                )),
+        );
+    }
+    if problems.len() > n_problems {
+        return Ok(None);
+    }
+    fill_setting_defaults(defs, &mut settings);
+    let instance = match &config.mappings {
+        Mappings::Presets(_) => Instance::from_presets(dest.clone(), &settings),
+        Mappings::List(list) => {
+            let configs: Vec<MappingConfig> = list
+                .iter()
+                .map(|m| MappingConfig {
+                    name: m.name.clone(),
+                    trigger: m.trigger.clone(),
+                    action_key: m.action.clone(),
+                    mapping: match &m.mapping {
+                        Value::String(word) if word == "defaults" => dest
+                            .action(&m.action)
+                            .map_or(Value::Null, |a| a.default_mapping_json.clone()),
+                        other => other.clone(),
+                    },
+                    enabled: m.enabled,
+                })
+                .collect();
+            Instance::new(dest.clone(), &settings, &configs)
+        }
+    };
+    match instance {
+        Ok(instance) => Ok(Some(Target {
+            name: config.name.clone(),
+            instance: Arc::new(instance),
+            client: Arc::new(delivery_client(dest, delivery_args)?),
+            send_only_changes: config.send_only_changes && !args.send_unchanged,
+        })),
+        Err(InstanceError::Mappings(list)) => {
+            for problem in list {
+                let m_idx = match &config.mappings {
+                    Mappings::List(ms) => ms.iter().position(|m| m.name == problem.mapping),
+                    Mappings::Presets(_) => None,
+                };
+                let pointer = m_idx.map_or_else(
+                    || format!("{base}/mappings"),
+                    |i| format!("{base}/mappings/{i}"),
+                );
+                problems.push(loaded.diagnostic(&pointer, problem.to_string()));
+            }
+            Ok(None)
+        }
+        Err(err) => {
+            problems.push(loaded.diagnostic(&format!("{base}/settings"), err.to_string()));
+            Ok(None)
+        }
+    }
+}
+
+/// The prefix of the environment variables that carry the settings of destination `slug`: the
+/// slug without Segment's `actions-` prefix and `-cloud` suffix, upper case, with `_` for
+/// anything but letters and digits (`actions-userpilot-cloud` → `USERPILOT`).
+pub fn env_prefix(slug: &str) -> String {
+    let core = slug.strip_prefix("actions-").unwrap_or(slug);
+    let core = core.strip_suffix("-cloud").unwrap_or(core);
+    let core = if core.is_empty() { slug } else { core };
+    core.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The environment variable that carries setting `name` of the destination whose
+/// [`env_prefix`] is `prefix`: the prefix, `_`, and the name in upper snake case
+/// (`USERPILOT_API_KEY` for `apiKey`).
+pub fn env_name(prefix: &str, name: &str) -> String {
+    let mut out = format!("{prefix}_");
     let mut prev_lower = false;
     for c in name.chars() {
         if c.is_ascii_uppercase() && prev_lower {
@@ -326,8 +536,8 @@ fn settings_from_args(
         if !defs.iter().any(|def| def.key == name) {
             let known: Vec<&str> = defs.iter().map(|def| def.key).collect();
             bail!(
-                "unknown setting '{name}' in --setting; expected one of {}",
-                known.join(", ")
+                "unknown setting '{name}' in --setting; expected {}",
+                one_of(known.iter().copied())
             );
         }
         map.insert(name.clone(), Value::String(value.clone()));
@@ -342,24 +552,59 @@ fn settings_from_args(
     Ok(Value::Object(map))
 }
 
-/// Fails, naming every missing required setting and where it can come from.
-fn check_required(defs: &'static [SettingDef], settings: &Value) -> anyhow::Result<()> {
-    let missing: Vec<String> = defs
-        .iter()
+/// The required settings that `settings` lacks and that have no default to stand in for them.
+///
+/// Only absence counts: a setting given as an empty string is passed on to Segment's settings
+/// validation, which accepts it (a required field need only be present). An empty default (the
+/// catalog's `''` for Userpilot's API key) is no value, so it does not make a setting given.
+fn missing_required(defs: &'static [SettingDef], settings: &Value) -> Vec<&'static SettingDef> {
+    defs.iter()
         .filter(|def| def.required && settings.get(def.key).is_none())
-        .map(|def| {
-            format!(
-                "'{}' (--setting {}=… or {})",
-                def.key,
-                def.key,
-                env_name(def.key)
-            )
+        .filter(|def| {
+            let default = def
+                .default
+                .and_then(|text| serde_json::from_str::<Value>(text).ok());
+            matches!(default, None | Some(Value::Null))
+                || default.as_ref().and_then(Value::as_str) == Some("")
         })
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        bail!("missing required setting {}", missing.join(", "))
+        .collect()
+}
+
+/// The error for required settings given nowhere, naming every place each can come from.
+fn missing_message(slug: &str, prefix: &str, missing: &[&SettingDef]) -> String {
+    match missing {
+        [def] => {
+            let key = def.key;
+            format!(
+                "missing required setting '{key}' ({}) of destination '{slug}': give it with \
+                 --setting {key}=…, in the environment variable {}, or as `{key}` in the \
+                 settings of an instance in a --config file",
+                def.label,
+                env_name(prefix, key)
+            )
+        }
+        _ => {
+            let names: Vec<String> = missing
+                .iter()
+                .map(|def| format!("'{}' ({})", def.key, def.label))
+                .collect();
+            let flags: Vec<String> = missing
+                .iter()
+                .map(|def| format!("--setting {}=…", def.key))
+                .collect();
+            let vars: Vec<String> = missing
+                .iter()
+                .map(|def| env_name(prefix, def.key))
+                .collect();
+            format!(
+                "missing required settings {} of destination '{slug}': give each with {}, in \
+                 the environment variables {}, or in the settings of an instance in a --config \
+                 file",
+                names.join(", "),
+                flags.join(", "),
+                vars.join(", ")
+            )
+        }
     }
 }
 
@@ -428,9 +673,83 @@ mod tests {
 
     #[test]
     fn env_names_are_screaming_snake_case() {
-        assert_eq!(env_name("apiKey"), "USERPILOT_API_KEY");
-        assert_eq!(env_name("endpoint"), "USERPILOT_ENDPOINT");
-        assert_eq!(env_name("api-url2"), "USERPILOT_API_URL2");
+        assert_eq!(env_name("USERPILOT", "apiKey"), "USERPILOT_API_KEY");
+        assert_eq!(env_name("USERPILOT", "endpoint"), "USERPILOT_ENDPOINT");
+        assert_eq!(env_name("USERPILOT", "api-url2"), "USERPILOT_API_URL2");
+    }
+
+    #[test]
+    fn env_prefixes_come_from_the_slug() {
+        assert_eq!(env_prefix(DEFAULT_DESTINATION), "USERPILOT");
+        assert_eq!(env_prefix("actions-webhook"), "WEBHOOK");
+        assert_eq!(
+            env_prefix("actions-google-analytics-4"),
+            "GOOGLE_ANALYTICS_4"
+        );
+        assert_eq!(env_prefix("my.tool"), "MY_TOOL");
+        assert_eq!(env_prefix("actions-cloud"), "CLOUD");
+        assert_eq!(env_prefix("actions--cloud"), "ACTIONS__CLOUD");
+    }
+
+    static SETTINGS: &[SettingDef] = &[
+        SettingDef {
+            key: "apiKey",
+            label: "API Key",
+            required: true,
+            default: Some("\"\""),
+            ..SettingDef::BASE
+        },
+        SettingDef {
+            key: "endpoint",
+            label: "API Endpoint",
+            required: true,
+            default: Some("\"https://api.example.com/\""),
+            ..SettingDef::BASE
+        },
+        SettingDef {
+            key: "region",
+            label: "Region",
+            required: true,
+            ..SettingDef::BASE
+        },
+        SettingDef {
+            key: "debug",
+            label: "Debug",
+            ..SettingDef::BASE
+        },
+    ];
+
+    #[test]
+    fn a_required_setting_is_missing_only_when_absent_without_a_default() {
+        let keys = |settings: serde_json::Value| -> Vec<&str> {
+            missing_required(SETTINGS, &settings)
+                .iter()
+                .map(|def| def.key)
+                .collect()
+        };
+        // An empty default is no value; a real default stands in; optional settings never count.
+        assert_eq!(keys(serde_json::json!({})), ["apiKey", "region"]);
+        // Given empty on purpose, a setting is present, as Segment's validation sees it.
+        assert!(keys(serde_json::json!({"apiKey": "", "region": ""})).is_empty());
+    }
+
+    #[test]
+    fn the_missing_setting_error_names_every_source() {
+        let missing = missing_required(SETTINGS, &serde_json::json!({"region": "eu"}));
+        assert_eq!(
+            missing_message("actions-example", "EXAMPLE", &missing),
+            "missing required setting 'apiKey' (API Key) of destination 'actions-example': give \
+             it with --setting apiKey=…, in the environment variable EXAMPLE_API_KEY, or as \
+             `apiKey` in the settings of an instance in a --config file"
+        );
+        let missing = missing_required(SETTINGS, &serde_json::json!({}));
+        assert_eq!(
+            missing_message("actions-example", "EXAMPLE", &missing),
+            "missing required settings 'apiKey' (API Key), 'region' (Region) of destination \
+             'actions-example': give each with --setting apiKey=…, --setting region=…, in the \
+             environment variables EXAMPLE_API_KEY, EXAMPLE_REGION, or in the settings of an \
+             instance in a --config file"
+        );
     }
 
     #[test]

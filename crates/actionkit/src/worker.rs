@@ -878,7 +878,7 @@ pub async fn run_upkeep(queue: EventQueue, every: Duration, mut shutdown: watch:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::setup::{TargetArgs, embedded_default};
+    use crate::setup::{DEFAULT_DESTINATION, TargetArgs, from_destination};
     use actionkit_queue::{DeliveryState, NewEvent, Queue, QueueConfig};
     use serde_json::json;
 
@@ -899,7 +899,8 @@ mod tests {
             send_unchanged: false,
             max_busy: None,
         };
-        embedded_default(&args, Some(endpoint)).expect("the embedded target builds")
+        from_destination(DEFAULT_DESTINATION, &args, Some(endpoint), |_| Ok(()))
+            .expect("the embedded target builds")
     }
 
     /// A target whose endpoint nobody listens on; the tests using it never send.

@@ -1,8 +1,13 @@
-//! End-to-end tests of `actionkit` commands that need no server: the README's demo, bad input
-//! reporting, secret redaction in dry runs, and `map`.
+//! End-to-end tests of `actionkit` commands: the README's demo, bad input reporting, secret
+//! redaction in dry runs, `map`, and choosing a destination and its settings (required settings
+//! given nowhere, `--config` with `--instance`, `--destination`), against mock-userpilot on
+//! 127.0.0.1 where something is sent.
 
 mod common;
 
+use std::path::Path;
+
+use actionkit_mock_userpilot::{MockConfig, MockHandle, RateLimits};
 use common::{Run, ndjson, run, unique_events};
 use serde_json::{Value, json};
 
@@ -541,4 +546,507 @@ fn a_short_key_is_hidden_without_garbling_any_userpilot_action() {
         shown.stdout
     );
     assert!(!shown.stdout.contains("[redacted]"), "{}", shown.stdout);
+}
+
+/// mock-userpilot expecting `KEY`, without rate limits, on a runtime of its own that serves it
+/// while a test runs the binary. The handle is the first field, so that it stops the mock before
+/// the runtime ends.
+struct Mock {
+    handle: MockHandle,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Mock {
+    fn start() -> Mock {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the mock");
+        let handle = runtime
+            .block_on(actionkit_mock_userpilot::spawn(MockConfig {
+                api_key: Some(KEY.to_owned()),
+                rate_limits: RateLimits::disabled(),
+                ..MockConfig::default()
+            }))
+            .expect("the mock starts");
+        Mock {
+            handle,
+            _runtime: runtime,
+        }
+    }
+
+    /// The `--setting` that points the destination at the mock.
+    fn endpoint(&self) -> String {
+        format!("endpoint={}", self.handle.base_url())
+    }
+
+    /// What the mock received: method, path and the status it answered.
+    fn calls(&self) -> Vec<(String, String, u16)> {
+        self.handle
+            .requests()
+            .into_iter()
+            .map(|r| (r.method, r.path, r.status))
+            .collect()
+    }
+}
+
+/// Writes `text` to `name` in `dir` and returns its path as text.
+fn write_config(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("the configuration is written");
+    path.to_string_lossy().into_owned()
+}
+
+/// The error `send`, `test-auth` and the deletions give for Userpilot without an API key.
+const MISSING_API_KEY: &str = "error: missing required setting 'apiKey' (API Key) of destination \
+     'actions-userpilot-cloud': give it with --setting apiKey=…, in the environment variable \
+     USERPILOT_API_KEY, or as `apiKey` in the settings of an instance in a --config file";
+
+#[test]
+fn a_required_setting_given_nowhere_stops_every_command_before_it_sends() {
+    let mock = Mock::start();
+    let endpoint = mock.endpoint();
+    let events = ndjson(&unique_events(3));
+    let runs = [
+        ("send", run(&["send", "--setting", &endpoint, "-"], &events)),
+        (
+            "send --dry-run",
+            run(&["send", "--dry-run", "--setting", &endpoint, "-"], &events),
+        ),
+        (
+            "test-auth",
+            run(&["test-auth", "--setting", &endpoint], b""),
+        ),
+        (
+            "delete-user",
+            run(&["delete-user", "--setting", &endpoint, "user-1"], b""),
+        ),
+        (
+            "delete-user (bulk)",
+            run(
+                &["delete-user", "--setting", &endpoint, "user-1", "user-2"],
+                b"",
+            ),
+        ),
+        (
+            "delete-company",
+            run(&["delete-company", "--setting", &endpoint, "acme"], b""),
+        ),
+    ];
+    for (command, out) in runs {
+        assert_eq!(out.code, 2, "{command}: {out:?}");
+        assert_eq!(out.stderr.trim(), MISSING_API_KEY, "{command}");
+    }
+    assert_eq!(mock.calls(), [], "nothing was sent");
+}
+
+#[test]
+fn a_required_setting_missing_from_a_configuration_is_an_error_at_its_instance() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let queue = dir.path().join("queue.sqlite");
+    // The first instance has its key; the error about the second must not show it.
+    let config = write_config(
+        dir.path(),
+        "actionkit.yaml",
+        &format!(
+            "destinations:
+  - name: prod
+    destination: actions-userpilot-cloud
+    settings:
+      apiKey: {KEY}
+  - name: staging
+    destination: actions-userpilot-cloud
+    settings:
+      endpoint: http://127.0.0.1:9/
+server:
+  write_keys:
+    - name: web
+      key: wk-test
+  queue:
+    path: {}
+",
+            queue.display()
+        ),
+    );
+    let runs = [
+        (
+            "send",
+            run(&["send", "--dry-run", "--config", &config, "-"], b""),
+        ),
+        ("serve", run(&["serve", "--config", &config], b"")),
+        (
+            "test-auth",
+            run(
+                &["test-auth", "--config", &config, "--instance", "staging"],
+                b"",
+            ),
+        ),
+        (
+            "delete-user",
+            run(
+                &[
+                    "delete-user",
+                    "--config",
+                    &config,
+                    "--instance",
+                    "staging",
+                    "u-1",
+                ],
+                b"",
+            ),
+        ),
+    ];
+    for (command, out) in runs {
+        assert_eq!(out.code, 2, "{command}: {out:?}");
+        let text = &out.stderr;
+        for part in [
+            "missing required setting 'apiKey' (API Key)",
+            "actionkit.yaml:9:7 (/destinations/1/settings)",
+            "add `apiKey: …` to this instance's settings",
+            "`apiKey: ${USERPILOT_API_KEY}` reads the environment variable USERPILOT_API_KEY",
+            "--setting apiKey=… or USERPILOT_API_KEY",
+        ] {
+            assert!(text.contains(part), "{command}: no '{part}' in {text}");
+        }
+        assert!(!out.all().contains(KEY), "{command} leaked the key");
+        assert!(!out.all().contains("SECRET"), "{command} leaked the key");
+    }
+    assert!(!queue.exists(), "serve stopped before opening its queue");
+}
+
+#[test]
+fn an_explicitly_empty_setting_is_sent_as_segment_does() {
+    // Segment's settings validation only asks that a required field be present: an empty API
+    // key builds requests with an empty credential, which the destination then refuses.
+    let event = ndjson(&[json!({"type": "track", "userId": "u1", "event": "E"})]);
+    let dry_run = ["send", "--dry-run", "--output", "ndjson", "--show-secrets"];
+    let by_flag = run(&[&dry_run[..], &["--setting", "apiKey="]].concat(), &event);
+    let by_env = common::run_with_env(&dry_run, &event, &[("USERPILOT_API_KEY", "")]);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = write_config(
+        dir.path(),
+        "actionkit.yaml",
+        "destinations:
+  - name: userpilot
+    destination: actions-userpilot-cloud
+    settings:
+      apiKey: ''
+",
+    );
+    let by_config = run(&[&dry_run[..], &["--config", &config]].concat(), &event);
+    for (source, out) in [
+        ("--setting", by_flag),
+        ("environment", by_env),
+        ("configuration", by_config),
+    ] {
+        assert_eq!(out.code, 0, "{source}: {out:?}");
+        let headers = &out.ndjson()[0]["requests"][0]["headers"];
+        assert_eq!(headers["authorization"], "Token ", "{source}: {out:?}");
+    }
+
+    let mock = Mock::start();
+    let out = run(
+        &[
+            "test-auth",
+            "--setting",
+            "apiKey=",
+            "--setting",
+            &mock.endpoint(),
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .starts_with("Credentials are invalid: Unauthorized"),
+        "{out:?}"
+    );
+    assert_eq!(
+        mock.calls(),
+        [("GET".to_owned(), "/v1/validate".to_owned(), 401)]
+    );
+}
+
+#[test]
+fn test_auth_and_deletions_use_an_instance_of_a_configuration() {
+    let mock = Mock::start();
+    let base = mock.handle.base_url();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = write_config(
+        dir.path(),
+        "actionkit.yaml",
+        &format!(
+            "destinations:
+  - name: staging
+    destination: actions-userpilot-cloud
+    settings:
+      apiKey: ${{CLI_STAGING_KEY}}
+      endpoint: {base}
+  - name: prod
+    destination: actions-userpilot-cloud
+    settings:
+      apiKey: ${{CLI_PROD_KEY}}
+      endpoint: {base}
+"
+        ),
+    );
+    let env = [
+        ("CLI_STAGING_KEY", "sk-wrong-SECRET-0000ffff"),
+        ("CLI_PROD_KEY", KEY),
+    ];
+    let test_auth = |instance: &str| {
+        common::run_with_env(
+            &["test-auth", "--config", &config, "--instance", instance],
+            b"",
+            &env,
+        )
+    };
+    let good = test_auth("prod");
+    assert_eq!(good.code, 0, "{good:?}");
+    assert_eq!(good.stdout.trim(), "Credentials are valid (HTTP 200).");
+    let bad = test_auth("staging");
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stdout
+            .starts_with("Credentials are invalid: Unauthorized"),
+        "{bad:?}"
+    );
+
+    let deleted = common::run_with_env(
+        &[
+            "delete-user",
+            "--config",
+            &config,
+            "--instance",
+            "prod",
+            "user-1001",
+        ],
+        b"",
+        &env,
+    );
+    assert_eq!(deleted.code, 0, "{deleted:?}");
+    assert_eq!(
+        deleted.stdout.trim(),
+        "Deletion of user 'user-1001' accepted (HTTP 202)."
+    );
+    let companies = common::run_with_env(
+        &[
+            "delete-company",
+            "--config",
+            &config,
+            "--instance",
+            "prod",
+            "acme",
+            "globex",
+        ],
+        b"",
+        &env,
+    );
+    assert_eq!(companies.code, 0, "{companies:?}");
+    let requests = mock.handle.requests();
+    let deletes: Vec<(&str, &str, Option<&Value>, u16)> = requests
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| {
+            (
+                r.method.as_str(),
+                r.path.as_str(),
+                r.json.as_ref(),
+                r.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            (
+                "DELETE",
+                "/v1/users",
+                Some(&json!({"users": ["user-1001"]})),
+                202
+            ),
+            (
+                "DELETE",
+                "/v1/companies",
+                Some(&json!({"companies": ["acme", "globex"]})),
+                202
+            ),
+        ]
+    );
+
+    // Which instance, when the file has several, and a name it does not have.
+    let several = common::run_with_env(&["test-auth", "--config", &config], b"", &env);
+    assert_eq!(several.code, 2, "{several:?}");
+    assert!(
+        several.stderr.contains(
+            "actionkit.yaml has 2 enabled instances (staging, prod); choose one with --instance NAME"
+        ),
+        "{several:?}"
+    );
+    let unknown = common::run_with_env(
+        &[
+            "delete-user",
+            "--config",
+            &config,
+            "--instance",
+            "prd",
+            "u-1",
+        ],
+        b"",
+        &env,
+    );
+    assert_eq!(unknown.code, 2, "{unknown:?}");
+    assert!(
+        unknown.stderr.contains(
+            "actionkit.yaml has no instance 'prd'; expected one of staging, prod; did you mean 'prod'?"
+        ),
+        "{unknown:?}"
+    );
+    // Settings belong to the file's instances, not to the command line.
+    let flag = common::run_with_env(
+        &[
+            "test-auth",
+            "--config",
+            &config,
+            "--instance",
+            "prod",
+            "--setting",
+            "apiKey=sk-other-SECRET-1111",
+        ],
+        b"",
+        &env,
+    );
+    assert_eq!(flag.code, 2, "{flag:?}");
+    assert!(
+        flag.stderr.contains("--setting does not go with --config"),
+        "{flag:?}"
+    );
+    for out in [&good, &bad, &deleted, &companies, &several, &unknown, &flag] {
+        assert!(!out.all().contains(KEY), "the key leaked: {out:?}");
+        assert!(!out.all().contains("SECRET"), "a key leaked: {out:?}");
+    }
+    assert_eq!(mock.calls().len(), 4, "{:?}", mock.calls());
+
+    // A file with one enabled instance needs no --instance.
+    let single = write_config(
+        dir.path(),
+        "single.yaml",
+        &format!(
+            "destinations:
+  - name: eu
+    destination: actions-userpilot-cloud
+    enabled: false
+    settings:
+      apiKey: sk-off
+  - name: us
+    destination: actions-userpilot-cloud
+    settings:
+      apiKey: ${{CLI_PROD_KEY}}
+      endpoint: {base}
+"
+        ),
+    );
+    let out = common::run_with_env(&["test-auth", "--config", &single], b"", &env);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "Credentials are valid (HTTP 200).");
+}
+
+#[test]
+fn a_destination_is_chosen_by_slug() {
+    let mock = Mock::start();
+    let key = format!("apiKey={KEY}");
+    let endpoint = mock.endpoint();
+    let slug = "actions-userpilot-cloud";
+    let out = run(
+        &[
+            "test-auth",
+            "--destination",
+            slug,
+            "--setting",
+            &key,
+            "--setting",
+            &endpoint,
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = run(
+        &[
+            "delete-user",
+            "--destination",
+            slug,
+            "--setting",
+            &key,
+            "--setting",
+            &endpoint,
+            "user-7",
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let event = ndjson(&[json!({"type": "track", "userId": "u1", "event": "E"})]);
+    let out = run(
+        &[
+            "send",
+            "--destination",
+            slug,
+            "--output",
+            "ndjson",
+            "--setting",
+            &key,
+            "--setting",
+            &endpoint,
+        ],
+        &event,
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        mock.calls(),
+        [
+            ("GET".to_owned(), "/v1/validate".to_owned(), 200),
+            ("DELETE".to_owned(), "/v1/users".to_owned(), 202),
+            ("POST".to_owned(), "/v1/track".to_owned(), 202),
+        ]
+    );
+
+    let unknown_error = "error: unknown destination 'actions-userpilot'; expected one of \
+         actions-userpilot-cloud; did you mean 'actions-userpilot-cloud'?";
+    for command in [
+        &["test-auth"][..],
+        &["delete-user", "u-1"],
+        &["delete-company", "acme"],
+        &["send", "--dry-run", "-"],
+    ] {
+        let args = [
+            command,
+            &["--destination", "actions-userpilot", "--setting", &key],
+        ]
+        .concat();
+        let out = run(&args, b"");
+        assert_eq!(out.code, 2, "{command:?}: {out:?}");
+        assert_eq!(out.stderr.trim(), unknown_error, "{command:?}");
+        assert!(!out.all().contains(KEY));
+    }
+    // An instance belongs to a configuration; --destination and --config exclude each other.
+    let out = run(&["test-auth", "--instance", "prod", "--setting", &key], b"");
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("--instance 'prod' names an instance of a configuration file"),
+        "{out:?}"
+    );
+    let out = run(
+        &[
+            "test-auth",
+            "--destination",
+            slug,
+            "--config",
+            "examples/actionkit.yaml",
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("cannot be used with"), "{out:?}");
+    assert_eq!(mock.calls().len(), 3, "nothing more was sent");
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use actionkit_runtime::dispatch::Outcome;
 use actionkit_runtime::request::Request;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
@@ -29,11 +29,18 @@ use crate::setup::{self, Target, TargetArgs};
 
 /// Deliver Segment events (NDJSON or a JSON array) through the destination's mappings.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
+#[command(
+    after_help = "Without --config or --destination, events go to Userpilot \
+(actions-userpilot-cloud), its API key from --setting apiKey=… or USERPILOT_API_KEY.
+
+Examples:
   actionkit send --demo examples/events.ndjson
   USERPILOT_API_KEY=… actionkit send events.ndjson
   actionkit send --dry-run --output ndjson --setting apiKey=test examples/events.ndjson
-  cat events.ndjson | actionkit send --setting apiKey=… -")]
+  cat events.ndjson | actionkit send --setting apiKey=… -
+  actionkit send --config actionkit.yaml events.ndjson
+  actionkit send --destination SLUG --setting NAME=VALUE events.ndjson"
+)]
 pub struct SendArgs {
     /// NDJSON or a JSON array of Segment events; `-` (the default) reads standard input.
     input: Option<PathBuf>,
@@ -52,14 +59,20 @@ pub struct SendArgs {
     #[arg(long)]
     show_secrets: bool,
     /// Start an embedded mock of Userpilot's API on 127.0.0.1 and deliver to it (no account needed).
-    #[arg(long, conflicts_with = "dry_run")]
+    #[arg(long, conflicts_with_all = ["dry_run", "config"])]
     demo: bool,
     /// The largest accepted event in bytes; longer ones are reported and skipped.
     #[arg(long, default_value_t = events::DEFAULT_MAX_EVENT_BYTES, value_name = "BYTES")]
     max_event_bytes: usize,
-    /// A runtime configuration (`actionkit.yaml`); without it the embedded default is used.
+    /// A runtime configuration (`actionkit.yaml`): deliver to each of its enabled instances,
+    /// with their destinations, settings and mappings.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Without --config, the destination to deliver to, by its slug (default:
+    /// actions-userpilot-cloud), with its presets; its settings come from --setting and the
+    /// environment.
+    #[arg(long, value_name = "SLUG", conflicts_with = "config")]
+    destination: Option<String>,
     #[command(flatten)]
     target: TargetArgs,
 }
@@ -110,6 +123,15 @@ pub fn run(mut args: SendArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let slug = args
+        .destination
+        .clone()
+        .unwrap_or_else(|| setup::DEFAULT_DESTINATION.to_owned());
+    if args.demo && slug != setup::DEFAULT_DESTINATION {
+        bail!(
+            "--demo delivers to an embedded mock of Userpilot, so it does not go with --destination {slug}"
+        );
+    }
     runtime.block_on(async move {
         let mock = if args.demo {
             let config = actionkit_mock_userpilot::MockConfig {
@@ -138,7 +160,12 @@ pub fn run(mut args: SendArgs) -> anyhow::Result<ExitCode> {
         let endpoint = mock.as_ref().map(|handle| handle.base_url());
         let targets = match &args.config {
             Some(path) => setup::from_config_file(path, &args.target)?,
-            None => vec![setup::embedded_default(&args.target, endpoint.as_deref())?],
+            None => vec![setup::from_destination(
+                &slug,
+                &args.target,
+                endpoint.as_deref(),
+                |_| Ok(()),
+            )?],
         };
         let targets: Arc<Vec<Target>> = Arc::new(targets);
         let mut printer = Printer {

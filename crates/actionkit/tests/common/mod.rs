@@ -72,7 +72,13 @@ fn finish(output: Output) -> Run {
 /// Runs the binary with `args` and `stdin`, in the repository root, with no `USERPILOT_*`
 /// variables inherited.
 pub fn run(args: &[&str], stdin: &[u8]) -> Run {
+    run_with_env(args, stdin, &[])
+}
+
+/// Like [`run`], with the environment variables `env` set.
+pub fn run_with_env(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Run {
     let mut child = command(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
