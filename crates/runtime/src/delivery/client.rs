@@ -383,10 +383,7 @@ impl DeliveryClient {
             header_value.set_sensitive(true);
             headers.append(header_name, header_value);
             if is_credential_header(name) {
-                secrets.push(value.clone());
-                if let Some((_, credentials)) = value.split_once(' ') {
-                    secrets.push(credentials.trim().to_owned());
-                }
+                secrets.extend(credential_needles(value));
             }
         }
         secrets.retain(|s| !s.is_empty());
@@ -421,6 +418,18 @@ fn to_reqwest_method(method: Method) -> reqwest::Method {
         Method::Put => reqwest::Method::PUT,
         Method::Patch => reqwest::Method::PATCH,
         Method::Delete => reqwest::Method::DELETE,
+    }
+}
+
+/// What to scrub from reasons for a credential header's value: the whole value and the part after
+/// its scheme (`Token abc` gives `Token abc` and `abc`); nothing when the credential is empty, so
+/// that an empty key never hides the scheme word (`Token `) in a destination's answer.
+fn credential_needles(value: &str) -> Vec<String> {
+    match value.split_once(' ') {
+        Some((_, credentials)) if credentials.trim().is_empty() => Vec::new(),
+        Some((_, credentials)) => vec![value.to_owned(), credentials.trim().to_owned()],
+        None if value.trim().is_empty() => Vec::new(),
+        None => vec![value.to_owned()],
     }
 }
 
@@ -493,6 +502,18 @@ mod tests {
             redact("version 2020-09-21, id 1".to_string(), &needles),
             "version 2020-09-21, id [redacted]"
         );
+    }
+
+    #[test]
+    fn empty_credentials_scrub_nothing() {
+        assert_eq!(
+            credential_needles("Token abc123"),
+            vec!["Token abc123".to_owned(), "abc123".to_owned()]
+        );
+        assert_eq!(credential_needles("abc123"), vec!["abc123".to_owned()]);
+        assert!(credential_needles("Token ").is_empty());
+        assert!(credential_needles("Bearer   ").is_empty());
+        assert!(credential_needles("").is_empty());
     }
 
     #[test]
