@@ -77,6 +77,23 @@ pub struct ServerConfig {
     #[schemars(regex(pattern = r"^https?://[A-Za-z0-9.\-_:\[\]]+(/[A-Za-z0-9/._~\-]*)?$"))]
     #[schemars(extend("x-expected" = "an http or https URL such as `https://collect.example.com`, with an optional path and no query"))]
     pub public_url: Option<String>,
+    /// The web console under `/console` (Event Tester, mapping editor, delivery overview) on
+    /// the intake's address. Off unless this section is present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleSettings>,
+}
+
+/// The web console of `actionkit serve` (and `actionkit console`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// The name of the environment variable that holds the console's token (at least 16
+    /// characters), such as `ACTIONKIT_CONSOLE_TOKEN`. Every call of the console's API must
+    /// send it as `Authorization: Bearer <token>` or `X-Console-Token: <token>`; the intake's
+    /// write keys do not open the console. The token itself never goes into this file.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    #[schemars(extend("x-expected" = "an environment variable name such as `ACTIONKIT_CONSOLE_TOKEN` (letters, digits and `_`)"))]
+    pub token_env: String,
 }
 
 /// Cross-origin rules for browsers sending events.
@@ -119,6 +136,7 @@ impl Default for ServerConfig {
             max_batch_bytes: default_max_batch_bytes(),
             cors: CorsSettings::default(),
             public_url: None,
+            console: None,
         }
     }
 }
@@ -884,6 +902,43 @@ mod tests {
         assert!(text.contains("/server/cors/allowed_origins/1"), "{text}");
         assert!(text.contains("actionkit.yaml:3:"), "{text}");
         assert!(text.contains("/server/public_url"), "{text}");
+    }
+
+    #[test]
+    fn the_console_is_off_unless_configured_and_names_its_token_variable() {
+        let text = "destinations: []\nserver:\n  write_keys: []\n";
+        let Ok(loaded) = load_config_str("actionkit.yaml", text, env) else {
+            panic!("expected the config to load");
+        };
+        assert_eq!(loaded.config.server.unwrap_or_default().console, None);
+
+        let text =
+            "destinations: []\nserver:\n  console:\n    token_env: ACTIONKIT_CONSOLE_TOKEN\n";
+        let Ok(loaded) = load_config_str("actionkit.yaml", text, env) else {
+            panic!("expected the config to load");
+        };
+        let console = loaded.config.server.unwrap_or_default().console;
+        assert_eq!(
+            console.map(|c| c.token_env),
+            Some("ACTIONKIT_CONSOLE_TOKEN".to_owned())
+        );
+
+        for (bad, expected_place) in [
+            ("    token_env: \"${KEY}\"\n", "4:16"),
+            ("    token: s3cret\n", "4:5"),
+            ("    {}\n", "3:3"),
+        ] {
+            let text = format!("destinations: []\nserver:\n  console:\n{bad}");
+            let Err(diags) = load_config_str("actionkit.yaml", &text, env) else {
+                panic!("expected {bad:?} to be refused");
+            };
+            let message = diags.to_string();
+            assert!(
+                message.contains(&format!("actionkit.yaml:{expected_place}")),
+                "{bad:?}: {message}"
+            );
+            assert!(!message.contains("s3cret"), "{message}");
+        }
     }
 
     #[test]
