@@ -97,6 +97,59 @@ pub(crate) fn matches(expr: &Expr, event: &Value) -> bool {
     }
 }
 
+/// The conditions of `expr` that `event` fails, with what it holds there (see
+/// [`Expr::misses`]).
+pub(crate) fn misses(expr: &Expr, event: &Value) -> Vec<crate::Miss> {
+    let Value::Object(event) = event else {
+        return vec![crate::Miss {
+            condition: expr.to_string(),
+            found: "not a JSON object".to_owned(),
+        }];
+    };
+    let mut out = Vec::new();
+    collect_misses(expr, event, &mut out);
+    out
+}
+
+fn collect_misses(expr: &Expr, event: &Map<String, Value>, out: &mut Vec<crate::Miss>) {
+    if eval(expr, event) {
+        return;
+    }
+    match expr {
+        Expr::And(children) | Expr::Or(children) => {
+            for child in children {
+                collect_misses(child, event, out);
+            }
+        }
+        Expr::Condition(condition) => out.push(crate::Miss {
+            condition: Expr::Condition(condition.clone()).to_string(),
+            found: describe(lookup(condition.field(), event)),
+        }),
+    }
+}
+
+/// The longest string [`describe`] shows whole, in characters.
+const DESCRIBE_MAX_CHARS: usize = 80;
+
+/// What a lookup found, for people: JSON for scalars (long strings shortened), a count for
+/// arrays and objects.
+fn describe(found: Found<'_>) -> String {
+    match found {
+        Found::Absent => "absent".to_owned(),
+        Found::Null => "null".to_owned(),
+        Found::Bool(b) => b.to_string(),
+        Found::Num(n) => crate::js::number_to_string(n),
+        Found::Str(s) if s.chars().count() > DESCRIBE_MAX_CHARS => {
+            let head: String = s.chars().take(DESCRIBE_MAX_CHARS).collect();
+            let quoted = Value::String(head).to_string();
+            format!("{}…\"", &quoted[..quoted.len() - 1])
+        }
+        Found::Str(s) => Value::String(s.to_owned()).to_string(),
+        Found::Array(items) => format!("an array of {} items", items.len()),
+        Found::Object(map) => format!("an object with {} keys", map.len()),
+    }
+}
+
 fn eval(expr: &Expr, event: &Map<String, Value>) -> bool {
     match expr {
         Expr::And(children) => children.iter().all(|c| eval(c, event)),

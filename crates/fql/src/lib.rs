@@ -139,6 +139,34 @@ impl Expr {
     pub fn matches(&self, event: &Value) -> bool {
         eval::matches(self, event)
     }
+
+    /// Why `event` does not match: the conditions that failed and what the event holds where
+    /// each looks (every failing condition of an `and`, every condition of an `or` that
+    /// failed); empty when it matches. For people (a tester's "why not"), not for the hot path.
+    ///
+    /// ```
+    /// use serde_json::json;
+    ///
+    /// let trigger = actionkit_fql::parse(r#"type = "track" and event = "Order Completed""#)?;
+    /// let misses = trigger.misses(&json!({"type": "track", "event": "Signed Up"}));
+    /// assert_eq!(misses.len(), 1);
+    /// assert_eq!(misses[0].condition, r#"event = "Order Completed""#);
+    /// assert_eq!(misses[0].found, r#""Signed Up""#);
+    /// # Ok::<(), actionkit_fql::ParseError>(())
+    /// ```
+    pub fn misses(&self, event: &Value) -> Vec<Miss> {
+        eval::misses(self, event)
+    }
+}
+
+/// A condition of a trigger that an event did not satisfy, with what the event holds there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Miss {
+    /// The condition as canonical FQL, such as `event = "Order Completed"`.
+    pub condition: String,
+    /// What the event holds at the condition's field: the JSON value (long strings shortened),
+    /// `absent`, or `not a JSON object` when the event itself is not one.
+    pub found: String,
 }
 
 impl std::str::FromStr for Expr {
