@@ -135,6 +135,36 @@ pub struct MappingOutcome<'a> {
     pub outcome: Outcome,
 }
 
+/// One configured mapping of an instance, as it was compiled.
+#[derive(Debug, Clone, Copy)]
+pub struct MappingView<'a> {
+    /// The mapping's name.
+    pub name: &'a str,
+    /// The compiled trigger (its `Display` is the canonical FQL).
+    pub trigger: &'a Expr,
+    /// The key of the action it feeds.
+    pub action_key: &'static str,
+    /// The mapping-kit object as configured.
+    pub mapping: &'a Value,
+    /// Whether the mapping runs.
+    pub enabled: bool,
+}
+
+/// What one mapping made of one event, step by step: for people testing a configuration
+/// (the console's Event Tester), not for delivery.
+#[derive(Debug, Clone)]
+pub struct MappingTrace<'a> {
+    /// The mapping.
+    pub view: MappingView<'a>,
+    /// Whether the trigger matched the event.
+    pub matched: bool,
+    /// The payload as the mapping made it, before empty values are removed and it is
+    /// validated; `None` when the mapping did not run (disabled or not matched) or failed.
+    pub payload: Option<Value>,
+    /// What dispatch makes of the event for this mapping; `None` when it did not run.
+    pub outcome: Option<Outcome>,
+}
+
 /// A destination instance: compiled destination, validated settings and mappings.
 #[derive(Clone)]
 pub struct Instance {
@@ -283,6 +313,48 @@ impl Instance {
             });
         }
         outcomes
+    }
+
+    /// Every mapping of the instance, in order.
+    pub fn mappings(&self) -> impl Iterator<Item = MappingView<'_>> {
+        self.mappings.iter().map(|m| self.view(m))
+    }
+
+    fn view<'a>(&'a self, mapping: &'a CompiledMapping) -> MappingView<'a> {
+        MappingView {
+            name: &mapping.name,
+            trigger: &mapping.trigger,
+            action_key: self.dest.actions[mapping.action_index].def.key,
+            mapping: mapping.mapping.raw(),
+            enabled: mapping.enabled,
+        }
+    }
+
+    /// What every mapping, enabled or not, makes of `event`: whether its trigger matches, the
+    /// payload it maps, and the outcome [`Instance::dispatch`] would give (for the enabled ones
+    /// that match). The mapping is evaluated twice; this is for testing, not for delivery.
+    pub fn trace(&self, event: &Value) -> Vec<MappingTrace<'_>> {
+        self.mappings
+            .iter()
+            .map(|mapping| {
+                let matched = mapping.trigger.matches(event);
+                let runs = matched && mapping.enabled;
+                let payload =
+                    if runs {
+                        mapping.mapping.evaluate(event).ok().map(|value| {
+                            value.unwrap_or_else(|| Value::Object(serde_json::Map::new()))
+                        })
+                    } else {
+                        None
+                    };
+                MappingTrace {
+                    view: self.view(mapping),
+                    matched,
+                    payload,
+                    outcome: runs.then(|| self.run(mapping, event).outcome),
+                }
+            })
+            .collect()
     }
 
     fn run<'a>(&'a self, mapping: &'a CompiledMapping, event: &Value) -> MappingOutcome<'a> {

@@ -798,3 +798,32 @@ fn header_values_with_line_breaks_are_rejected() {
         "invalid settings: request_defaults header 'authorization' contains a line break or NUL character"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tracing every mapping, for testers.
+
+#[test]
+fn trace_reports_every_mapping_with_its_match_payload_and_outcome() {
+    let instance = presets();
+    let event = json!({"type": "track", "userId": "u1", "event": "Signed Up"});
+    let traces = instance.trace(&event);
+    assert_eq!(traces.len(), instance.mappings().count());
+    let (ran, skipped): (Vec<_>, Vec<_>) = traces.iter().partition(|trace| trace.matched);
+    assert_eq!(ran.len(), 1, "{traces:?}");
+    let track = ran[0];
+    assert_eq!(track.view.action_key, "trackEvent");
+    assert!(track.payload.as_ref().is_some_and(|p| p["userId"] == "u1"));
+    let Some(Outcome::Request(request)) = &track.outcome else {
+        panic!("expected a request: {:?}", track.outcome);
+    };
+    // The tester shows what dispatch would send, exactly.
+    let dispatched = instance.dispatch(&event);
+    assert_eq!(dispatched[0].outcome, Outcome::Request(request.clone()));
+    for trace in skipped {
+        assert!(
+            trace.payload.is_none() && trace.outcome.is_none(),
+            "{trace:?}"
+        );
+        assert!(!trace.view.trigger.misses(&event).is_empty());
+    }
+}
