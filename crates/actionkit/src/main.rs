@@ -37,6 +37,8 @@ enum Command {
     MockUserpilot(cmd::mock::MockArgs),
     /// Serve the Segment-compatible HTTP intake and deliver what it accepts.
     Serve(cmd::serve::ServeArgs),
+    /// Serve the web console (Event Tester, mapping editor) without intake, for local work.
+    Console(cmd::console::ConsoleArgs),
     /// Inspect, replay or purge the dead-letter queue of `serve`.
     Dlq(cmd::dlq::DlqArgs),
     /// Inspect the durable queue of `serve`.
@@ -53,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::DeleteCompany(args) => cmd::auth::delete_company(args),
         Command::MockUserpilot(args) => cmd::mock::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Console(args) => cmd::console::run(args),
         Command::Dlq(args) => cmd::dlq::run_dlq(args),
         Command::Queue(args) => cmd::dlq::run_queue(args),
     };

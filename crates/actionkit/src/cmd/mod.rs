@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod auth;
+pub mod console;
 pub mod dlq;
 pub mod map;
 pub mod mock;

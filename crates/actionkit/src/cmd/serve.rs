@@ -24,7 +24,7 @@ use actionkit_intake::{
 };
 use actionkit_queue::{CommitInfo, CommitObserver, NewEvent, Queue, QueueConfig, QueueStats};
 use actionkit_runtime::delivery::Backoff;
-use actionkit_spec::config::{QueueBackend, ServerConfig};
+use actionkit_spec::config::{ConsoleSettings, QueueBackend, ServerConfig};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use tokio::sync::{Notify, watch};
@@ -54,7 +54,7 @@ pub struct ServeArgs {
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
+pub enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
@@ -332,7 +332,7 @@ fn sink_error(err: StoreError) -> SinkError {
 }
 
 /// Installs the tracing subscriber; `RUST_LOG` overrides the default `info` level.
-fn init_logging(format: LogFormat) {
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -394,6 +394,13 @@ fn config_for_tools(path: &Path) -> anyhow::Result<actionkit_spec::config::Confi
 /// [`config_for_tools`]).
 pub fn server_section_for_tools(path: &Path) -> anyhow::Result<ServerConfig> {
     Ok(config_for_tools(path)?.server.unwrap_or_default())
+}
+
+/// The `server.console` section of a configuration, if any (read like [`config_for_tools`]).
+pub fn console_section(path: &Path) -> anyhow::Result<Option<ConsoleSettings>> {
+    Ok(config_for_tools(path)?
+        .server
+        .and_then(|server| server.console))
 }
 
 /// The names of the enabled destination instances of a configuration, for the queue tools.
@@ -477,7 +484,7 @@ fn retry_backoff(file: &Path, server: &ServerConfig) -> anyhow::Result<(Duration
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
-async fn termination() {
+pub async fn termination() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -524,7 +531,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // (not counted as an attempt) instead of being cut off when its lease runs out.
     let mut target_args = args.target.clone();
     target_args.max_busy = Some(queue_config(&server, true).lease_duration / 2);
+    let console_token = server
+        .console
+        .as_ref()
+        .map(|console| crate::cmd::console::token(&args.config, &console.token_env))
+        .transpose()?;
     let targets = setup::from_config_file(&args.config, &target_args)?;
+    let console = console_token
+        .map(|token| crate::cmd::console::router(token, &targets))
+        .transpose()?;
     let metrics = MetricsRegistry::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -571,6 +586,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         grace,
         backoff,
         delivery: delivery.handle().clone(),
+        console,
     }));
     delivery.shutdown_background();
     res?;
@@ -612,6 +628,8 @@ struct Service {
     backoff: (Duration, Duration),
     /// The runtime the delivery workers run on.
     delivery: tokio::runtime::Handle,
+    /// The web console's routes, when `server.console` is configured.
+    console: Option<axum::Router>,
 }
 
 /// Serves until a termination signal, then shuts down within the grace period.
@@ -625,6 +643,7 @@ async fn serve(service: Service) -> anyhow::Result<()> {
         grace,
         backoff,
         delivery,
+        console,
     } = service;
     let closing = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -644,7 +663,14 @@ async fn serve(service: Service) -> anyhow::Result<()> {
         commits: matches!(queue, EventQueue::JetStream { .. }).then(|| commit_observer(&metrics)),
     };
     let state = IntakeState::new(intake, Arc::new(sink), metrics.clone());
-    let app = actionkit_intake::router(state);
+    let intake_routes = actionkit_intake::router(state);
+    let has_console = console.is_some();
+    let app = match console {
+        // The console's routes have no fallback and their own layers; the intake's CORS
+        // layer stays on the intake's routes.
+        Some(console) => console.merge(intake_routes),
+        None => intake_routes,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -700,6 +726,9 @@ async fn serve(service: Service) -> anyhow::Result<()> {
     );
     let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
     tracing::info!(addr = %addr, destinations = ?names, queue = queue.backend(), "Listening.");
+    if has_console {
+        tracing::info!(console = %format!("http://{addr}/console"), "The console is on.");
+    }
 
     let early = tokio::select! {
         _ = termination() => None,

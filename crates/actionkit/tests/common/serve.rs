@@ -50,13 +50,25 @@ impl Server {
 
     /// Like [`Server::start`], with extra `serve` arguments (for example `--backoff-base 0.05`).
     pub fn start_with_args(config: &Path, extra: &[&str]) -> Server {
+        Server::start_command("serve", config, extra, &[])
+    }
+
+    /// Runs `actionkit <command> --log-format json [extra] --config <config>` with `env`
+    /// added to the environment and waits for its "Listening." line.
+    pub fn start_command(
+        command: &str,
+        config: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--log-format", "json"])
+            .args([command, "--log-format", "json"])
             .args(extra)
             .arg("--config")
             .arg(config)
             .env("E2E_USERPILOT_KEY", API_KEY)
             .env("E2E_WRITE_KEY", WRITE_KEY)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
