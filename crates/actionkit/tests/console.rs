@@ -71,6 +71,14 @@ async fn the_console_command_serves_the_api_on_loopback_without_intake() {
         "no token",
     )
     .await;
+    // Without serve there is no queue to overview.
+    call(
+        http.get(server.url("/console/api/overview"))
+            .bearer_auth(TOKEN),
+        reqwest::StatusCode::NOT_FOUND,
+        "overview",
+    )
+    .await;
     // No intake: the tracking API is not there.
     let res = http
         .post(server.url("/v1/track"))
@@ -178,6 +186,30 @@ async fn serve_mounts_the_console_only_when_configured_and_write_keys_do_not_ope
         "intake",
     )
     .await;
+    // The delivery overview reads the queue serve delivers from.
+    let mut seen = Value::Null;
+    for _ in 0..50 {
+        seen = call(
+            http.get(server.url("/console/api/overview"))
+                .bearer_auth(TOKEN),
+            reqwest::StatusCode::OK,
+            "overview",
+        )
+        .await;
+        if seen["queue"]["destinations"][0]["delivered_total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen["queue"]["destinations"][0]["destination"], "userpilot",
+        "{seen}"
+    );
+    assert_eq!(
+        seen["queue"]["destinations"][0]["delivered_total"], 1,
+        "{seen}"
+    );
+
     let logs = server.stop_cleanly();
     assert!(!logs.contains(TOKEN), "the token was logged:\n{logs}");
     assert!(logs.contains("The console is on."), "{logs}");

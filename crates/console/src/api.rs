@@ -8,6 +8,7 @@
 //! | `GET /console/api/instances` | the configured instances, secrets masked |
 //! | `POST /console/api/test` | the Event Tester |
 //! | `POST /console/api/preview` | the mapping editor's preview and YAML |
+//! | `GET /console/api/overview` | the queue's counts by instance and state (serve only) |
 //!
 //! Every API answer is JSON; an error is `{"error": "<what and where>"}` with a real status.
 //! Every answer carries headers that keep it out of frames and caches and forbid scripts from
@@ -117,6 +118,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/api/instances", get_only(instances))
         .route("/console/api/test", post_only(test))
         .route("/console/api/preview", post_only(preview))
+        .route("/console/api/overview", get_only(overview))
         .route("/console/api/{*rest}", any(unknown_route))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth::guard));
     Router::new()
@@ -149,6 +151,22 @@ async fn destinations(State(shared): State<Shared>) -> axum::Json<Value> {
 
 async fn instances(State(shared): State<Shared>) -> axum::Json<Value> {
     axum::Json(describe::instances(&shared.console.instances))
+}
+
+async fn overview(State(shared): State<Shared>) -> Result<axum::Json<Value>, ApiError> {
+    let Some(deliveries) = &shared.console.deliveries else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no delivery overview here: `actionkit console` runs without the queue; open the console of `actionkit serve`",
+        ));
+    };
+    match deliveries.stats().await {
+        Ok(stats) => Ok(axum::Json(json!({ "queue": stats }))),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the queue cannot be read now; the server's log says why",
+        )),
+    }
 }
 
 /// Parses a JSON body into `T`, naming the problem.

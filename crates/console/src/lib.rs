@@ -28,6 +28,8 @@ mod describe;
 mod tester;
 mod yaml;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use actionkit_runtime::destination::Registry;
@@ -44,13 +46,33 @@ pub struct ConsoleInstance {
     pub instance: Arc<Instance>,
 }
 
-/// Everything the console serves: the generated destinations, the configured instances and
-/// the token that opens the API.
-#[derive(Debug)]
+/// A future the queue side of the console returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where the delivery overview comes from: the queue `serve` delivers from, behind the same
+/// store abstraction `actionkit queue stats` and `actionkit dlq` use.
+pub trait Deliveries: Send + Sync {
+    /// The queue's counts, by instance and state, as JSON (what `actionkit queue stats`
+    /// prints). The error is logged by the implementation and must not carry secrets.
+    fn stats(&self) -> BoxFuture<'_, Result<serde_json::Value, String>>;
+}
+
+/// Everything the console serves: the generated destinations, the configured instances,
+/// the queue when there is one, and the token that opens the API.
 pub struct Console {
     registry: Registry,
     instances: Vec<ConsoleInstance>,
+    deliveries: Option<Arc<dyn Deliveries>>,
     token: Token,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("instances", &self.instances)
+            .field("deliveries", &self.deliveries.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Console {
@@ -59,8 +81,15 @@ impl Console {
         Console {
             registry,
             instances,
+            deliveries: None,
             token,
         }
+    }
+
+    /// The console with a delivery overview read from `deliveries`.
+    pub fn with_deliveries(mut self, deliveries: Arc<dyn Deliveries>) -> Console {
+        self.deliveries = Some(deliveries);
+        self
     }
 
     fn instance(&self, name: &str) -> Option<&ConsoleInstance> {

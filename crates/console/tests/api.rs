@@ -13,9 +13,29 @@ const TOKEN: &str = "console-test-token-7f3a9c21";
 const API_KEY: &str = "sk-console-SECRET-51ab";
 const SLUG: &str = "actions-userpilot-cloud";
 
+/// A queue whose stats are fixed, or fail.
+struct FakeQueue(bool);
+
+impl actionkit_console::Deliveries for FakeQueue {
+    fn stats(&self) -> actionkit_console::BoxFuture<'_, Result<Value, String>> {
+        let ok = self.0;
+        Box::pin(async move {
+            if ok {
+                Ok(json!({"destinations": [{"destination": "userpilot", "pending": 2}]}))
+            } else {
+                Err("the disk is on fire".to_owned())
+            }
+        })
+    }
+}
+
+async fn start() -> String {
+    start_with(None).await
+}
+
 /// A console over the generated Userpilot destination with one instance of its presets,
 /// served on a free port; returns its base URL.
-async fn start() -> String {
+async fn start_with(queue: Option<FakeQueue>) -> String {
     let registry = actionkit_destinations::registry().expect("the destinations compile");
     let dest = registry.get(SLUG).expect("userpilot is generated").clone();
     let settings = json!({"apiKey": API_KEY, "endpoint": "https://analytex.userpilot.io/"});
@@ -28,6 +48,10 @@ async fn start() -> String {
         }],
         Token::new(TOKEN, "TEST_TOKEN").expect("a long token"),
     );
+    let console = match queue {
+        Some(queue) => console.with_deliveries(Arc::new(queue)),
+        None => console,
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a free port");
@@ -468,4 +492,32 @@ async fn the_page_and_its_files_are_served_with_strict_headers() {
         .await
         .expect("an answer");
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_overview_reads_the_queue_when_there_is_one() {
+    let base = start().await;
+    let (status, body) = get(&base, "/console/api/overview").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("actionkit serve"))
+    );
+
+    let base = start_with(Some(FakeQueue(true))).await;
+    let (status, body) = get(&base, "/console/api/overview").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["queue"]["destinations"][0]["pending"], 2);
+    let res = client()
+        .get(format!("{base}/console/api/overview"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let base = start_with(Some(FakeQueue(false))).await;
+    let (status, body) = get(&base, "/console/api/overview").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(!body.to_string().contains("on fire"), "{body}");
 }

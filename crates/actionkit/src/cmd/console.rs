@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use actionkit_console::{Console, ConsoleInstance, Token};
+use actionkit_console::{BoxFuture, Console, ConsoleInstance, Deliveries, Token};
 use anyhow::Context;
 use clap::Args;
 
 use crate::cmd::serve::{self, LogFormat};
 use crate::setup::{self, Target, TargetArgs};
+use crate::store::EventQueue;
 
 /// The token variable when neither `--token-env` nor `server.console.token_env` names one.
 pub const DEFAULT_TOKEN_ENV: &str = "ACTIONKIT_CONSOLE_TOKEN";
@@ -52,8 +53,8 @@ pub fn token(file: &Path, token_env: &str) -> anyhow::Result<Token> {
         .with_context(|| format!("{}: cannot open the console", file.display()))
 }
 
-/// The console's router over `targets`, opened by `token`.
-pub fn router(token: Token, targets: &[Target]) -> anyhow::Result<axum::Router> {
+/// The console over `targets`, opened by `token`, without a queue.
+pub fn console(token: Token, targets: &[Target]) -> anyhow::Result<Console> {
     let instances = targets
         .iter()
         .map(|target| ConsoleInstance {
@@ -61,11 +62,28 @@ pub fn router(token: Token, targets: &[Target]) -> anyhow::Result<axum::Router> 
             instance: Arc::clone(&target.instance),
         })
         .collect();
-    Ok(actionkit_console::router(Console::new(
-        setup::registry()?,
-        instances,
-        token,
-    )))
+    Ok(Console::new(setup::registry()?, instances, token))
+}
+
+/// The delivery overview of `serve`: the queue's stats for the configured instances, read
+/// through the same store `actionkit queue stats` uses.
+pub struct QueueOverview {
+    /// The queue.
+    pub queue: EventQueue,
+    /// The names of the instances delivered to.
+    pub names: Vec<String>,
+}
+
+impl Deliveries for QueueOverview {
+    fn stats(&self) -> BoxFuture<'_, Result<serde_json::Value, String>> {
+        Box::pin(async move {
+            let stats = self.queue.stats(&self.names).await.map_err(|err| {
+                tracing::warn!(error = %err, "Reading queue stats for the console failed.");
+                err.to_string()
+            })?;
+            serde_json::to_value(stats).map_err(|err| err.to_string())
+        })
+    }
 }
 
 /// Runs the command until a termination signal.
@@ -85,7 +103,7 @@ pub fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
     // The token first: without it nothing else is worth loading.
     let token = token(&args.config, &token_env)?;
     let targets = setup::from_config_file(&args.config, &args.target)?;
-    let app = router(token, &targets)?;
+    let app = actionkit_console::router(console(token, &targets)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -538,7 +538,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let targets = setup::from_config_file(&args.config, &target_args)?;
     let console = console_token
-        .map(|token| crate::cmd::console::router(token, &targets))
+        .map(|token| crate::cmd::console::console(token, &targets))
         .transpose()?;
     let metrics = MetricsRegistry::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -628,8 +628,9 @@ struct Service {
     backoff: (Duration, Duration),
     /// The runtime the delivery workers run on.
     delivery: tokio::runtime::Handle,
-    /// The web console's routes, when `server.console` is configured.
-    console: Option<axum::Router>,
+    /// The web console, when `server.console` is configured; its delivery overview is added
+    /// once the queue is open.
+    console: Option<actionkit_console::Console>,
 }
 
 /// Serves until a termination signal, then shuts down within the grace period.
@@ -668,7 +669,14 @@ async fn serve(service: Service) -> anyhow::Result<()> {
     let app = match console {
         // The console's routes have no fallback and their own layers; the intake's CORS
         // layer stays on the intake's routes.
-        Some(console) => console.merge(intake_routes),
+        Some(console) => {
+            let overview = crate::cmd::console::QueueOverview {
+                queue: queue.clone(),
+                names: targets.iter().map(|t| t.name.clone()).collect(),
+            };
+            actionkit_console::router(console.with_deliveries(Arc::new(overview)))
+                .merge(intake_routes)
+        }
         None => intake_routes,
     };
     let listener = tokio::net::TcpListener::bind(listen)
