@@ -51,6 +51,7 @@ fn track_request(addr: SocketAddr) -> Request {
         busy_statuses: &[],
         response_id: None,
         redactions: Default::default(),
+        signer: None,
     }
 }
 

@@ -27,15 +27,19 @@
 //!   Segment silently falls back to a default host.
 //! - No `user-agent` header is added here; the delivery engine owns transport headers.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use actionkit_mapping::Mapping;
 
-use crate::destination::{CompiledAction, CompiledDestination, CompiledRequest, HookInput};
+use crate::destination::{
+    CompiledAction, CompiledDestination, CompiledRequest, CompiledValue, HookInput,
+};
 use crate::redact::{self, JsonMark, Probe, Redactions};
-use crate::request::Request;
+use crate::request::{Method, Request};
+use crate::sign::{SignDef, Signer};
 
 /// Why a request could not be built. Messages never contain secret setting values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +85,40 @@ pub enum BuildError {
         /// The action key.
         action: String,
     },
+    /// A request's URL could not be built or is not an absolute http(s) URL.
+    #[error("{what} url {message}")]
+    Url {
+        /// Which request (`action 'send' request`).
+        what: String,
+        /// What went wrong, naming the fields or settings the URL reads.
+        message: String,
+    },
+    /// A request's method mapping failed or did not name a supported method.
+    #[error("{what} method {message}")]
+    Method {
+        /// Which request.
+        what: String,
+        /// What went wrong, naming the fields the method reads.
+        message: String,
+    },
+    /// A header of a request (not of the request defaults) could not be built.
+    #[error("{what} header '{name}' {message}")]
+    RequestHeader {
+        /// Which request.
+        what: String,
+        /// The header name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A signature's secret mapping failed or did not resolve to a string.
+    #[error("{what} sign.secret {message}")]
+    Sign {
+        /// Which request, or `request_defaults`.
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The action's hook failed.
     #[error("hook of action '{action}' failed: {message}")]
     Hook {
@@ -91,17 +129,42 @@ pub enum BuildError {
     },
 }
 
-/// The base URL and headers of one destination instance, resolved from its settings.
+/// The base URL, headers and signature of one destination instance, resolved from its settings,
+/// with what its requests resolve once (URLs that read only settings, their own signatures).
 #[derive(Clone, PartialEq)]
 pub struct RequestDefaults {
-    base_url: String,
+    base_url: Option<String>,
     headers: Vec<(String, String)>,
+    /// The default signer; `None` when nothing is signed by default.
+    signer: Option<Signer>,
+    /// Per request slot (see [`CompiledRequest`]), what was resolved for it once.
+    per_request: Vec<Resolved>,
     /// The settings with secrets replaced by sentinels; `None` when no secret has a value.
     probe: Option<Arc<Probe>>,
     /// The marks of the base URL (in `url`) and of the headers, shared by every request.
     redactions: Redactions,
     /// The settings hooks see: every secret blanked; `None` when that is the settings themselves.
     hook_settings: Option<Value>,
+}
+
+/// What an instance resolves once for one request.
+#[derive(Clone, Default, PartialEq)]
+struct Resolved {
+    /// The URL with its marks, when the request's `url` reads only settings.
+    url: Option<(String, Vec<Range<usize>>)>,
+    /// The request's own signer (`Some(None)`: it declares a signature whose secret is empty).
+    signer: Option<Option<Signer>>,
+}
+
+/// The method, URL, headers and signer of one built request, with the marks of the URL and
+/// of the headers.
+struct Parts {
+    method: Method,
+    url: String,
+    url_marks: Vec<Range<usize>>,
+    headers: Vec<(String, String)>,
+    header_marks: Arc<[(String, Vec<Range<usize>>)]>,
+    signer: Option<Signer>,
 }
 
 impl std::fmt::Debug for RequestDefaults {
@@ -137,39 +200,48 @@ impl RequestDefaults {
         let context = settings_context(settings);
         let probe_context = probe.as_ref().map(|p| settings_context(p.settings()));
 
-        let base_url = match dest.base_url.evaluate(&context) {
-            Ok(Some(Value::String(s))) => s,
-            Ok(Some(other)) => {
-                return Err(BuildError::BaseUrl(format!(
-                    "must resolve to a string but it resolved to {}",
-                    kind(&other)
-                )));
-            }
-            Ok(None) => return Err(BuildError::BaseUrl("resolved to nothing".to_owned())),
-            Err(err) => {
-                return Err(BuildError::BaseUrl(format!(
-                    "failed: {}",
-                    scrub(err.message)
-                )));
-            }
-        };
-        let base_spans = match (&probe, &probe_context) {
-            (Some(probe), Some(probe_context)) => {
-                let probed = dest.base_url.evaluate(probe_context);
-                let probed = match &probed {
-                    Ok(Some(Value::String(s))) => Some(s.as_str()),
-                    _ => None,
+        let (base_url, base_spans) = match &dest.base_url {
+            Some(mapping) => {
+                let base_url = match mapping.evaluate(&context) {
+                    Ok(Some(Value::String(s))) => s,
+                    Ok(Some(other)) => {
+                        return Err(BuildError::BaseUrl(format!(
+                            "must resolve to a string but it resolved to {}",
+                            kind(&other)
+                        )));
+                    }
+                    Ok(None) => {
+                        return Err(BuildError::BaseUrl("resolved to nothing".to_owned()));
+                    }
+                    Err(err) => {
+                        return Err(BuildError::BaseUrl(format!(
+                            "failed: {}",
+                            scrub(err.message)
+                        )));
+                    }
                 };
-                probe.mark_str(&base_url, probed)
+                let base_spans = match (&probe, &probe_context) {
+                    (Some(probe), Some(probe_context)) => {
+                        let probed = mapping.evaluate(probe_context);
+                        let probed = match &probed {
+                            Ok(Some(Value::String(s))) => Some(s.as_str()),
+                            _ => None,
+                        };
+                        probe.mark_str(&base_url, probed)
+                    }
+                    _ => Vec::new(),
+                };
+                check_base_url(&base_url).map_err(|reason| BuildError::InvalidBaseUrl {
+                    // What derives from a secret is hidden by its marks; a secret typed into
+                    // another setting (the endpoint) is scrubbed as a last line of defence, as
+                    // a whole token.
+                    value: scrub(redact::cover(&base_url, &base_spans)),
+                    reason: scrub(reason),
+                })?;
+                (Some(base_url), base_spans)
             }
-            _ => Vec::new(),
+            None => (None, Vec::new()),
         };
-        check_base_url(&base_url).map_err(|reason| BuildError::InvalidBaseUrl {
-            // What derives from a secret is hidden by its marks; a secret typed into another
-            // setting (the endpoint) is scrubbed as a last line of defence, as a whole token.
-            value: scrub(redact::cover(&base_url, &base_spans)),
-            reason: scrub(reason),
-        })?;
 
         let mut headers = Vec::with_capacity(dest.headers.len());
         let mut header_marks = Vec::new();
@@ -200,10 +272,43 @@ impl RequestDefaults {
             }
             headers.push((name.clone(), value));
         }
+        let signer = match &dest.sign {
+            Some((def, mapping)) => {
+                resolve_signer(*def, mapping, &context, "request_defaults", &scrub)?
+            }
+            None => None,
+        };
+        let mut per_request = Vec::with_capacity(dest.n_requests);
+        for request in dest.requests() {
+            let mut resolved = Resolved::default();
+            if let Some(url) = request.url.as_ref().filter(|url| url.settings_only) {
+                let (value, spans) = url_value(
+                    url,
+                    &context,
+                    probe.as_ref().zip(probe_context.as_ref()),
+                    &request.what,
+                    &scrub,
+                )?;
+                resolved.url = Some((value, spans));
+            }
+            if let Some((def, mapping)) = &request.sign {
+                resolved.signer = Some(resolve_signer(
+                    *def,
+                    mapping,
+                    &context,
+                    &request.what,
+                    &scrub,
+                )?);
+            }
+            per_request.resize(request.slot + 1, Resolved::default());
+            per_request[request.slot] = resolved;
+        }
         let hook_settings = probe.as_ref().map(|_| blank_secrets(settings, secret_keys));
         Ok(RequestDefaults {
             base_url,
             headers,
+            signer,
+            per_request,
             redactions: Redactions {
                 url: base_spans,
                 headers: header_marks.into(),
@@ -215,30 +320,26 @@ impl RequestDefaults {
         })
     }
 
-    /// The redactions of a request to `path` with the body marks `json`.
-    fn redactions(&self, path: &str, json: Vec<JsonMark>) -> Redactions {
-        let mut url = Vec::new();
-        if !self.redactions.url.is_empty() {
-            // `join_url` keeps the base URL up to its trailing slashes (all of it without a path).
-            let kept = if path.is_empty() {
-                self.base_url.len()
-            } else {
-                self.base_url.trim_end_matches('/').len()
-            };
-            url = self
-                .redactions
-                .url
-                .iter()
-                .filter(|r| r.start < kept)
-                .map(|r| r.start..r.end.min(kept))
-                .collect();
+    /// The marks of the URL of a request to `path` joined onto the base URL.
+    fn path_marks(&self, path: &str) -> Vec<Range<usize>> {
+        let Some(base_url) = &self.base_url else {
+            return Vec::new();
+        };
+        if self.redactions.url.is_empty() {
+            return Vec::new();
         }
-        Redactions {
-            url,
-            headers: Arc::clone(&self.redactions.headers),
-            json,
-            secrets: Arc::clone(&self.redactions.secrets),
-        }
+        // `join_url` keeps the base URL up to its trailing slashes (all of it without a path).
+        let kept = if path.is_empty() {
+            base_url.len()
+        } else {
+            base_url.trim_end_matches('/').len()
+        };
+        self.redactions
+            .url
+            .iter()
+            .filter(|r| r.start < kept)
+            .map(|r| r.start..r.end.min(kept))
+            .collect()
     }
 
     /// The settings hooks see (secrets blanked).
@@ -272,9 +373,9 @@ impl RequestDefaults {
         }
     }
 
-    /// The resolved base URL.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
+    /// The resolved base URL, if the destination has one.
+    pub fn base_url(&self) -> Option<&str> {
+        self.base_url.as_deref()
     }
 
     /// The resolved headers (lower-case names), in order.
@@ -282,9 +383,133 @@ impl RequestDefaults {
         &self.headers
     }
 
-    /// The absolute URL of `path`.
-    pub fn url(&self, path: &str) -> String {
-        join_url(&self.base_url, path)
+    /// The absolute URL of `path`, if the destination has a base URL.
+    pub fn url(&self, path: &str) -> Option<String> {
+        self.base_url.as_deref().map(|base| join_url(base, path))
+    }
+}
+
+/// Resolves a signature's secret over `{"settings"}`: a string is the key (`""` signs nothing),
+/// nothing or `null` signs nothing.
+fn resolve_signer(
+    def: SignDef,
+    mapping: &Mapping,
+    context: &Value,
+    what: &str,
+    scrub: &dyn Fn(String) -> String,
+) -> Result<Option<Signer>, BuildError> {
+    let sign_error = |message: String| BuildError::Sign {
+        what: what.to_owned(),
+        message: scrub(message),
+    };
+    match mapping.evaluate(context) {
+        Ok(Some(Value::String(key))) => Ok(Signer::new(def, &key)),
+        Ok(None | Some(Value::Null)) => Ok(None),
+        Ok(Some(other)) => Err(sign_error(format!(
+            "must resolve to a string but it resolved to {}",
+            kind(&other)
+        ))),
+        Err(err) => Err(sign_error(format!("failed: {}", err.message))),
+    }
+}
+
+/// Evaluates a URL mapping over `context`, checks that it is an absolute http(s) URL and marks
+/// what in it derives from secrets (`probe` is the probe with its context, when there are
+/// secrets).
+fn url_value(
+    url: &CompiledValue,
+    context: &Value,
+    probe: Option<(&Probe, &Value)>,
+    what: &str,
+    scrub: &dyn Fn(String) -> String,
+) -> Result<(String, Vec<Range<usize>>), BuildError> {
+    let url_error = |message: String| BuildError::Url {
+        what: what.to_owned(),
+        message: scrub(format!("{message}{}", url.reads())),
+    };
+    let value = match url.mapping.evaluate(context) {
+        Ok(Some(Value::String(s))) => s,
+        Ok(Some(other)) => {
+            return Err(url_error(format!(
+                "must resolve to a string but it resolved to {}",
+                kind(&other)
+            )));
+        }
+        Ok(None) => return Err(url_error("resolved to nothing".to_owned())),
+        Err(err) => return Err(url_error(format!("failed: {}", err.message))),
+    };
+    let spans = match probe {
+        Some((probe, probe_context)) if url.reads_settings => {
+            let probed = match url.mapping.evaluate(probe_context) {
+                Ok(Some(Value::String(s))) => Some(s),
+                _ => None,
+            };
+            probe.mark_str(&value, probed.as_deref())
+        }
+        _ => Vec::new(),
+    };
+    if let Err(reason) = check_base_url(&value) {
+        return Err(url_error(format!(
+            "resolved to {:?}, which is not an absolute http(s) url: {reason}",
+            redact::cover(&value, &spans)
+        )));
+    }
+    Ok((value, spans))
+}
+
+/// Collects the `(root, key)` of every data path a mapping reads into `out` and tells whether
+/// every one of them is under `$.settings` (a mapping that reads nothing counts too): such a
+/// mapping gives the same result for every event. `@liquid` and paths that address the whole
+/// context count as reading more than settings.
+pub(crate) fn collect_reads(raw: &Value, out: &mut Vec<(String, Option<String>)>) -> bool {
+    fn push(path: &str, out: &mut Vec<(String, Option<String>)>) -> bool {
+        let trimmed = path.trim();
+        let rest = trimmed.strip_prefix('$').unwrap_or(trimmed);
+        let rest = rest.strip_prefix('.').unwrap_or(rest);
+        let mut segments = rest
+            .split(['.', '['])
+            .map(|segment| segment.trim_end_matches(']').trim_matches(['\'', '"']));
+        let root = segments.next().unwrap_or_default().to_owned();
+        let key = segments.next().filter(|s| !s.is_empty()).map(str::to_owned);
+        let settings = root == "settings";
+        out.push((root, key));
+        settings
+    }
+    match raw {
+        Value::Object(map) => {
+            let mut only = true;
+            for (key, child) in map {
+                only &= match (key.as_str(), child) {
+                    ("@path", Value::String(path)) => push(path, out),
+                    ("@template", Value::String(template)) => {
+                        let mut all = true;
+                        let mut rest = template.as_str();
+                        while let Some(start) = rest.find("{{") {
+                            let after = &rest[start + 2..];
+                            let Some(end) = after.find("}}") else {
+                                break;
+                            };
+                            all &= push(&after[..end], out);
+                            rest = &after[end + 2..];
+                        }
+                        all
+                    }
+                    ("@liquid", _) => false,
+                    ("@arrayPath", Value::Array(items)) => match items.first() {
+                        Some(Value::String(path)) => push(path, out),
+                        Some(other) => collect_reads(other, out),
+                        None => true,
+                    },
+                    _ => collect_reads(child, out),
+                };
+            }
+            only
+        }
+        Value::Array(items) => items
+            .iter()
+            .map(|item| collect_reads(item, out))
+            .fold(true, std::ops::BitAnd::bitand),
+        _ => true,
     }
 }
 
@@ -390,6 +615,10 @@ fn finish(
     context: &Value,
     what: impl FnOnce() -> String,
 ) -> Result<Request, BuildError> {
+    let parts = request.parts(defaults, Some(context))?;
+    if parts.method.has_no_body() {
+        return Ok(request.assemble(defaults, parts, None, Vec::new()));
+    }
     let json = match &request.json {
         Some(mapping) => mapping.evaluate(context).map_err(|err| BuildError::Json {
             what: what(),
@@ -407,26 +636,168 @@ fn finish(
         }),
         None => Vec::new(),
     };
-    Ok(request.with_body(defaults, json, marks))
+    Ok(request.assemble(defaults, parts, json, marks))
 }
 
 impl CompiledRequest {
-    /// The request of this template with `json` as its body and `marks` as the body's marks.
-    fn with_body(
+    /// Whether building the request needs its context beyond the body (a URL that reads more
+    /// than settings, a method mapping, its own headers).
+    fn needs_context(&self) -> bool {
+        self.method.is_some()
+            || !self.headers.is_empty()
+            || self.url.as_ref().is_some_and(|url| !url.settings_only)
+    }
+
+    /// The method, URL, headers and signer of this request; `context` is the request's context
+    /// (what its body mapping reads), needed when [`Self::needs_context`] says so.
+    fn parts(
         &self,
         defaults: &RequestDefaults,
+        context: Option<&Value>,
+    ) -> Result<Parts, BuildError> {
+        let resolved = defaults.per_request.get(self.slot);
+        let probe_context = || -> Option<(&Probe, Value)> {
+            let probe = defaults.probe.as_deref()?;
+            let mut context = context?.clone();
+            if let Value::Object(map) = &mut context {
+                map.insert("settings".to_owned(), probe.settings().clone());
+            }
+            Some((probe, context))
+        };
+        let scrub = |message: String| defaults.scrub(message);
+        let empty = Value::Object(Map::new());
+        let context_or_empty = context.unwrap_or(&empty);
+
+        let method = match &self.method {
+            None => self.def.method,
+            Some(mapping) => {
+                let method_error = |message: String| BuildError::Method {
+                    what: self.what.clone(),
+                    message: scrub(format!("{message}{}", mapping.reads())),
+                };
+                match mapping.mapping.evaluate(context_or_empty) {
+                    Ok(Some(Value::String(text))) => Method::parse(&text).ok_or_else(|| {
+                        method_error(format!(
+                            "resolved to {text:?}, which is not one of GET, POST, PUT, PATCH, DELETE, HEAD"
+                        ))
+                    })?,
+                    Ok(Some(other)) => {
+                        return Err(method_error(format!(
+                            "must resolve to a string but it resolved to {}",
+                            kind(&other)
+                        )));
+                    }
+                    Ok(None) => return Err(method_error("resolved to nothing".to_owned())),
+                    Err(err) => return Err(method_error(format!("failed: {}", err.message))),
+                }
+            }
+        };
+
+        let (url, url_marks) = match (&self.url, resolved.and_then(|r| r.url.as_ref())) {
+            (Some(_), Some((url, marks))) => (url.clone(), marks.clone()),
+            (Some(url), None) => {
+                let probe = if url.reads_settings {
+                    probe_context()
+                } else {
+                    None
+                };
+                url_value(
+                    url,
+                    context_or_empty,
+                    probe.as_ref().map(|(p, c)| (*p, c)),
+                    &self.what,
+                    &scrub,
+                )?
+            }
+            (None, _) => match defaults.url(self.def.path) {
+                Some(url) => (url, defaults.path_marks(self.def.path)),
+                None => {
+                    return Err(BuildError::Url {
+                        what: self.what.clone(),
+                        message: "has a path but request_defaults has no base_url".to_owned(),
+                    });
+                }
+            },
+        };
+
+        let mut headers = defaults.headers.clone();
+        let mut header_marks: Option<Vec<(String, Vec<Range<usize>>)>> = None;
+        for (name, value) in &self.headers {
+            let header_error = |message: String| BuildError::RequestHeader {
+                what: self.what.clone(),
+                name: name.clone(),
+                message: scrub(format!("{message}{}", value.reads())),
+            };
+            let text = match value.mapping.evaluate(context_or_empty) {
+                Ok(None) => continue,
+                Ok(Some(v)) => header_text(v).map_err(header_error)?,
+                Err(err) => return Err(header_error(format!("failed: {}", err.message))),
+            };
+            if text.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+                return Err(header_error(
+                    "contains a line break or NUL character".to_owned(),
+                ));
+            }
+            let marks = header_marks
+                .get_or_insert_with(|| defaults.redactions.headers.iter().cloned().collect());
+            marks.retain(|(n, _)| n != name);
+            if value.reads_settings
+                && let Some((probe, probe_context)) = probe_context()
+            {
+                let probed = match value.mapping.evaluate(&probe_context) {
+                    Ok(Some(v)) => header_text(v).ok(),
+                    _ => None,
+                };
+                let spans = probe.mark_str(&text, probed.as_deref());
+                if !spans.is_empty() {
+                    marks.push((name.clone(), spans));
+                }
+            }
+            headers.retain(|(n, _)| n != name);
+            headers.push((name.clone(), text));
+        }
+        let header_marks = match header_marks {
+            Some(marks) => marks.into(),
+            None => Arc::clone(&defaults.redactions.headers),
+        };
+        let signer = match resolved.and_then(|r| r.signer.as_ref()) {
+            Some(own) => own.clone(),
+            None => defaults.signer.clone(),
+        };
+        Ok(Parts {
+            method,
+            url,
+            url_marks,
+            headers,
+            header_marks,
+            signer,
+        })
+    }
+
+    /// The request of this template with `parts`, `json` as its body and `marks` as the
+    /// body's marks.
+    fn assemble(
+        &self,
+        defaults: &RequestDefaults,
+        parts: Parts,
         json: Option<Value>,
         marks: Vec<JsonMark>,
     ) -> Request {
         Request {
-            method: self.def.method,
-            url: defaults.url(self.def.path),
-            headers: defaults.headers.clone(),
+            method: parts.method,
+            url: parts.url,
+            headers: parts.headers,
             json,
             rate_limit_key: self.def.rate_limit.map(str::to_owned),
             busy_statuses: self.def.busy_statuses,
             response_id: self.def.response_id,
-            redactions: defaults.redactions(self.def.path, marks),
+            redactions: Redactions {
+                url: parts.url_marks,
+                headers: parts.header_marks,
+                json: marks,
+                secrets: Arc::clone(&defaults.redactions.secrets),
+            },
+            signer: parts.signer,
         }
     }
 }
@@ -617,6 +988,15 @@ pub fn action_request(
         });
     };
     let computed = run_hook(defaults.hook_settings(settings), action, &payload)?;
+    let parts = if request.needs_context() {
+        let context = payload_context(payload.clone(), settings.clone(), computed.clone());
+        request.parts(defaults, Some(&context))?
+    } else {
+        request.parts(defaults, None)?
+    };
+    if parts.method.has_no_body() {
+        return Ok(request.assemble(defaults, parts, None, Vec::new()));
+    }
     let (json, marks) = match &request.json {
         Some(mapping) => per_payload(
             defaults,
@@ -628,7 +1008,7 @@ pub fn action_request(
         )?,
         None => (None, Vec::new()),
     };
-    Ok(request.with_body(defaults, json, marks))
+    Ok(request.assemble(defaults, parts, json, marks))
 }
 
 /// One payload's entry in a batch of `action`: the hook, then the batch's `item` mapping (the

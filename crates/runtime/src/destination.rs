@@ -58,13 +58,25 @@ impl HookError {
 /// A named Rust hook: it returns a JSON object that request mappings read at `$.computed`.
 pub type HookFn = fn(&HookInput<'_>) -> Result<Value, HookError>;
 
-/// An HTTP request template: method, path joined onto the base URL, optional JSON body mapping.
+/// An HTTP request template: method, URL (a path joined onto the base URL, or a URL mapping),
+/// headers, optional JSON body mapping and signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestDef {
-    /// The HTTP method.
+    /// The HTTP method (when `method_mapping` is `None`).
     pub method: Method,
-    /// The path joined onto the request defaults' base URL (`v1/identify`).
+    /// The method as mapping-kit JSON text over the request context, evaluated per request; it
+    /// must resolve to one of `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD` (any case).
+    pub method_mapping: Option<&'static str>,
+    /// The path joined onto the request defaults' base URL (`v1/identify`); unused with `url`.
     pub path: &'static str,
+    /// The absolute URL as mapping-kit JSON text (a JSON string is a constant URL). One that
+    /// reads only `$.settings` is resolved when the instance is built, any other per request.
+    pub url: Option<&'static str>,
+    /// Headers of this request, added to (and replacing same-named) request defaults' headers;
+    /// each value is mapping-kit JSON text over the request context.
+    pub headers: &'static [HeaderDef],
+    /// The signature of this request's body; `None` uses the request defaults' signature.
+    pub sign: Option<crate::sign::SignDef>,
     /// The body as mapping-kit JSON text, evaluated over the request context; `None` sends no body.
     pub json: Option<&'static str>,
     /// The rate-limit bucket the request counts against, a key of [`DestinationDef::rate_limits`].
@@ -81,7 +93,11 @@ impl RequestDef {
     /// A request with no rate limit, no body, no busy statuses and no response id.
     pub const BASE: RequestDef = RequestDef {
         method: Method::Post,
+        method_mapping: None,
         path: "",
+        url: None,
+        headers: &[],
+        sign: None,
         json: None,
         rate_limit: None,
         busy_statuses: &[],
@@ -145,10 +161,12 @@ pub struct HeaderDef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestDefaultsDef {
     /// The base URL as mapping-kit JSON text over `{"settings": …}`; it must resolve to an absolute
-    /// http(s) URL.
-    pub base_url: &'static str,
+    /// http(s) URL. `None` when every request has its own `url`.
+    pub base_url: Option<&'static str>,
     /// Headers sent with every request, in order.
     pub headers: &'static [HeaderDef],
+    /// The signature of every request's body, unless a request declares its own.
+    pub sign: Option<crate::sign::SignDef>,
 }
 
 /// A default rate limit: at most `max_requests` per `per_seconds` seconds for requests with `key`.
@@ -300,6 +318,19 @@ pub struct DefinitionError {
 pub struct CompiledRequest {
     /// The definition.
     pub def: &'static RequestDef,
+    /// What the request is, for messages (`action 'identifyUser' request`).
+    pub what: String,
+    /// Its index among the destination's requests, where an instance keeps what it resolved
+    /// for it once (a URL that reads only settings, the signature key).
+    pub(crate) slot: usize,
+    /// The compiled URL mapping, if the request has `url`.
+    pub(crate) url: Option<CompiledValue>,
+    /// The compiled method mapping, if the method is not fixed.
+    pub(crate) method: Option<CompiledValue>,
+    /// The compiled header mappings: lower-case name and value.
+    pub(crate) headers: Vec<(String, CompiledValue)>,
+    /// The compiled signature secret mapping, if the request has its own `sign`.
+    pub(crate) sign: Option<(crate::sign::SignDef, Mapping)>,
     /// The compiled body mapping.
     pub json: Option<Mapping>,
     /// A faster equivalent of `json` when it only copies values (see [`crate::build`]).
@@ -307,6 +338,72 @@ pub struct CompiledRequest {
     /// Whether the body mapping may read settings, so that its result must be probed for
     /// secrets (see [`crate::redact`]).
     pub(crate) reads_settings: bool,
+}
+
+/// A compiled mapping of a request part (URL, method, header) with what it reads.
+#[derive(Debug, Clone)]
+pub struct CompiledValue {
+    /// The mapping.
+    pub mapping: Mapping,
+    /// Whether it may read settings (so its result is probed for secrets).
+    pub reads_settings: bool,
+    /// Whether it reads only settings, so that it can be resolved once per instance.
+    pub settings_only: bool,
+    /// The payload fields it reads, to name them in errors.
+    pub fields: Vec<String>,
+    /// The settings it reads, to name them in errors.
+    pub settings: Vec<String>,
+}
+
+impl CompiledValue {
+    fn new(mapping: Mapping) -> CompiledValue {
+        let raw = mapping.raw();
+        let reads_settings = crate::redact::may_read_settings(raw);
+        let mut paths = Vec::new();
+        let settings_only = crate::build::collect_reads(raw, &mut paths);
+        let keys = |root: &str| {
+            let mut keys: Vec<String> = paths
+                .iter()
+                .filter(|(r, _)| r == root)
+                .filter_map(|(_, key)| key.clone())
+                .collect();
+            keys.dedup();
+            keys
+        };
+        CompiledValue {
+            fields: keys("payload"),
+            settings: keys("settings"),
+            reads_settings,
+            settings_only,
+            mapping,
+        }
+    }
+
+    /// `(it reads field 'url')`-style words naming what the value reads, or `""`.
+    pub fn reads(&self) -> String {
+        let quote = |keys: &[String]| {
+            keys.iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parts = Vec::new();
+        match self.fields.len() {
+            0 => {}
+            1 => parts.push(format!("field {}", quote(&self.fields))),
+            _ => parts.push(format!("fields {}", quote(&self.fields))),
+        }
+        match self.settings.len() {
+            0 => {}
+            1 => parts.push(format!("setting {}", quote(&self.settings))),
+            _ => parts.push(format!("settings {}", quote(&self.settings))),
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" (it reads {})", parts.join(" and "))
+        }
+    }
 }
 
 /// A batch form with its item and request mappings compiled.
@@ -363,8 +460,12 @@ pub struct CompiledDestination {
     pub def: &'static DestinationDef,
     /// The settings validator.
     pub settings_schema: PayloadSchema,
-    /// The compiled base-URL mapping.
-    pub base_url: Mapping,
+    /// The compiled base-URL mapping, if the destination has a base URL.
+    pub base_url: Option<Mapping>,
+    /// The compiled default signature: its definition and secret mapping.
+    pub sign: Option<(crate::sign::SignDef, Mapping)>,
+    /// How many requests the destination has (the slots of [`CompiledRequest`]).
+    pub(crate) n_requests: usize,
     /// The compiled header mappings: lower-case name and value mapping.
     pub headers: Vec<(String, Mapping)>,
     /// The actions, in definition order.
@@ -391,8 +492,8 @@ impl CompiledDestination {
     }
 }
 
-/// Collects problems while compiling one destination.
-struct Problems(Vec<String>);
+/// Collects problems while compiling one destination, and counts its requests.
+struct Problems(Vec<String>, usize);
 
 impl Problems {
     fn json(&mut self, what: &str, text: &str) -> Option<Value> {
@@ -436,10 +537,45 @@ impl Problems {
                 ));
             }
         }
+        if def.url.is_none() && dest.request_defaults.base_url.is_none() {
+            self.0.push(format!(
+                "{what} has a path but request_defaults has no base_url to join it onto"
+            ));
+        }
         let json = match def.json {
             Some(text) => Some(self.mapping_text(&format!("{what} json"), text)?),
             None => None,
         };
+        let url = match def.url {
+            Some(text) => Some(CompiledValue::new(
+                self.mapping_text(&format!("{what} url"), text)?,
+            )),
+            None => None,
+        };
+        let method = match def.method_mapping {
+            Some(text) => Some(CompiledValue::new(
+                self.mapping_text(&format!("{what} method"), text)?,
+            )),
+            None => None,
+        };
+        let mut headers = Vec::with_capacity(def.headers.len());
+        for header in def.headers {
+            let mapping =
+                self.mapping_text(&format!("{what} header '{}'", header.name), header.value)?;
+            headers.push((
+                header.name.to_ascii_lowercase(),
+                CompiledValue::new(mapping),
+            ));
+        }
+        let sign = match def.sign {
+            Some(sign) => Some((
+                sign,
+                self.mapping_text(&format!("{what} sign.secret"), sign.secret)?,
+            )),
+            None => None,
+        };
+        let slot = self.1;
+        self.1 += 1;
         let copy_plan = json
             .as_ref()
             .and_then(|mapping| crate::build::CopyPlan::new(mapping.raw()));
@@ -448,6 +584,12 @@ impl Problems {
             .is_some_and(|mapping| crate::redact::may_read_settings(mapping.raw()));
         Some(CompiledRequest {
             def,
+            what: what.to_owned(),
+            slot,
+            url,
+            method,
+            headers,
+            sign,
             json,
             copy_plan,
             reads_settings,
@@ -458,7 +600,7 @@ impl Problems {
 impl CompiledDestination {
     /// Compiles every mapping, trigger and schema of `def`, reporting every problem at once.
     pub fn new(def: &'static DestinationDef) -> Result<CompiledDestination, DefinitionError> {
-        let mut problems = Problems(Vec::new());
+        let mut problems = Problems(Vec::new(), 0);
         for (idx, setting) in def.settings.iter().enumerate() {
             if def.settings[..idx].iter().any(|s| s.key == setting.key) {
                 problems
@@ -469,8 +611,15 @@ impl CompiledDestination {
                 problems.json(&format!("setting '{}' default", setting.key), default);
             }
         }
-        let base_url =
-            problems.mapping_text("request_defaults.base_url", def.request_defaults.base_url);
+        let base_url = def
+            .request_defaults
+            .base_url
+            .map(|text| problems.mapping_text("request_defaults.base_url", text));
+        let sign = def.request_defaults.sign.and_then(|sign| {
+            problems
+                .mapping_text("request_defaults sign.secret", sign.secret)
+                .map(|mapping| (sign, mapping))
+        });
         let mut headers = Vec::new();
         for header in def.request_defaults.headers {
             let what = format!("request_defaults header '{}'", header.name);
@@ -560,10 +709,16 @@ impl CompiledDestination {
             .as_ref()
             .and_then(|d| deletion("deletions.companies", d));
         match base_url {
-            Some(base_url) if problems.0.is_empty() => Ok(CompiledDestination {
+            Some(None) => Err(DefinitionError {
+                slug: def.slug.to_owned(),
+                problems: problems.0,
+            }),
+            base_url if problems.0.is_empty() => Ok(CompiledDestination {
                 def,
                 settings_schema: PayloadSchema::from_settings(def.settings),
-                base_url,
+                base_url: base_url.flatten(),
+                sign,
+                n_requests: problems.1,
                 headers,
                 actions,
                 presets,
@@ -577,6 +732,21 @@ impl CompiledDestination {
                 problems: problems.0,
             }),
         }
+    }
+
+    /// Every request template of the destination, in slot order.
+    pub fn requests(&self) -> Vec<&CompiledRequest> {
+        let mut out: Vec<&CompiledRequest> = Vec::with_capacity(self.n_requests);
+        for action in &self.actions {
+            out.extend(action.request.as_ref());
+            out.extend(action.batch.as_ref().map(|batch| &batch.request));
+        }
+        out.extend(self.test_authentication.as_ref());
+        out.extend(self.on_delete.as_ref());
+        out.extend(self.delete_users.as_ref().map(|(_, r)| r));
+        out.extend(self.delete_companies.as_ref().map(|(_, r)| r));
+        out.sort_by_key(|r| r.slot);
+        out
     }
 
     /// Finds an action by key.

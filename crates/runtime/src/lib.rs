@@ -8,6 +8,7 @@
 //! - [`dispatch`]: a configured destination instance matching events to mappings, without IO.
 //! - [`redact`]: hiding what derives from secret settings, found by provenance when requests are
 //!   built (dry-run output, reasons).
+//! - [`sign`]: HMAC signatures of the exact body bytes sent, in a header.
 //! - [`request`]: the built HTTP request; [`delivery`]: sending built requests over HTTP with
 //!   retries, backoff, rate limits and timeouts.
 //! - [`changes`]: fingerprints and merging for actions whose API merges by id, so that requests
@@ -26,5 +27,6 @@ pub mod dispatch;
 pub mod fields;
 pub mod redact;
 pub mod request;
+pub mod sign;
 pub mod units;
 pub mod validate;

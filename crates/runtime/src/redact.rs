@@ -161,8 +161,10 @@ fn push_spans(needles: &mut Vec<String>, text: &str, spans: &[Range<usize>]) {
     );
 }
 
-/// A copy of `request` with every part its [`Redactions`] mark replaced by [`REDACTED`].
+/// A copy of `request` with its signature header added ([`Request::signed`]) and every part
+/// its [`Redactions`] mark replaced by [`REDACTED`].
 pub fn redact(request: &Request) -> Request {
+    let request = &request.signed();
     let marks = &request.redactions;
     let mut out = request.clone();
     if marks.is_empty() {

@@ -1,5 +1,7 @@
 //! The HTTP request a handler builds and the delivery engine sends.
 
+use std::ops::Range;
+
 use serde_json::Value;
 
 /// HTTP methods a destination request may use.
@@ -15,6 +17,8 @@ pub enum Method {
     Patch,
     /// `DELETE`.
     Delete,
+    /// `HEAD`.
+    Head,
 }
 
 impl Method {
@@ -26,7 +30,27 @@ impl Method {
             Method::Put => "PUT",
             Method::Patch => "PATCH",
             Method::Delete => "DELETE",
+            Method::Head => "HEAD",
         }
+    }
+
+    /// The method named by `text` in any case (`post`, `POST`), if it is one of these.
+    pub fn parse(text: &str) -> Option<Method> {
+        [
+            Method::Get,
+            Method::Post,
+            Method::Put,
+            Method::Patch,
+            Method::Delete,
+            Method::Head,
+        ]
+        .into_iter()
+        .find(|method| method.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+
+    /// Whether a request with this method carries no body (`GET`, `HEAD`).
+    pub fn has_no_body(self) -> bool {
+        matches!(self, Method::Get | Method::Head)
     }
 }
 
@@ -55,6 +79,41 @@ pub struct Request {
     /// Which parts of the request derive from secret settings, so that [`crate::redact::redact`]
     /// hides exactly those (empty for a request built by hand).
     pub redactions: crate::redact::Redactions,
+    /// The signature to add over the exact body bytes when the request is sent (see
+    /// [`crate::sign`]); `None` sends no signature.
+    pub signer: Option<crate::sign::Signer>,
+}
+
+impl Request {
+    /// This request with its signature header computed over the body bytes that are sent
+    /// and added to the headers (marked as secret-derived, after the signature's prefix); the
+    /// request itself when it is not signed. Dry runs show requests through this, the delivery
+    /// engine computes the same header from the bytes it sends.
+    pub fn signed(&self) -> Request {
+        let mut out = self.clone();
+        let Some(signer) = out.signer.take() else {
+            return out;
+        };
+        let body = match &self.json {
+            Some(json) => crate::sign::body_bytes(json).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let (name, value) = signer.header(&body);
+        let prefix = signer.def.prefix.len().min(value.len());
+        out.headers.retain(|(n, _)| *n != name);
+        let mut marks: Vec<(String, Vec<Range<usize>>)> = out
+            .redactions
+            .headers
+            .iter()
+            .filter(|(n, _)| *n != name)
+            .cloned()
+            .collect();
+        let signature: Range<usize> = prefix..value.len();
+        marks.push((name.clone(), Vec::from([signature])));
+        out.redactions.headers = marks.into();
+        out.headers.push((name, value));
+        out
+    }
 }
 
 impl PartialEq for Request {
@@ -66,6 +125,7 @@ impl PartialEq for Request {
             && self.rate_limit_key == other.rate_limit_key
             && self.busy_statuses == other.busy_statuses
             && self.response_id == other.response_id
+            && self.signer == other.signer
     }
 }
 
@@ -80,6 +140,7 @@ impl std::fmt::Debug for Request {
             .field("has_json", &self.json.is_some())
             .field("rate_limit_key", &self.rate_limit_key)
             .field("busy_statuses", &self.busy_statuses)
+            .field("signer", &self.signer)
             .finish()
     }
 }

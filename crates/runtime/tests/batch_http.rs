@@ -79,7 +79,8 @@ static BULK: DestinationDef = DestinationDef {
         ..SettingDef::BASE
     }],
     request_defaults: RequestDefaultsDef {
-        base_url: r#"{"@path":"$.settings.endpoint"}"#,
+        base_url: Some(r#"{"@path":"$.settings.endpoint"}"#),
+        sign: None,
         headers: &[],
     },
     rate_limits: &[],

@@ -109,6 +109,7 @@ fn request(url: String) -> Request {
         busy_statuses: &[],
         response_id: None,
         redactions: Default::default(),
+        signer: None,
     }
 }
 

@@ -25,9 +25,7 @@ const fn request(path: &'static str, json: Option<&'static str>) -> RequestDef {
         method: Method::Post,
         path,
         json,
-        rate_limit: None,
-        busy_statuses: &[],
-        response_id: None,
+        ..RequestDef::BASE
     }
 }
 
@@ -66,7 +64,8 @@ static WRAPPED: DestinationDef = DestinationDef {
     slug: "wrapped",
     settings: &[API_KEY],
     request_defaults: RequestDefaultsDef {
-        base_url: r#"{"@template": "https://k.example.com/{{settings.apiKey}}/"}"#,
+        base_url: Some(r#"{"@template": "https://k.example.com/{{settings.apiKey}}/"}"#),
+        sign: None,
         headers: &[
             HeaderDef {
                 name: "authorization",
@@ -152,7 +151,8 @@ static BASIC: DestinationDef = DestinationDef {
         },
     ],
     request_defaults: RequestDefaultsDef {
-        base_url: r#""https://k.example.com""#,
+        base_url: Some(r#""https://k.example.com""#),
+        sign: None,
         headers: &[HeaderDef {
             name: "authorization",
             value: r#"{"username": {"@path": "$.settings.user"}, "password": {"@path": "$.settings.password"}}"#,
@@ -180,7 +180,10 @@ static QUERY: DestinationDef = DestinationDef {
     slug: "query",
     settings: &[API_KEY],
     request_defaults: RequestDefaultsDef {
-        base_url: r#"{"@template": "https://k.example.com/v1/track?key={{settings.apiKey}}&k=k"}"#,
+        base_url: Some(
+            r#"{"@template": "https://k.example.com/v1/track?key={{settings.apiKey}}&k=k"}"#,
+        ),
+        sign: None,
         headers: &[],
     },
     rate_limits: &[],
@@ -294,7 +297,8 @@ fn a_basic_header_without_a_secret_is_shown() {
             ..SettingDef::BASE
         }],
         request_defaults: RequestDefaultsDef {
-            base_url: r#""https://k.example.com""#,
+            base_url: Some(r#""https://k.example.com""#),
+            sign: None,
             headers: &[HeaderDef {
                 name: "authorization",
                 value: r#"{"username": {"@path": "$.settings.user"}}"#,

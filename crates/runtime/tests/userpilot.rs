@@ -59,6 +59,7 @@ fn request(method: Method, path: &str, json: Option<Value>, rate_limit: Option<&
         busy_statuses: &[],
         response_id: None,
         redactions: Default::default(),
+        signer: None,
     }
 }
 
@@ -576,7 +577,8 @@ static BROKEN: DestinationDef = DestinationDef {
         ..SettingDef::BASE
     }],
     request_defaults: RequestDefaultsDef {
-        base_url: r#"{"@path": 1}"#,
+        base_url: Some(r#"{"@path": 1}"#),
+        sign: None,
         headers: &[],
     },
     rate_limits: &[],
@@ -602,6 +604,7 @@ static BROKEN: DestinationDef = DestinationDef {
             rate_limit: Some("nope"),
             busy_statuses: &[],
             response_id: None,
+            ..RequestDef::BASE
         }),
         batch: None,
         merges: None,
@@ -658,7 +661,8 @@ static HOOKED: DestinationDef = DestinationDef {
     slug: "hooked",
     settings: &[],
     request_defaults: RequestDefaultsDef {
-        base_url: r#""http://127.0.0.1:9/""#,
+        base_url: Some(r#""http://127.0.0.1:9/""#),
+        sign: None,
         headers: &[],
     },
     rate_limits: &[],
@@ -694,6 +698,7 @@ static HOOKED: DestinationDef = DestinationDef {
                 rate_limit: None,
                 busy_statuses: &[],
                 response_id: None,
+                ..RequestDef::BASE
             }),
             batch: None,
             merges: None,
@@ -714,6 +719,7 @@ static HOOKED: DestinationDef = DestinationDef {
                 rate_limit: None,
                 busy_statuses: &[],
                 response_id: None,
+                ..RequestDef::BASE
             }),
             batch: None,
             merges: None,
@@ -765,7 +771,8 @@ static SECRET_IN_BASE_URL: DestinationDef = DestinationDef {
         ..SettingDef::BASE
     }],
     request_defaults: RequestDefaultsDef {
-        base_url: r#"{"@template": "ftp://{{settings.token}}.example.com/"}"#,
+        base_url: Some(r#"{"@template": "ftp://{{settings.token}}.example.com/"}"#),
+        sign: None,
         headers: &[],
     },
     rate_limits: &[],

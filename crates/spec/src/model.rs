@@ -26,8 +26,11 @@ pub struct DestinationSpec {
     pub mode: Mode,
     /// A one-paragraph summary of what the destination does.
     pub description: String,
-    /// Catalog metadata, exported verbatim into the catalog entry.
-    pub catalog: CatalogMeta,
+    /// Catalog metadata, exported verbatim into the catalog entry (`catalog/<slug>.yml`). Only
+    /// needed to publish the destination in Segment's catalog: without it no catalog entry is
+    /// generated, and the destination builds, runs and has its docs page all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogMeta>,
     /// The destination settings (Segment's authentication fields), in display order, keyed by setting key.
     #[serde(default)]
     pub settings: IndexMap<String, SettingSpec>,
@@ -289,6 +292,8 @@ impl SettingType {
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct RequestDefaults {
     /// The base URL request paths are joined onto: a mapping-kit value over `{"settings": …}`.
+    /// Required when any request has a `path`; a destination whose requests all have `url`
+    /// needs none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<Value>,
     /// Headers sent with every request, keyed by lower-case header name; each value is a
@@ -298,6 +303,9 @@ pub struct RequestDefaults {
     /// `extendRequest` does with its `username` and `password` options.
     #[serde(default)]
     pub headers: IndexMap<String, Value>,
+    /// Signs the body of every request (see `sign` on a request, which overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<SignSpec>,
 }
 
 /// A named default rate limit.
@@ -373,13 +381,41 @@ pub enum DefaultsKeyword {
 }
 
 /// An HTTP request a destination sends: per action, for test authentication, or on delete.
+///
+/// Its URL is either `path`, joined onto `request_defaults.base_url`, or `url`, an absolute URL
+/// (exactly one of them). Its mappings (`url`, a mapped `method`, `headers`, `json`) read the
+/// request's context: `{"payload", "settings", "computed"}` for an action's request,
+/// `{"items", "settings"}` for a batch request, `{"settings"}` for `test_authentication`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct RequestSpec {
-    /// The HTTP method.
-    pub method: HttpMethod,
-    /// The path joined onto `request_defaults.base_url`, for example `v1/identify`.
-    pub path: String,
+    /// The HTTP method: `GET`, `POST`, `PUT`, `PATCH`, `DELETE` or `HEAD`, or a mapping-kit
+    /// object over the request's context that resolves to one of them per request (in any
+    /// case), for example `{"@path": "$.payload.method"}`. A `GET` or `HEAD` request sends no
+    /// body.
+    pub method: MethodSpec,
+    /// The path joined onto `request_defaults.base_url` with exactly one slash, for example
+    /// `v1/identify`. It must not be an absolute URL; use `url` for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The absolute http(s) URL, instead of `path`: a string such as
+    /// `https://api.example.com/v1/track`, or a mapping-kit value over the request's context, such
+    /// as `{"@template": "https://{{settings.subdomain}}.example.com/v1/track"}` or
+    /// `{"@path": "$.payload.url"}`. A URL that reads only `$.settings` is built and checked
+    /// once, when the destination instance is created; any other per request, and a request
+    /// whose URL is not an absolute http(s) URL fails with an error naming what it reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Value>,
+    /// Headers of this request, keyed by lower-case header name; each value is a mapping-kit
+    /// value over the request's context. They are added to `request_defaults.headers` and
+    /// replace a default header of the same name; a header whose value resolves to nothing is
+    /// not sent (the default of that name, if any, is).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, Value>,
+    /// Signs the exact body bytes sent with an HMAC in a header; overrides
+    /// `request_defaults.sign` for this request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<SignSpec>,
     /// The key of a rate limit declared in the destination's `rate_limits`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<String>,
@@ -400,6 +436,87 @@ pub struct RequestSpec {
     pub json: Option<Value>,
 }
 
+/// The method of a request: fixed, or a mapping resolved per request.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum MethodSpec {
+    /// A fixed method.
+    Fixed(HttpMethod),
+    /// A mapping-kit object (a directive such as `{"@path": "$.payload.method"}`) that resolves
+    /// to a method name per request.
+    Mapped(serde_json::Map<String, Value>),
+}
+
+impl MethodSpec {
+    /// The fixed method, if it is one.
+    pub fn fixed(&self) -> Option<HttpMethod> {
+        match self {
+            MethodSpec::Fixed(method) => Some(*method),
+            MethodSpec::Mapped(_) => None,
+        }
+    }
+}
+
+impl From<HttpMethod> for MethodSpec {
+    fn from(method: HttpMethod) -> MethodSpec {
+        MethodSpec::Fixed(method)
+    }
+}
+
+/// A signature of the body: an HMAC of the exact bytes sent, written into a header, so that
+/// the receiver can check who sent the request.
+///
+/// ```yaml
+/// sign:
+///   algorithm: hmac-sha256
+///   secret: {"@path": "$.settings.sharedSecret"}
+///   header: x-signature
+///   encoding: hex
+///   prefix: "sha256="
+/// ```
+///
+/// A request without a body is signed over zero bytes. When `secret` resolves to nothing or to
+/// `""` nothing is signed and no header is sent. The header derives from a secret and is shown
+/// redacted by dry runs.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct SignSpec {
+    /// The MAC algorithm.
+    pub algorithm: SignAlgorithm,
+    /// The key: a mapping-kit value over `{"settings": …}` only (it is resolved once per
+    /// destination instance), normally `{"@path": "$.settings.<a secret setting>"}`.
+    pub secret: Value,
+    /// The lower-case name of the header that carries the signature, such as `x-signature`.
+    pub header: String,
+    /// How the MAC's bytes are written: `hex` (lower case, the default) or `base64`.
+    #[serde(default)]
+    pub encoding: SignEncoding,
+    /// Text written before the encoded MAC, such as `sha256=`; empty by default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+}
+
+/// A MAC algorithm for [`SignSpec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignAlgorithm {
+    /// HMAC with SHA-256.
+    HmacSha256,
+    /// HMAC with SHA-512.
+    HmacSha512,
+}
+
+/// How a signature's bytes are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignEncoding {
+    /// Lower-case hexadecimal.
+    #[default]
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+}
+
 /// An HTTP method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
@@ -414,6 +531,8 @@ pub enum HttpMethod {
     Patch,
     /// `DELETE`.
     Delete,
+    /// `HEAD`.
+    Head,
 }
 
 impl HttpMethod {
@@ -425,6 +544,7 @@ impl HttpMethod {
             HttpMethod::Put => "PUT",
             HttpMethod::Patch => "PATCH",
             HttpMethod::Delete => "DELETE",
+            HttpMethod::Head => "HEAD",
         }
     }
 }

@@ -14,7 +14,8 @@ use serde_json::Value;
 use crate::diagnostics::{Diagnostic, Pos, did_you_mean, one_of, pointer_join};
 use crate::model::{
     ActionSpec, BATCH_SWITCH_FIELD, BatchSpec, Choice, ChoiceValue, ConditionSet, DestinationSpec,
-    FieldSpec, FieldType, HttpMethod, MergesByIdSpec, PresetMapping, RequestSpec, SettingType,
+    FieldSpec, FieldType, HttpMethod, MergesByIdSpec, MethodSpec, PresetMapping, RequestSpec,
+    SettingType, SignSpec,
 };
 use crate::schema_check::describe;
 use crate::yaml::SourceMap;
@@ -64,6 +65,17 @@ struct Scope<'a> {
     computed: bool,
     /// Whether `$.items` (a batch's entries) is available.
     items: bool,
+}
+
+impl<'a> Scope<'a> {
+    /// The same scope, with `what` naming another part of the request in messages.
+    fn renamed(&self, what: &'a str) -> Scope<'a> {
+        Scope {
+            what,
+            payload: self.payload.clone(),
+            ..*self
+        }
+    }
 }
 
 /// One data path a mapping reads, such as `$.payload.userId`.
@@ -149,18 +161,12 @@ pub(crate) fn check_destination(
         }
         for (name, value) in &defaults.headers {
             let pointer = pointer_join("/request_defaults/headers", name);
-            if !is_header_name(name) {
-                let lower = name.to_ascii_lowercase();
-                let mut diagnostic = ctx
-                    .at_key(&pointer, format!("invalid header name '{name}'"))
-                    .expected("a lower-case http header name");
-                if is_header_name(&lower) {
-                    diagnostic = diagnostic.hint(format!("write it as '{lower}'"));
-                }
-                out.push(diagnostic);
-            }
+            check_header_name(ctx, &pointer, name, out);
             check_mapping(ctx, &pointer, value, out);
             check_paths(ctx, &pointer, value, &settings_scope, out);
+        }
+        if let Some(sign) = &defaults.sign {
+            check_sign(ctx, "/request_defaults/sign", sign, out);
         }
     }
     let mut rate_keys: HashMap<&str, &str> = HashMap::new();
@@ -809,14 +815,74 @@ fn check_request(
     scope: &Scope<'_>,
     out: &mut Vec<Diagnostic>,
 ) {
-    if request.path.trim().is_empty() || request.path.chars().any(char::is_whitespace) {
-        out.push(
-            ctx.at_value(
-                &pointer_join(base, "path"),
-                format!("invalid request path '{}'", request.path),
+    match (&request.path, &request.url) {
+        (Some(_), Some(_)) => out.push(
+            ctx.at_key(
+                &pointer_join(base, "url"),
+                "a request has both 'path' and 'url'",
             )
-            .expected("a non-empty path without spaces, for example v1/identify"),
+            .expected("either 'path' (joined onto request_defaults.base_url) or 'url' (absolute)")
+            .hint("remove one of them"),
+        ),
+        (None, None) => out.push(
+            ctx.at_value(base, "a request has neither 'path' nor 'url'")
+                .expected("'path' (joined onto request_defaults.base_url) or 'url' (absolute)"),
+        ),
+        _ => {}
+    }
+    if let Some(path) = &request.path {
+        let pointer = pointer_join(base, "path");
+        if path.trim().is_empty() || path.chars().any(char::is_whitespace) {
+            out.push(
+                ctx.at_value(&pointer, format!("invalid request path '{path}'"))
+                    .expected("a non-empty path without spaces, for example v1/identify"),
+            );
+        } else if let Some(scheme) = url_scheme(path) {
+            out.push(
+                ctx.at_value(
+                    &pointer,
+                    format!("request path '{path}' is an absolute url"),
+                )
+                .expected("a path joined onto request_defaults.base_url, for example v1/identify")
+                .found(format!("a url with the scheme '{scheme}'"))
+                .hint(format!("write 'url: {path}' for an absolute url")),
+            );
+        }
+    }
+    if let Some(url) = &request.url {
+        let pointer = pointer_join(base, "url");
+        check_mapping(ctx, &pointer, url, out);
+        check_paths(ctx, &pointer, url, &scope.renamed("request url"), out);
+        if let Value::String(text) = url
+            && let Err(reason) = check_absolute_url(text)
+        {
+            out.push(
+                ctx.at_value(&pointer, format!("invalid request url '{text}'"))
+                    .expected("an absolute http or https url, for example https://api.example.com/v1/track")
+                    .found(reason),
+            );
+        }
+    }
+    if let MethodSpec::Mapped(map) = &request.method {
+        let pointer = pointer_join(base, "method");
+        let mapping = Value::Object(map.clone());
+        check_mapping(ctx, &pointer, &mapping, out);
+        check_paths(
+            ctx,
+            &pointer,
+            &mapping,
+            &scope.renamed("request method"),
+            out,
         );
+    }
+    for (name, value) in &request.headers {
+        let pointer = pointer_join(&pointer_join(base, "headers"), name);
+        check_header_name(ctx, &pointer, name, out);
+        check_mapping(ctx, &pointer, value, out);
+        check_paths(ctx, &pointer, value, &scope.renamed("request header"), out);
+    }
+    if let Some(sign) = &request.sign {
+        check_sign(ctx, &pointer_join(base, "sign"), sign, out);
     }
     if let Some(hook) = &request.hook {
         check_hook_name(ctx, &pointer_join(base, "hook"), hook, out);
@@ -842,15 +908,100 @@ fn check_request(
     }
     if let Some(json) = &request.json {
         let pointer = pointer_join(base, "json");
-        if request.method == HttpMethod::Get {
+        if let Some(method @ (HttpMethod::Get | HttpMethod::Head)) = request.method.fixed() {
             out.push(
-                ctx.at_key(&pointer, "a GET request cannot have a json body")
-                    .hint("remove 'json' or use another method"),
+                ctx.at_key(
+                    &pointer,
+                    format!("a {} request cannot have a json body", method.as_str()),
+                )
+                .hint("remove 'json' or use another method"),
             );
         }
         check_mapping(ctx, &pointer, json, out);
         check_paths(ctx, &pointer, json, scope, out);
     }
+}
+
+/// Checks a signature: its secret reads only settings, its header name is lower case and its
+/// prefix can be part of a header value.
+fn check_sign(ctx: FileCtx<'_>, base: &str, sign: &SignSpec, out: &mut Vec<Diagnostic>) {
+    let pointer = pointer_join(base, "secret");
+    check_mapping(ctx, &pointer, &sign.secret, out);
+    let scope = Scope {
+        what: "sign.secret",
+        payload: None,
+        settings: true,
+        computed: false,
+        items: false,
+    };
+    check_paths(ctx, &pointer, &sign.secret, &scope, out);
+    let pointer = pointer_join(base, "header");
+    if !is_header_name(&sign.header) {
+        let lower = sign.header.to_ascii_lowercase();
+        let mut diagnostic = ctx
+            .at_value(&pointer, format!("invalid header name '{}'", sign.header))
+            .expected("a lower-case http header name");
+        if is_header_name(&lower) {
+            diagnostic = diagnostic.hint(format!("write it as '{lower}'"));
+        }
+        out.push(diagnostic);
+    }
+    if sign.prefix.chars().any(|c| c.is_control() || !c.is_ascii()) {
+        out.push(
+            ctx.at_value(&pointer_join(base, "prefix"), "invalid signature prefix")
+                .expected("printable ascii text, such as sha256=")
+                .found(describe(&Value::String(sign.prefix.clone()))),
+        );
+    }
+}
+
+/// Checks that a header name is a lower-case HTTP token; the pointer is that of the header
+/// (a key) or of a `header` value.
+fn check_header_name(ctx: FileCtx<'_>, pointer: &str, name: &str, out: &mut Vec<Diagnostic>) {
+    if is_header_name(name) {
+        return;
+    }
+    let lower = name.to_ascii_lowercase();
+    let mut diagnostic = ctx
+        .at_key(pointer, format!("invalid header name '{name}'"))
+        .expected("a lower-case http header name");
+    if is_header_name(&lower) {
+        diagnostic = diagnostic.hint(format!("write it as '{lower}'"));
+    }
+    out.push(diagnostic);
+}
+
+/// The scheme of `text` when it looks like an absolute URL (`scheme://…`).
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once("://")?;
+    let valid = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
+/// Whether `text` is an absolute http(s) URL with a host and without spaces; the error says
+/// what is wrong.
+fn check_absolute_url(text: &str) -> Result<(), String> {
+    let Some(scheme) = url_scheme(text) else {
+        return Err(format!("'{text}', which has no scheme such as https://"));
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!("the scheme '{scheme}'"));
+    }
+    let rest = &text[scheme.len() + 3..];
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err("no host".to_owned());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a space or control character".to_owned());
+    }
+    Ok(())
 }
 
 /// Checks that a hook name is a snake_case Rust identifier.
@@ -1168,20 +1319,31 @@ pub(crate) fn check_cross(
             let pointer = pointer_join("/request_defaults/headers", name);
             check_settings_paths(dctx, &pointer, value, &settings, out);
         }
+        if let Some(sign) = &defaults.sign {
+            let pointer = "/request_defaults/sign/secret";
+            check_settings_paths(dctx, pointer, &sign.secret, &settings, out);
+        }
     }
+    let has_base_url = dspec
+        .request_defaults
+        .as_ref()
+        .is_some_and(|defaults| defaults.base_url.is_some());
+    let request_cross = RequestCross {
+        dctx,
+        settings: &settings,
+        has_base_url,
+    };
     for (base, request) in [
         ("/test_authentication", &dspec.test_authentication),
         ("/on_delete", &dspec.on_delete),
     ] {
-        if let Some(json) = request.as_ref().and_then(|r| r.json.as_ref()) {
-            check_settings_paths(dctx, &pointer_join(base, "json"), json, &settings, out);
+        if let Some(request) = request {
+            request_cross.check(dctx, base, request, out);
         }
     }
     for (base, deletion) in deletion_requests(dspec) {
-        if let Some(json) = &deletion.request.json {
-            let pointer = format!("{base}/request/json");
-            check_settings_paths(dctx, &pointer, json, &settings, out);
-        }
+        let pointer = format!("{base}/request");
+        request_cross.check(dctx, &pointer, &deletion.request, out);
     }
 
     // Unique ids and action keys.
@@ -1228,18 +1390,14 @@ pub(crate) fn check_cross(
 
         // Requests: settings paths and rate limits.
         if let Some(request) = &spec.request {
-            if let Some(json) = &request.json {
-                check_settings_paths(*ctx, "/request/json", json, &settings, out);
-            }
+            request_cross.check(*ctx, "/request", request, out);
             check_rate_limit(*ctx, "/request", request, &rate_limit_keys, out);
         }
         if let Some(batch) = &spec.batch {
             if let Some(item) = &batch.item {
                 check_settings_paths(*ctx, "/batch/item", item, &settings, out);
             }
-            if let Some(json) = &batch.request.json {
-                check_settings_paths(*ctx, "/batch/request/json", json, &settings, out);
-            }
+            request_cross.check(*ctx, "/batch/request", &batch.request, out);
             check_rate_limit(
                 *ctx,
                 "/batch/request",
@@ -1322,6 +1480,61 @@ pub(crate) fn check_cross(
                     .note(format!("it is defined in {}", ctx.file)),
                 );
             }
+        }
+    }
+}
+
+/// What the checks of one request across files need from the destination.
+struct RequestCross<'a> {
+    dctx: FileCtx<'a>,
+    settings: &'a [&'a str],
+    has_base_url: bool,
+}
+
+impl RequestCross<'_> {
+    /// Checks that the request's mappings read declared settings and that its `path` has a base
+    /// URL to be joined onto.
+    fn check(
+        &self,
+        ctx: FileCtx<'_>,
+        base: &str,
+        request: &RequestSpec,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let settings = self.settings;
+        if let Some(json) = &request.json {
+            check_settings_paths(ctx, &pointer_join(base, "json"), json, settings, out);
+        }
+        if let Some(url) = &request.url {
+            check_settings_paths(ctx, &pointer_join(base, "url"), url, settings, out);
+        }
+        if let MethodSpec::Mapped(map) = &request.method {
+            let mapping = Value::Object(map.clone());
+            check_settings_paths(ctx, &pointer_join(base, "method"), &mapping, settings, out);
+        }
+        for (name, value) in &request.headers {
+            let pointer = pointer_join(&pointer_join(base, "headers"), name);
+            check_settings_paths(ctx, &pointer, value, settings, out);
+        }
+        if let Some(sign) = &request.sign {
+            let pointer = format!("{}/secret", pointer_join(base, "sign"));
+            check_settings_paths(ctx, &pointer, &sign.secret, settings, out);
+        }
+        if let Some(path) = &request.path
+            && !self.has_base_url
+        {
+            out.push(
+                ctx.at_value(
+                    &pointer_join(base, "path"),
+                    format!("request path '{path}' has no base url to be joined onto"),
+                )
+                .expected("request_defaults.base_url in destination.yaml")
+                .note(format!(
+                    "the destination is declared at {}",
+                    self.dctx.location("")
+                ))
+                .hint("declare request_defaults.base_url, or give this request an absolute 'url'"),
+            );
         }
     }
 }

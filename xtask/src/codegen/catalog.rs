@@ -53,7 +53,7 @@ pub fn catalog_entry(dest: &Destination) -> Value {
     entry.insert("display_name".into(), json!(dest.display_name));
     entry.insert("name".into(), json!(dest.name));
     entry.insert("slug".into(), json!(dest.slug));
-    for (key, value) in &dest.catalog {
+    for (key, value) in dest.catalog.iter().flatten() {
         if !RESERVED_KEYS.contains(&key.as_str()) {
             entry.insert(key.clone(), value.clone());
         }

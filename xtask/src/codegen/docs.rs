@@ -24,9 +24,10 @@
 use anyhow::{Context, Result};
 use handlebars::Handlebars;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::catalog::is_beyond_segment;
-use super::model::{Action, Batch, Destination, Preset, Request, Required};
+use super::model::{Action, Batch, Destination, Preset, Request, Required, Sign};
 
 /// How many mappings one destination instance may hold (Segment's limit, stated on the page).
 const MAPPING_LIMIT: u32 = 50;
@@ -260,10 +261,40 @@ fn action_section(action: &Action, display_name: &str) -> ActionSection {
 /// The bullet items of a request: method and path (with how often it is sent), then the busy
 /// statuses and the response id when it has them.
 fn request_items(request: &Request, how_often: &str) -> Vec<String> {
-    let mut items = vec![format!(
-        "Method and path: {}, {how_often}",
-        code_span(&format!("{} {}", request.method, request.path))
-    )];
+    let method = match &request.method_mapping {
+        Some(mapping) => format!("the method from {}", code_span(&mapping.to_string())),
+        None => request.method.clone(),
+    };
+    let mut items = vec![match (&request.url, &request.method_mapping) {
+        (None, None) => format!(
+            "Method and path: {}, {how_often}",
+            code_span(&format!("{} {}", request.method, request.path))
+        ),
+        (None, Some(_)) => format!(
+            "Method and path: {method}, path {}, {how_often}",
+            code_span(&request.path)
+        ),
+        (Some(Value::String(url)), None) => format!(
+            "Method and URL: {}, {how_often}",
+            code_span(&format!("{} {url}", request.method))
+        ),
+        (Some(url), _) => format!(
+            "Method and URL: {}, the URL from {}, {how_often}",
+            if request.method_mapping.is_some() {
+                method.clone()
+            } else {
+                code_span(&request.method)
+            },
+            code_span(&url.to_string())
+        ),
+    }];
+    if !request.headers.is_empty() {
+        let names: Vec<String> = request.headers.iter().map(|(n, _)| code_span(n)).collect();
+        items.push(format!("Headers of its own: {}", names.join(", ")));
+    }
+    if let Some(sign) = &request.sign {
+        items.push(sign_item(sign));
+    }
     if !request.busy_statuses.is_empty() {
         let statuses: Vec<String> = request.busy_statuses.iter().map(u16::to_string).collect();
         items.push(format!(
@@ -407,6 +438,22 @@ fn cell(text: &str) -> String {
 }
 
 /// A Markdown code span holding `text`, with enough backticks to hold backticks inside.
+/// The bullet item of a signature: what is computed and where it goes.
+fn sign_item(sign: &Sign) -> String {
+    let prefix = if sign.prefix.is_empty() {
+        String::new()
+    } else {
+        format!(" after {}", code_span(&sign.prefix))
+    };
+    format!(
+        "Signature: {} of the body bytes with the key {}, {}{prefix} in the header {} (no header when the key is empty)",
+        sign.algorithm_name.to_uppercase(),
+        code_span(&sign.secret.to_string()),
+        sign.encoding,
+        code_span(&sign.header)
+    )
+}
+
 fn code_span(text: &str) -> String {
     let text = cell(text);
     let fence = if text.contains('`') { "``" } else { "`" };
@@ -485,6 +532,10 @@ mod tests {
             json: None,
             busy_statuses: vec![409, 423],
             response_id: Some("job_id".to_owned()),
+            method_mapping: None,
+            url: None,
+            headers: Vec::new(),
+            sign: None,
         };
         let batch = Batch {
             max_items: 10,

@@ -13,7 +13,7 @@ use actionkit_spec::model as spec;
 
 use super::model::{
     Action, Batch, Choice, Condition, Conditions, Deletion, Destination, Field, FieldType,
-    MergesById, Preset, RateLimit, Request, RequestDefaults, Required, Setting, SettingType,
+    MergesById, Preset, RateLimit, Request, RequestDefaults, Required, Setting, SettingType, Sign,
 };
 
 /// The error of [`load_all`] when any destination has problems: every rendered diagnostic.
@@ -169,7 +169,7 @@ pub fn convert(
         slug: dest.slug.clone(),
         mode: "cloud".to_owned(),
         description: dest.description.clone(),
-        catalog: catalog_meta(&dest.catalog),
+        catalog: dest.catalog.as_ref().map(catalog_meta),
         settings: dest
             .settings
             .iter()
@@ -195,6 +195,7 @@ pub fn convert(
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                sign: defaults.sign.as_ref().map(sign),
             })
             .unwrap_or_default(),
         rate_limits: dest
@@ -294,10 +295,44 @@ fn deletion(spec: &spec::DeletionSpec) -> Deletion {
     }
 }
 
+fn sign(spec: &spec::SignSpec) -> Sign {
+    let (algorithm, algorithm_name) = match spec.algorithm {
+        spec::SignAlgorithm::HmacSha256 => ("HmacSha256", "hmac-sha256"),
+        spec::SignAlgorithm::HmacSha512 => ("HmacSha512", "hmac-sha512"),
+    };
+    Sign {
+        algorithm: algorithm.to_owned(),
+        algorithm_name: algorithm_name.to_owned(),
+        secret: spec.secret.clone(),
+        header: spec.header.clone(),
+        encoding: match spec.encoding {
+            spec::SignEncoding::Hex => "hex".to_owned(),
+            spec::SignEncoding::Base64 => "base64".to_owned(),
+        },
+        prefix: spec.prefix.clone(),
+    }
+}
+
 fn request(spec: &spec::RequestSpec) -> Request {
     Request {
-        method: spec.method.as_str().to_owned(),
-        path: spec.path.clone(),
+        method: spec
+            .method
+            .fixed()
+            .unwrap_or(spec::HttpMethod::Post)
+            .as_str()
+            .to_owned(),
+        method_mapping: match &spec.method {
+            spec::MethodSpec::Fixed(_) => None,
+            spec::MethodSpec::Mapped(map) => Some(Value::Object(map.clone())),
+        },
+        path: spec.path.clone().unwrap_or_default(),
+        url: spec.url.clone(),
+        headers: spec
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        sign: spec.sign.as_ref().map(sign),
         rate_limit: spec.rate_limit.clone(),
         hook: spec.hook.clone(),
         json: spec.json.clone(),

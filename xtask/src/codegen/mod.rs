@@ -82,6 +82,10 @@ pub fn generate(dests: &[model::Destination]) -> Result<Vec<GeneratedFile>> {
             docs::page_path(dest),
             docs::render_page(dest)?,
         ));
+        // A destination without catalog metadata is not published in Segment's catalog.
+        if dest.catalog.is_none() {
+            continue;
+        }
         let entry = catalog::catalog_entry(dest);
         files.push(GeneratedFile::new(
             catalog::catalog_path(dest),

@@ -24,7 +24,7 @@ pub struct Destination {
     pub description: String,
     /// Catalog metadata exported verbatim, keyed as in the catalog (camelCase or snake_case as
     /// Segment's catalog spells them).
-    pub catalog: Map<String, Value>,
+    pub catalog: Option<Map<String, Value>>,
     /// The settings in declaration order.
     pub settings: Vec<Setting>,
     /// Mapping-kit values applied to every request: the base URL and headers.
@@ -99,6 +99,25 @@ pub struct RequestDefaults {
     pub base_url: Option<Value>,
     /// Header name (lower case) → mapping-kit value over `{"settings": …}`.
     pub headers: Vec<(String, Value)>,
+    /// The signature of every request's body, if any.
+    pub sign: Option<Sign>,
+}
+
+/// A signature of a request's body (the YAML's `sign`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sign {
+    /// The runtime's `SignAlgorithm` variant name, such as `HmacSha256`.
+    pub algorithm: String,
+    /// The YAML spelling of the algorithm, such as `hmac-sha256`.
+    pub algorithm_name: String,
+    /// Mapping-kit value over `{"settings": …}` giving the key.
+    pub secret: Value,
+    /// The lower-case header name.
+    pub header: String,
+    /// `hex` or `base64`.
+    pub encoding: String,
+    /// Text before the encoded MAC.
+    pub prefix: String,
 }
 
 /// A default rate limit.
@@ -323,10 +342,18 @@ pub struct Field {
 /// A request an action (or the destination) sends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
-    /// The HTTP method, upper case.
+    /// The HTTP method, upper case (`POST` when `method_mapping` chooses it per request).
     pub method: String,
-    /// The path joined onto the base URL.
+    /// A mapping-kit value choosing the method per request, if the method is not fixed.
+    pub method_mapping: Option<Value>,
+    /// The path joined onto the base URL (empty with `url`).
     pub path: String,
+    /// The absolute URL as a mapping-kit value (a string is a constant URL), if any.
+    pub url: Option<Value>,
+    /// Header name (lower case) → mapping-kit value over the request's context.
+    pub headers: Vec<(String, Value)>,
+    /// The request's own signature, if any.
+    pub sign: Option<Sign>,
     /// The rate-limit key, if any.
     pub rate_limit: Option<String>,
     /// The named Rust hook whose result is placed at `$.computed`, if any.

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::model::{
     Action, Batch, Choice, Conditions, Deletion, Destination, Field, FieldType, Request, Required,
-    Setting, SettingType,
+    Setting, SettingType, Sign,
 };
 use super::names::{UniqueNames, ident, pascal_case, snake_case};
 
@@ -476,6 +476,7 @@ fn request_def(request: &Request) -> Result<TokenStream> {
             "PUT" => "Put",
             "PATCH" => "Patch",
             "DELETE" => "Delete",
+            "HEAD" => "Head",
             other => anyhow::bail!("unsupported HTTP method `{other}`"),
         }
     );
@@ -488,6 +489,24 @@ fn request_def(request: &Request) -> Result<TokenStream> {
     let json = option_str(json.as_deref());
     let busy = &request.busy_statuses;
     let response_id = option_str(request.response_id.as_deref());
+    // What only some requests have is written only when set; `BASE` completes the rest.
+    let mut extra = Vec::new();
+    if let Some(mapping) = &request.method_mapping {
+        let text = json_text(mapping)?;
+        extra.push(quote! { method_mapping: ::core::option::Option::Some(#text), });
+    }
+    if let Some(url) = &request.url {
+        let text = json_text(url)?;
+        extra.push(quote! { url: ::core::option::Option::Some(#text), });
+    }
+    if !request.headers.is_empty() {
+        let headers = header_defs(&request.headers)?;
+        extra.push(quote! { headers: &[ #( #headers ),* ], });
+    }
+    if let Some(sign) = &request.sign {
+        let def = sign_def(sign)?;
+        extra.push(quote! { sign: ::core::option::Option::Some(#def), });
+    }
     Ok(quote! {
         ::actionkit_runtime::destination::RequestDef {
             method: ::actionkit_runtime::request::Method::#method,
@@ -496,6 +515,44 @@ fn request_def(request: &Request) -> Result<TokenStream> {
             json: #json,
             busy_statuses: &[ #( #busy ),* ],
             response_id: #response_id,
+            #( #extra )*
+            ..::actionkit_runtime::destination::RequestDef::BASE
+        }
+    })
+}
+
+/// The `HeaderDef`s of `(name, mapping)` pairs.
+fn header_defs(headers: &[(String, Value)]) -> Result<Vec<TokenStream>> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let text = json_text(value)?;
+            Ok(quote! { ::actionkit_runtime::destination::HeaderDef { name: #name, value: #text } })
+        })
+        .collect()
+}
+
+/// The `SignDef` of a signature.
+fn sign_def(sign: &Sign) -> Result<TokenStream> {
+    let algorithm = format_ident!("{}", sign.algorithm);
+    let encoding = format_ident!(
+        "{}",
+        match sign.encoding.as_str() {
+            "hex" => "Hex",
+            "base64" => "Base64",
+            other => anyhow::bail!("unsupported signature encoding `{other}`"),
+        }
+    );
+    let secret = json_text(&sign.secret)?;
+    let header = &sign.header;
+    let prefix = &sign.prefix;
+    Ok(quote! {
+        ::actionkit_runtime::sign::SignDef {
+            algorithm: ::actionkit_runtime::sign::SignAlgorithm::#algorithm,
+            secret: #secret,
+            header: #header,
+            encoding: ::actionkit_runtime::sign::SignEncoding::#encoding,
+            prefix: #prefix,
         }
     })
 }
@@ -669,18 +726,22 @@ pub fn destination_module(dest: &Destination) -> Result<String> {
         .iter()
         .map(setting_def)
         .collect::<Result<Vec<_>>>()?;
-    let base_url = json_text(dest.request_defaults.base_url.as_ref().context(
-        "request_defaults.base_url is missing; the runtime needs a base URL to join request paths onto",
-    )?)?;
-    let headers = dest
-        .request_defaults
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            let text = json_text(value)?;
-            Ok(quote! { ::actionkit_runtime::destination::HeaderDef { name: #name, value: #text } })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    // Validation made sure that a destination without a base URL has no request with a path.
+    let base_url = match &dest.request_defaults.base_url {
+        Some(base_url) => {
+            let text = json_text(base_url)?;
+            quote! { ::core::option::Option::Some(#text) }
+        }
+        None => quote! { ::core::option::Option::None },
+    };
+    let headers = header_defs(&dest.request_defaults.headers)?;
+    let default_sign = match &dest.request_defaults.sign {
+        Some(sign) => {
+            let def = sign_def(sign)?;
+            quote! { ::core::option::Option::Some(#def) }
+        }
+        None => quote! { ::core::option::Option::None },
+    };
     let rate_limits = dest.rate_limits.iter().map(|limit| {
         let key = &limit.key;
         let max_requests = Literal::u64_unsuffixed(limit.max_requests);
@@ -759,6 +820,7 @@ pub fn destination_module(dest: &Destination) -> Result<String> {
                 request_defaults: ::actionkit_runtime::destination::RequestDefaultsDef {
                     base_url: #base_url,
                     headers: &[ #( #headers ),* ],
+                    sign: #default_sign,
                 },
                 rate_limits: &[ #( #rate_limits ),* ],
                 presets: &[ #( #presets ),* ],

@@ -568,7 +568,7 @@ impl Show {
     /// The request as it may be shown.
     fn request(self, request: &Request) -> Request {
         if self.0 {
-            request.clone()
+            request.signed()
         } else {
             actionkit_runtime::redact::redact(request)
         }

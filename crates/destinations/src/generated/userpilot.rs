@@ -361,7 +361,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
         },
     ],
     request_defaults: ::actionkit_runtime::destination::RequestDefaultsDef {
-        base_url: "{\"@path\":\"$.settings.endpoint\"}",
+        base_url: ::core::option::Option::Some("{\"@path\":\"$.settings.endpoint\"}"),
         headers: &[
             ::actionkit_runtime::destination::HeaderDef {
                 name: "content-type",
@@ -376,6 +376,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                 value: "\"2020-09-22\"",
             },
         ],
+        sign: ::core::option::Option::None,
     },
     rate_limits: &[
         ::actionkit_runtime::destination::RateLimitDef {
@@ -506,6 +507,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                 ),
                 busy_statuses: &[],
                 response_id: ::core::option::Option::None,
+                ..::actionkit_runtime::destination::RequestDef::BASE
             }),
             batch: ::core::option::Option::None,
             merges: ::core::option::Option::Some(::actionkit_runtime::destination::MergesDef {
@@ -566,6 +568,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                 ),
                 busy_statuses: &[],
                 response_id: ::core::option::Option::None,
+                ..::actionkit_runtime::destination::RequestDef::BASE
             }),
             batch: ::core::option::Option::None,
             merges: ::core::option::Option::None,
@@ -618,6 +621,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                 ),
                 busy_statuses: &[],
                 response_id: ::core::option::Option::None,
+                ..::actionkit_runtime::destination::RequestDef::BASE
             }),
             batch: ::core::option::Option::None,
             merges: ::core::option::Option::Some(::actionkit_runtime::destination::MergesDef {
@@ -689,6 +693,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                 ),
                 busy_statuses: &[],
                 response_id: ::core::option::Option::None,
+                ..::actionkit_runtime::destination::RequestDef::BASE
             }),
             batch: ::core::option::Option::None,
             merges: ::core::option::Option::Some(::actionkit_runtime::destination::MergesDef {
@@ -770,6 +775,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                     ),
                     busy_statuses: &[409u16],
                     response_id: ::core::option::Option::Some("job_id"),
+                    ..::actionkit_runtime::destination::RequestDef::BASE
                 },
             }),
             merges: ::core::option::Option::Some(::actionkit_runtime::destination::MergesDef {
@@ -838,6 +844,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                     ),
                     busy_statuses: &[409u16],
                     response_id: ::core::option::Option::Some("job_id"),
+                    ..::actionkit_runtime::destination::RequestDef::BASE
                 },
             }),
             merges: ::core::option::Option::Some(::actionkit_runtime::destination::MergesDef {
@@ -857,6 +864,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
         json: ::core::option::Option::None,
         busy_statuses: &[],
         response_id: ::core::option::Option::None,
+        ..::actionkit_runtime::destination::RequestDef::BASE
     }),
     on_delete: ::core::option::Option::Some(::actionkit_runtime::destination::RequestDef {
         method: ::actionkit_runtime::request::Method::Delete,
@@ -867,6 +875,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
         ),
         busy_statuses: &[],
         response_id: ::core::option::Option::None,
+        ..::actionkit_runtime::destination::RequestDef::BASE
     }),
     deletions: ::actionkit_runtime::destination::DeletionsDef {
         users: ::core::option::Option::Some(::actionkit_runtime::destination::DeletionDef {
@@ -880,6 +889,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                 ),
                 busy_statuses: &[],
                 response_id: ::core::option::Option::None,
+                ..::actionkit_runtime::destination::RequestDef::BASE
             },
         }),
         companies: ::core::option::Option::Some(::actionkit_runtime::destination::DeletionDef {
@@ -893,6 +903,7 @@ pub static DESTINATION: ::actionkit_runtime::destination::DestinationDef = ::act
                 ),
                 busy_statuses: &[],
                 response_id: ::core::option::Option::None,
+                ..::actionkit_runtime::destination::RequestDef::BASE
             },
         }),
     },

@@ -395,12 +395,23 @@ impl DeliveryClient {
                 if !headers.contains_key(CONTENT_TYPE) {
                     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 }
-                let bytes = serde_json::to_vec(json)
+                let bytes = crate::sign::body_bytes(json)
                     .map_err(|error| format!("cannot serialize the json body: {error}"))?;
                 Some(Bytes::from(bytes))
             }
             None => None,
         };
+        if let Some(signer) = &request.signer {
+            // The signature covers exactly the bytes sent (none without a body).
+            let (name, value) = signer.header(body.as_deref().unwrap_or_default());
+            let header_name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("invalid header name {name:?}"))?;
+            let mut header_value = HeaderValue::from_str(&value)
+                .map_err(|_| format!("invalid value for header {name:?}"))?;
+            header_value.set_sensitive(true);
+            headers.insert(header_name, header_value);
+            secrets.push(value);
+        }
         Ok(Prepared {
             method: to_reqwest_method(request.method),
             url,
@@ -418,6 +429,7 @@ fn to_reqwest_method(method: Method) -> reqwest::Method {
         Method::Put => reqwest::Method::PUT,
         Method::Patch => reqwest::Method::PATCH,
         Method::Delete => reqwest::Method::DELETE,
+        Method::Head => reqwest::Method::HEAD,
     }
 }
 
