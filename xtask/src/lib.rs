@@ -3,7 +3,8 @@
 //! This crate is the only code that writes into the repository. Each task is a module:
 //! [`codegen`] turns `actions/<dest>/` into Rust handlers, docs pages, catalog entries and JSON
 //! Schemas; [`validate`] loads every destination and prints all diagnostics; [`new_action`]
-//! scaffolds an action; [`test`] installs what the end-to-end tests need and runs every test.
+//! scaffolds an action and
+//! [`new_destination`] a whole destination; [`test`] installs what the end-to-end tests need and runs every test.
 //! [`fs`] writes generated files or checks that the committed ones are fresh.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 pub mod codegen;
 pub mod fs;
 pub mod new_action;
+pub mod new_destination;
 pub mod segment_diff;
 pub mod test;
 pub mod validate;

@@ -1,7 +1,7 @@
 //! The `cargo xtask` command line: parses arguments and runs one task.
 //!
 //! Tasks: `codegen [--check]` (alias `cargo codegen`), `validate`,
-//! `new-action <dest> <key> [--batch] [--beyond-segment]`, `segment-diff [--seed N] [--no-node]`, and
+//! `new-destination <slug>`, `new-action <dest> <key> [--batch] [--beyond-segment]`, `segment-diff [--seed N] [--no-node]`, and
 //! `test [--deps-only] [-- <cargo test args>]`.
 //! Each runs over the repository that holds this xtask, or over `--root <dir>` when given.
 
@@ -15,6 +15,9 @@ tasks:
   codegen [--check]          regenerate handlers, docs, catalog and schemas (alias: cargo codegen);
                              --check changes nothing and fails when a generated file is stale
   validate                   load every destination and print all diagnostics
+  new-destination <slug>     scaffold actions/<dir>/ (dir: the slug without `actions-`,
+                             dashes as underscores): destination.yaml, one action and its
+                             test case, valid as written
   new-action <dest> <key> [--batch] [--beyond-segment]
                              scaffold actions/<dest>/<key>.yaml and a test case for it;
                              --batch adds the batch form, --beyond-segment marks the action
@@ -72,6 +75,10 @@ fn main() -> ExitCode {
         "segment-diff" => match xtask::segment_diff::Args::parse(rest) {
             Ok(args) => xtask::segment_diff::run(&root, &args),
             Err(msg) => return usage_error(&msg),
+        },
+        "new-destination" => match rest {
+            [slug] => xtask::new_destination::run(&root, slug),
+            _ => return usage_error("new-destination takes exactly one argument: <slug>"),
         },
         "new-action" => match xtask::new_action::Args::parse(rest) {
             Ok(args) => xtask::new_action::run(&root, &args),

@@ -129,8 +129,12 @@ pub fn scaffold(root: &Path, dest: &str, key: &str, options: Options) -> Result<
     let tests_dir = root.join("actions").join(dest).join("tests");
     std::fs::create_dir_all(&tests_dir)
         .with_context(|| format!("cannot create {}", tests_dir.display()))?;
-    std::fs::write(root.join(&test_rel), test_case_yaml(key, &file_stem))
-        .with_context(|| format!("cannot write {}", test_rel.display()))?;
+    let base_url = literal_base_url(&dest_yaml_path.display().to_string(), &dest_yaml);
+    std::fs::write(
+        root.join(&test_rel),
+        test_case_yaml(key, &file_stem, &base_url),
+    )
+    .with_context(|| format!("cannot write {}", test_rel.display()))?;
     Ok(Scaffolded {
         action: action_rel,
         test_case: test_rel,
@@ -197,7 +201,7 @@ fn check_key(key: &str) -> Result<()> {
 }
 
 /// `sendEvent` → `Send Event`.
-fn title_case(key: &str) -> String {
+pub(crate) fn title_case(key: &str) -> String {
     let mut out = String::new();
     for (idx, c) in key.chars().enumerate() {
         if idx == 0 {
@@ -213,7 +217,7 @@ fn title_case(key: &str) -> String {
 }
 
 /// A random id in the shape of Segment's catalog ids (22 base-58 characters).
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     const ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
     let state = std::collections::hash_map::RandomState::new();
     let mut out = String::with_capacity(22);
@@ -316,7 +320,21 @@ default_trigger: type = "track"
     )
 }
 
-fn test_case_yaml(key: &str, file_stem: &str) -> String {
+/// The destination's base URL when it is a plain string, else Userpilot's default endpoint
+/// (what its `endpoint` setting resolves to in test cases).
+fn literal_base_url(name: &str, text: &str) -> String {
+    let base_url = actionkit_spec::yaml::parse(name, text)
+        .ok()
+        .and_then(|(doc, _)| {
+            doc.pointer("/request_defaults/base_url")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        });
+    base_url.unwrap_or_else(|| "https://analytex.userpilot.io/".to_owned())
+}
+
+fn test_case_yaml(key: &str, file_stem: &str, base_url: &str) -> String {
+    let url = format!("{}/v1/{file_stem}", base_url.trim_end_matches('/'));
     format!(
         r#"# Test cases for `{key}`: an event in, the exact request (or error) out.
 # The format is described in README.md in this directory; `cargo test -p actionkit-destinations
@@ -329,7 +347,7 @@ fn test_case_yaml(key: &str, file_stem: &str) -> String {
     event: Test Event
   requests:
     - method: POST
-      url: https://analytex.userpilot.io/v1/{file_stem}
+      url: {url}
       json:
         user_id: user1234
 "#

@@ -270,6 +270,7 @@ impl Report {
                 busy_statuses: &[],
                 response_id: None,
                 redactions: Default::default(),
+                signer: None,
             };
         }
         for (_, _, item) in &mut self.batched {
