@@ -34,7 +34,8 @@
 //! - Exactly one expectation:
 //!   - `requests`: the list of requests, in dispatch order (an item `{error: {name, message,
 //!     status}}` stands for an event a mapping rejected); each has `method`, `url` and optionally
-//!     `headers` (when present: ALL headers, exactly; names compared in lower case, order ignored),
+//!     `headers` (when present: ALL headers, exactly, the signature header included; names
+//!     compared in lower case, order ignored),
 //!     `rate_limit` (when present: the rate-limit key, or `null`) and `json` (the body, compared
 //!     exactly including key order and number spelling; absent means "no body").
 //!   - `error`: `{name, message, status}` of the single outcome.
@@ -530,7 +531,9 @@ fn header_object(mut pairs: Vec<(String, String)>) -> Value {
 }
 
 /// A built request in the normalised shape (every key; [`shape_like`] drops unchecked ones).
+/// A signed request shows its signature header as the delivery engine computes it.
 fn request_json(request: Request) -> Value {
+    let request = request.signed();
     let mut out = Map::new();
     out.insert(
         "method".to_owned(),

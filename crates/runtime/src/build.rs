@@ -111,6 +111,14 @@ pub enum BuildError {
         /// What went wrong.
         message: String,
     },
+    /// The headers a request takes from data (`headers_from`) could not be built.
+    #[error("{what} headers_from {message}")]
+    RequestHeaders {
+        /// Which request.
+        what: String,
+        /// What went wrong, naming the header.
+        message: String,
+    },
     /// A signature's secret mapping failed or did not resolve to a string.
     #[error("{what} sign.secret {message}")]
     Sign {
@@ -596,6 +604,52 @@ fn header_text(value: Value) -> Result<String, String> {
     }
 }
 
+/// The headers of a `headers_from` object, in its order: names in lower case, `null` entries
+/// left out. A name must be an HTTP token and a value a string, number or boolean of printable
+/// ASCII (tabs allowed); the error names the first header that is not.
+fn data_headers(value: Value) -> Result<Vec<(String, String)>, String> {
+    let Value::Object(map) = value else {
+        return Err(format!(
+            "must resolve to an object of header name to value but it resolved to {}",
+            kind(&value)
+        ));
+    };
+    let mut out: Vec<(String, String)> = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(format!(
+                "header name {name:?} is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+            ));
+        }
+        let text = match value {
+            Value::Null => continue,
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "header '{name}' must be a string, number or boolean but it is {}",
+                    kind(&other)
+                ));
+            }
+        };
+        if !text.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
+            return Err(format!(
+                "header '{name}' has a value with a character that is not printable ASCII"
+            ));
+        }
+        let name = name.to_ascii_lowercase();
+        out.retain(|(n, _)| *n != name);
+        out.push((name, text));
+    }
+    Ok(out)
+}
+
+/// Whether `byte` may appear in an HTTP header name (RFC 9110 `tchar`).
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
 /// Whether `map` is `{"username": <string>}` with an optional string `password` and nothing else.
 fn is_basic_auth(map: &Map<String, Value>) -> bool {
     map.get("username").is_some_and(Value::is_string)
@@ -645,6 +699,7 @@ impl CompiledRequest {
     fn needs_context(&self) -> bool {
         self.method.is_some()
             || !self.headers.is_empty()
+            || self.headers_from.is_some()
             || self.url.as_ref().is_some_and(|url| !url.settings_only)
     }
 
@@ -722,6 +777,44 @@ impl CompiledRequest {
 
         let mut headers = defaults.headers.clone();
         let mut header_marks: Option<Vec<(String, Vec<Range<usize>>)>> = None;
+        if let Some(value) = &self.headers_from {
+            let headers_error = |message: String| BuildError::RequestHeaders {
+                what: self.what.clone(),
+                message: scrub(format!("{message}{}", value.reads())),
+            };
+            let entries = match value.mapping.evaluate(context_or_empty) {
+                Ok(None) => Vec::new(),
+                Ok(Some(v)) => data_headers(v).map_err(headers_error)?,
+                Err(err) => return Err(headers_error(format!("failed: {}", err.message))),
+            };
+            let probed = match (value.reads_settings, entries.is_empty()) {
+                (true, false) => probe_context().map(|(probe, probe_context)| {
+                    let probed = match value.mapping.evaluate(&probe_context) {
+                        Ok(Some(v)) => data_headers(v).unwrap_or_default(),
+                        _ => Vec::new(),
+                    };
+                    (probe, probed)
+                }),
+                _ => None,
+            };
+            for (name, text) in entries {
+                let marks = header_marks
+                    .get_or_insert_with(|| defaults.redactions.headers.iter().cloned().collect());
+                marks.retain(|(n, _)| *n != name);
+                if let Some((probe, probed)) = &probed {
+                    let probed_text = probed
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, t)| t.as_str());
+                    let spans = probe.mark_str(&text, probed_text);
+                    if !spans.is_empty() {
+                        marks.push((name.clone(), spans));
+                    }
+                }
+                headers.retain(|(n, _)| *n != name);
+                headers.push((name, text));
+            }
+        }
         for (name, value) in &self.headers {
             let header_error = |message: String| BuildError::RequestHeader {
                 what: self.what.clone(),

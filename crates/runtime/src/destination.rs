@@ -75,6 +75,10 @@ pub struct RequestDef {
     /// Headers of this request, added to (and replacing same-named) request defaults' headers;
     /// each value is mapping-kit JSON text over the request context.
     pub headers: &'static [HeaderDef],
+    /// Headers named by data: mapping-kit JSON text over the request context that resolves to
+    /// an object of header name → value, evaluated per request. Its entries replace same-named
+    /// default headers and are replaced by [`Self::headers`].
+    pub headers_from: Option<&'static str>,
     /// The signature of this request's body; `None` uses the request defaults' signature.
     pub sign: Option<crate::sign::SignDef>,
     /// The body as mapping-kit JSON text, evaluated over the request context; `None` sends no body.
@@ -97,6 +101,7 @@ impl RequestDef {
         path: "",
         url: None,
         headers: &[],
+        headers_from: None,
         sign: None,
         json: None,
         rate_limit: None,
@@ -329,6 +334,8 @@ pub struct CompiledRequest {
     pub(crate) method: Option<CompiledValue>,
     /// The compiled header mappings: lower-case name and value.
     pub(crate) headers: Vec<(String, CompiledValue)>,
+    /// The compiled mapping of headers named by data, if the request has `headers_from`.
+    pub(crate) headers_from: Option<CompiledValue>,
     /// The compiled signature secret mapping, if the request has its own `sign`.
     pub(crate) sign: Option<(crate::sign::SignDef, Mapping)>,
     /// The compiled body mapping.
@@ -567,6 +574,12 @@ impl Problems {
                 CompiledValue::new(mapping),
             ));
         }
+        let headers_from = match def.headers_from {
+            Some(text) => Some(CompiledValue::new(
+                self.mapping_text(&format!("{what} headers_from"), text)?,
+            )),
+            None => None,
+        };
         let sign = match def.sign {
             Some(sign) => Some((
                 sign,
@@ -589,6 +602,7 @@ impl Problems {
             url,
             method,
             headers,
+            headers_from,
             sign,
             json,
             copy_plan,

@@ -20,11 +20,15 @@ use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use serde_json::Value;
+use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 
 /// The MAC algorithm of a signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignAlgorithm {
+    /// HMAC with SHA-1 (RFC 2104, FIPS 180-4), as Segment's Webhook destination signs; SHA-1
+    /// is weak as a hash, but HMAC-SHA1 is not known to be forgeable.
+    HmacSha1,
     /// HMAC with SHA-256 (RFC 2104, FIPS 180-4).
     HmacSha256,
     /// HMAC with SHA-512.
@@ -35,6 +39,7 @@ impl SignAlgorithm {
     /// The YAML spelling (`hmac-sha256`).
     pub fn as_str(self) -> &'static str {
         match self {
+            SignAlgorithm::HmacSha1 => "hmac-sha1",
             SignAlgorithm::HmacSha256 => "hmac-sha256",
             SignAlgorithm::HmacSha512 => "hmac-sha512",
         }
@@ -98,6 +103,7 @@ impl Signer {
     /// The header name and value that sign `body` (the exact bytes sent; empty without a body).
     pub fn header(&self, body: &[u8]) -> (String, String) {
         let mac = match self.def.algorithm {
+            SignAlgorithm::HmacSha1 => mac::<Hmac<Sha1>>(&self.key, body),
             SignAlgorithm::HmacSha256 => mac::<Hmac<Sha256>>(&self.key, body),
             SignAlgorithm::HmacSha512 => mac::<Hmac<Sha512>>(&self.key, body),
         };
@@ -184,6 +190,18 @@ mod tests {
             value,
             base64::engine::general_purpose::STANDARD.encode(bytes)
         );
+    }
+
+    #[test]
+    fn hmac_sha1_matches_rfc_2202_test_case_2() {
+        let def = SignDef {
+            algorithm: SignAlgorithm::HmacSha1,
+            prefix: "",
+            ..DEF
+        };
+        let signer = Signer::new(def, "Jefe").expect("a key");
+        let (_, value) = signer.header(b"what do ya want for nothing?");
+        assert_eq!(value, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
     }
 
     #[test]

@@ -383,7 +383,7 @@ pub enum DefaultsKeyword {
 /// An HTTP request a destination sends: per action, for test authentication, or on delete.
 ///
 /// Its URL is either `path`, joined onto `request_defaults.base_url`, or `url`, an absolute URL
-/// (exactly one of them). Its mappings (`url`, a mapped `method`, `headers`, `json`) read the
+/// (exactly one of them). Its mappings (`url`, a mapped `method`, `headers`, `headers_from`, `json`) read the
 /// request's context: `{"payload", "settings", "computed"}` for an action's request,
 /// `{"items", "settings"}` for a batch request, `{"settings"}` for `test_authentication`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -412,6 +412,16 @@ pub struct RequestSpec {
     /// not sent (the default of that name, if any, is).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub headers: IndexMap<String, Value>,
+    /// Headers whose names are data, not YAML: a mapping-kit value over the request's context
+    /// that resolves to an object of header name → value (a string, number or boolean), such as
+    /// `{"@path": "$.payload.headers"}` for a key-value field. Names are sent in lower case and
+    /// must be HTTP tokens; values must be printable ASCII (tabs allowed). A request whose object
+    /// breaks these rules fails with an error naming the header and what the mapping reads; an
+    /// entry whose value is `null` is left out, and a mapping that resolves to nothing adds no
+    /// header. The entries replace same-named `request_defaults.headers` and are replaced by
+    /// this request's `headers`; the signature header, if any, is always the computed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers_from: Option<Value>,
     /// Signs the exact body bytes sent with an HMAC in a header; overrides
     /// `request_defaults.sign` for this request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -500,6 +510,9 @@ pub struct SignSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SignAlgorithm {
+    /// HMAC with SHA-1, as Segment's Webhook destination signs (keep it for receivers that
+    /// expect it; prefer `hmac-sha256` otherwise).
+    HmacSha1,
     /// HMAC with SHA-256.
     HmacSha256,
     /// HMAC with SHA-512.

@@ -881,6 +881,11 @@ fn check_request(
         check_mapping(ctx, &pointer, value, out);
         check_paths(ctx, &pointer, value, &scope.renamed("request header"), out);
     }
+    if let Some(value) = &request.headers_from {
+        let pointer = pointer_join(base, "headers_from");
+        check_mapping(ctx, &pointer, value, out);
+        check_paths(ctx, &pointer, value, &scope.renamed("request headers"), out);
+    }
     if let Some(sign) = &request.sign {
         check_sign(ctx, &pointer_join(base, "sign"), sign, out);
     }
@@ -1514,6 +1519,10 @@ impl RequestCross<'_> {
         }
         for (name, value) in &request.headers {
             let pointer = pointer_join(&pointer_join(base, "headers"), name);
+            check_settings_paths(ctx, &pointer, value, settings, out);
+        }
+        if let Some(value) = &request.headers_from {
+            let pointer = pointer_join(base, "headers_from");
             check_settings_paths(ctx, &pointer, value, settings, out);
         }
         if let Some(sign) = &request.sign {

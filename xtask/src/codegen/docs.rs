@@ -292,6 +292,12 @@ fn request_items(request: &Request, how_often: &str) -> Vec<String> {
         let names: Vec<String> = request.headers.iter().map(|(n, _)| code_span(n)).collect();
         items.push(format!("Headers of its own: {}", names.join(", ")));
     }
+    if let Some(mapping) = &request.headers_from {
+        items.push(format!(
+            "Headers named by data: every entry of the object {} resolves to (names in lower case, printable ASCII values)",
+            code_span(&mapping.to_string())
+        ));
+    }
     if let Some(sign) = &request.sign {
         items.push(sign_item(sign));
     }
@@ -535,6 +541,7 @@ mod tests {
             method_mapping: None,
             url: None,
             headers: Vec::new(),
+            headers_from: None,
             sign: None,
         };
         let batch = Batch {

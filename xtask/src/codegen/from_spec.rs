@@ -297,6 +297,7 @@ fn deletion(spec: &spec::DeletionSpec) -> Deletion {
 
 fn sign(spec: &spec::SignSpec) -> Sign {
     let (algorithm, algorithm_name) = match spec.algorithm {
+        spec::SignAlgorithm::HmacSha1 => ("HmacSha1", "hmac-sha1"),
         spec::SignAlgorithm::HmacSha256 => ("HmacSha256", "hmac-sha256"),
         spec::SignAlgorithm::HmacSha512 => ("HmacSha512", "hmac-sha512"),
     };
@@ -332,6 +333,7 @@ fn request(spec: &spec::RequestSpec) -> Request {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        headers_from: spec.headers_from.clone(),
         sign: spec.sign.as_ref().map(sign),
         rate_limit: spec.rate_limit.clone(),
         hook: spec.hook.clone(),

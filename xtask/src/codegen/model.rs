@@ -352,6 +352,8 @@ pub struct Request {
     pub url: Option<Value>,
     /// Header name (lower case) → mapping-kit value over the request's context.
     pub headers: Vec<(String, Value)>,
+    /// A mapping-kit value resolving to an object of header name → value, if any.
+    pub headers_from: Option<Value>,
     /// The request's own signature, if any.
     pub sign: Option<Sign>,
     /// The rate-limit key, if any.

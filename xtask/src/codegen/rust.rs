@@ -503,6 +503,10 @@ fn request_def(request: &Request) -> Result<TokenStream> {
         let headers = header_defs(&request.headers)?;
         extra.push(quote! { headers: &[ #( #headers ),* ], });
     }
+    if let Some(mapping) = &request.headers_from {
+        let text = json_text(mapping)?;
+        extra.push(quote! { headers_from: ::core::option::Option::Some(#text), });
+    }
     if let Some(sign) = &request.sign {
         let def = sign_def(sign)?;
         extra.push(quote! { sign: ::core::option::Option::Some(#def), });
