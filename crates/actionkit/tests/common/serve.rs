@@ -400,7 +400,7 @@ pub fn on_jetstream() -> bool {
 
 /// The `server.queue` lines choosing the store: nothing for SQLite (the default); on
 /// JetStream, a server of this configuration's own, which runs until the test process ends.
-fn queue_backend_lines() -> String {
+pub fn queue_backend_lines() -> String {
     if !on_jetstream() {
         return String::new();
     }

@@ -2,9 +2,12 @@
 //! The generated destination modules and the list the registry is built from.
 /// Userpilot Cloud (Actions) (`actions-userpilot-cloud`).
 pub mod userpilot;
+/// Webhook (Actions) (`actions-webhook`).
+pub mod webhook;
 /// Every generated destination, in the order of their directories under `actions/`.
 pub static DESTINATIONS: &[&::actionkit_runtime::destination::DestinationDef] = &[
     &userpilot::DESTINATION,
+    &webhook::DESTINATION,
 ];
 /// Compiles every generated destination once into the registry the dispatcher looks
 /// destinations and actions up in; fails with the problems of every invalid definition.
