@@ -1011,7 +1011,7 @@ fn a_destination_is_chosen_by_slug() {
     );
 
     let unknown_error = "error: unknown destination 'actions-userpilot'; expected one of \
-         actions-userpilot-cloud; did you mean 'actions-userpilot-cloud'?";
+         actions-userpilot-cloud, actions-webhook; did you mean 'actions-userpilot-cloud'?";
     for command in [
         &["test-auth"][..],
         &["delete-user", "u-1"],
