@@ -90,6 +90,7 @@ mod empty;
 mod eval;
 mod liquid;
 mod path;
+mod reads;
 mod template;
 mod transform;
 mod validate;
@@ -100,6 +101,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use empty::{EmptyValueSchema, JsonType, remove_empty_values};
+pub use reads::{DataPath, Reads, reads};
 pub use transform::{TransformError, transform};
 pub use validate::DIRECTIVES;
 

@@ -465,62 +465,6 @@ fn url_value(
     Ok((value, spans))
 }
 
-/// Collects the `(root, key)` of every data path a mapping reads into `out` and tells whether
-/// every one of them is under `$.settings` (a mapping that reads nothing counts too): such a
-/// mapping gives the same result for every event. `@liquid` and paths that address the whole
-/// context count as reading more than settings.
-pub(crate) fn collect_reads(raw: &Value, out: &mut Vec<(String, Option<String>)>) -> bool {
-    fn push(path: &str, out: &mut Vec<(String, Option<String>)>) -> bool {
-        let trimmed = path.trim();
-        let rest = trimmed.strip_prefix('$').unwrap_or(trimmed);
-        let rest = rest.strip_prefix('.').unwrap_or(rest);
-        let mut segments = rest
-            .split(['.', '['])
-            .map(|segment| segment.trim_end_matches(']').trim_matches(['\'', '"']));
-        let root = segments.next().unwrap_or_default().to_owned();
-        let key = segments.next().filter(|s| !s.is_empty()).map(str::to_owned);
-        let settings = root == "settings";
-        out.push((root, key));
-        settings
-    }
-    match raw {
-        Value::Object(map) => {
-            let mut only = true;
-            for (key, child) in map {
-                only &= match (key.as_str(), child) {
-                    ("@path", Value::String(path)) => push(path, out),
-                    ("@template", Value::String(template)) => {
-                        let mut all = true;
-                        let mut rest = template.as_str();
-                        while let Some(start) = rest.find("{{") {
-                            let after = &rest[start + 2..];
-                            let Some(end) = after.find("}}") else {
-                                break;
-                            };
-                            all &= push(&after[..end], out);
-                            rest = &after[end + 2..];
-                        }
-                        all
-                    }
-                    ("@liquid", _) => false,
-                    ("@arrayPath", Value::Array(items)) => match items.first() {
-                        Some(Value::String(path)) => push(path, out),
-                        Some(other) => collect_reads(other, out),
-                        None => true,
-                    },
-                    _ => collect_reads(child, out),
-                };
-            }
-            only
-        }
-        Value::Array(items) => items
-            .iter()
-            .map(|item| collect_reads(item, out))
-            .fold(true, std::ops::BitAnd::bitand),
-        _ => true,
-    }
-}
-
 fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",

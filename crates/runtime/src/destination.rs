@@ -366,22 +366,12 @@ impl CompiledValue {
     fn new(mapping: Mapping) -> CompiledValue {
         let raw = mapping.raw();
         let reads_settings = crate::redact::may_read_settings(raw);
-        let mut paths = Vec::new();
-        let settings_only = crate::build::collect_reads(raw, &mut paths);
-        let keys = |root: &str| {
-            let mut keys: Vec<String> = paths
-                .iter()
-                .filter(|(r, _)| r == root)
-                .filter_map(|(_, key)| key.clone())
-                .collect();
-            keys.dedup();
-            keys
-        };
+        let reads = actionkit_mapping::reads(raw, "");
         CompiledValue {
-            fields: keys("payload"),
-            settings: keys("settings"),
+            fields: reads.keys_under("payload"),
+            settings: reads.keys_under("settings"),
             reads_settings,
-            settings_only,
+            settings_only: reads.only_under("settings"),
             mapping,
         }
     }

@@ -78,13 +78,6 @@ impl<'a> Scope<'a> {
     }
 }
 
-/// One data path a mapping reads, such as `$.payload.userId`.
-pub(crate) struct PathUse {
-    pub pointer: String,
-    pub root: String,
-    pub key: Option<String>,
-}
-
 // ---------------------------------------------------------------------------------------------
 // Destination file.
 
@@ -1126,74 +1119,19 @@ fn check_trigger(ctx: FileCtx<'_>, pointer: &str, trigger: &str, out: &mut Vec<D
     );
 }
 
-/// Collects every data path a mapping reads.
-pub(crate) fn collect_paths(value: &Value, pointer: &str, out: &mut Vec<PathUse>) {
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                let child_pointer = pointer_join(pointer, key);
-                match (key.as_str(), child) {
-                    ("@path", Value::String(path)) => push_path(path, &child_pointer, out),
-                    ("@template", Value::String(template)) => {
-                        for path in template_paths(template) {
-                            push_path(&path, &child_pointer, out);
-                        }
-                    }
-                    ("@arrayPath", Value::Array(items)) => {
-                        // The second element reads from each item, not from the root.
-                        if let Some(first) = items.first() {
-                            let first_pointer = pointer_join(&child_pointer, "0");
-                            match first {
-                                Value::String(path) => push_path(path, &first_pointer, out),
-                                other => collect_paths(other, &first_pointer, out),
-                            }
-                        }
-                    }
-                    ("@liquid", _) => {}
-                    _ => collect_paths(child, &child_pointer, out),
-                }
-            }
-        }
-        Value::Array(items) => {
-            for (idx, item) in items.iter().enumerate() {
-                collect_paths(item, &pointer_join(pointer, &idx.to_string()), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn push_path(path: &str, pointer: &str, out: &mut Vec<PathUse>) {
-    let trimmed = path.trim();
-    let rest = trimmed.strip_prefix('$').unwrap_or(trimmed);
-    let rest = rest.strip_prefix('.').unwrap_or(rest);
-    let mut segments = rest
-        .split(['.', '['])
-        .map(|segment| segment.trim_end_matches(']').trim_matches(['\'', '"']));
-    let root = segments.next().unwrap_or_default().to_owned();
-    if root.is_empty() {
-        return;
-    }
-    let key = segments.next().filter(|s| !s.is_empty()).map(str::to_owned);
-    out.push(PathUse {
-        pointer: pointer.to_owned(),
-        root,
-        key,
-    });
-}
-
-fn template_paths(template: &str) -> Vec<String> {
-    let mut paths = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            break;
-        };
-        paths.push(after[..end].trim().to_owned());
-        rest = &after[end + 2..];
-    }
-    paths
+/// Collects every data path a mapping reads (paths that name the whole context are left out:
+/// there is no root to check).
+pub(crate) fn collect_paths(
+    value: &Value,
+    pointer: &str,
+    out: &mut Vec<actionkit_mapping::DataPath>,
+) {
+    out.extend(
+        actionkit_mapping::reads(value, pointer)
+            .paths
+            .into_iter()
+            .filter(|path| !path.root.is_empty()),
+    );
 }
 
 /// Checks the roots and payload keys of every path a mapping reads (settings keys are checked
