@@ -7,7 +7,7 @@
 
 use actionkit_runtime::destination::{ActionDef, CompiledDestination, Registry};
 use actionkit_runtime::fields::{
-    ConditionMatch, ConditionOperator, FieldDef, FieldType, Required, SettingDef, SettingType,
+    ConditionMatch, ConditionOperator, FieldDef, Required, SettingDef,
 };
 use serde_json::{Map, Value, json};
 
@@ -52,12 +52,7 @@ fn setting(def: &SettingDef) -> Value {
         "key": def.key,
         "label": def.label,
         "description": def.description,
-        "type": match def.setting_type {
-            SettingType::String => "string",
-            SettingType::Password => "password",
-            SettingType::Number => "number",
-            SettingType::Boolean => "boolean",
-        },
+        "type": def.setting_type.as_str(),
         "required": def.required,
         "secret": def.is_secret(),
         "format": def.format.map(|f| f.name()),
@@ -109,7 +104,7 @@ fn field(def: &FieldDef) -> Value {
         "key": def.key,
         "label": def.label,
         "description": def.description,
-        "type": field_type(def.field_type),
+        "type": def.field_type.as_str(),
         "required": required,
         "multiple": def.multiple,
         "allow_null": def.allow_null,
@@ -144,19 +139,6 @@ fn field(def: &FieldDef) -> Value {
         }
     }
     out
-}
-
-fn field_type(t: FieldType) -> &'static str {
-    match t {
-        FieldType::String => "string",
-        FieldType::Text => "text",
-        FieldType::Number => "number",
-        FieldType::Integer => "integer",
-        FieldType::Datetime => "datetime",
-        FieldType::Boolean => "boolean",
-        FieldType::Password => "password",
-        FieldType::Object => "object",
-    }
 }
 
 /// Every configured instance with its settings (secrets masked) and mappings.
@@ -210,6 +192,7 @@ pub fn masked_settings(defs: &[SettingDef], settings: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actionkit_runtime::fields::SettingType;
 
     #[test]
     fn secret_and_undeclared_settings_are_masked() {

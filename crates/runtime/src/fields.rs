@@ -47,6 +47,22 @@ pub enum FieldType {
     Object,
 }
 
+impl FieldType {
+    /// Segment's name of the type (`string`, `datetime`, …), as the YAML spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Text => "text",
+            FieldType::Number => "number",
+            FieldType::Integer => "integer",
+            FieldType::Datetime => "datetime",
+            FieldType::Boolean => "boolean",
+            FieldType::Password => "password",
+            FieldType::Object => "object",
+        }
+    }
+}
+
 /// A JSON-Schema string format a field may declare (Segment fields' `format`).
 ///
 /// `datetime`, `password` and `text` fields ignore the declared format and use `date-like`,
@@ -278,6 +294,18 @@ pub enum SettingType {
     Number,
     /// A boolean.
     Boolean,
+}
+
+impl SettingType {
+    /// Segment's name of the type, as the YAML spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettingType::String => "string",
+            SettingType::Password => "password",
+            SettingType::Number => "number",
+            SettingType::Boolean => "boolean",
+        }
+    }
 }
 
 /// One destination setting (Segment's authentication field), as generated code embeds it.
