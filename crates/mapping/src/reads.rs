@@ -4,7 +4,9 @@
 //! payload keys and settings at their place in the YAML, and the runtime resolves a value that
 //! reads only settings once per instance. Both walk the mapping here: `@path` strings, the
 //! `{{…}}` paths of `@template`, and the array path of `@arrayPath` (its shape reads each item,
-//! not the context). `@liquid` reads whatever its template names, so it is reported as a whole.
+//! not the context). What cannot be known from the text is reported as a whole: `@liquid` reads
+//! whatever its template names, and a `@path`, `@arrayPath` or `@template` whose text is itself
+//! computed reads wherever that text points.
 
 use serde_json::Value;
 
@@ -24,15 +26,16 @@ pub struct DataPath {
 pub struct Reads {
     /// Every path, in the order the mapping lists them.
     pub paths: Vec<DataPath>,
-    /// Whether an `@liquid` template reads paths of its own.
-    pub liquid: bool,
+    /// Whether the mapping also reads paths its text does not show (`@liquid`, a computed path or
+    /// template).
+    pub opaque: bool,
 }
 
 impl Reads {
     /// Whether every read is below `root` (a mapping that reads nothing counts): such a mapping
     /// gives the same result whatever else the context holds.
     pub fn only_under(&self, root: &str) -> bool {
-        !self.liquid && self.paths.iter().all(|path| path.root == root)
+        !self.opaque && self.paths.iter().all(|path| path.root == root)
     }
 
     /// The distinct keys read below `root`, in first-read order.
@@ -66,6 +69,10 @@ fn walk(value: &Value, pointer: &str, out: &mut Reads) {
                 let child_pointer = pointer_join(pointer, key);
                 match (key.as_str(), child) {
                     ("@path", Value::String(path)) => push(path, &child_pointer, out),
+                    ("@path", computed) => {
+                        out.opaque = true;
+                        walk(computed, &child_pointer, out);
+                    }
                     ("@template", Value::String(template)) => {
                         let mut rest = template.as_str();
                         while let Some(start) = rest.find("{{") {
@@ -77,17 +84,25 @@ fn walk(value: &Value, pointer: &str, out: &mut Reads) {
                             rest = &after[end + 2..];
                         }
                     }
+                    ("@template", computed) => {
+                        // A computed template reads whatever the text it resolves to names.
+                        out.opaque = true;
+                        walk(computed, &child_pointer, out);
+                    }
                     ("@arrayPath", Value::Array(items)) => {
                         // The second element reads from each item, not from the context.
                         if let Some(first) = items.first() {
                             let first_pointer = pointer_join(&child_pointer, "0");
                             match first {
                                 Value::String(path) => push(path, &first_pointer, out),
-                                other => walk(other, &first_pointer, out),
+                                other => {
+                                    out.opaque = true;
+                                    walk(other, &first_pointer, out);
+                                }
                             }
                         }
                     }
-                    ("@liquid", _) => out.liquid = true,
+                    ("@liquid", _) => out.opaque = true,
                     _ => walk(child, &child_pointer, out),
                 }
             }
@@ -152,7 +167,7 @@ mod tests {
                 ("", None, "/m/d~1e/0/@if/exists/@path"),
             ]
         );
-        assert!(!found.liquid);
+        assert!(!found.opaque);
         assert!(!found.only_under("settings"));
         assert_eq!(found.keys_under("payload"), ["userId", "x", "items"]);
     }
@@ -164,6 +179,13 @@ mod tests {
         assert_eq!(reads(&url, "").keys_under("settings"), ["sub"]);
         assert!(reads(&json!("https://x.io/"), "").only_under("settings"));
         let liquid = json!({"@liquid": "{{ settings.sub }}"});
+        assert!(reads(&liquid, "").opaque);
         assert!(!reads(&liquid, "").only_under("settings"));
+        // A computed path reads wherever its value points, whatever the text shows.
+        let computed = json!({"@path": {"@template": "$.settings.{{settings.which}}"}});
+        let found = reads(&computed, "");
+        assert!(found.opaque);
+        assert!(!found.only_under("settings"));
+        assert_eq!(found.keys_under("settings"), ["which"]);
     }
 }

@@ -478,42 +478,17 @@ fn scheme_len(real: &str, probe: &str) -> usize {
     }
 }
 
-/// Whether a mapping (its raw JSON) can read `$.settings` when evaluated: it names `settings`
-/// somewhere, uses `@liquid` (whose variables can be computed), or has a path or template that
-/// addresses the whole context (`$.`, `""`, `{{}}`). Conservative: `true` may be wrong, `false`
-/// is not.
+/// Whether a mapping (its raw JSON) can read `$.settings` when evaluated: a path or template
+/// names `settings` or the whole context (`$.`, `""`, `{{}}`), or it reads what its text does not
+/// show (`@liquid`, a computed path or template; see [`actionkit_mapping::reads`]).
+/// Conservative: `true` may be wrong, `false` is not.
 pub fn may_read_settings(raw: &Value) -> bool {
-    match raw {
-        Value::String(s) => s.contains("settings") || addresses_root(s),
-        Value::Array(items) => items.iter().any(may_read_settings),
-        Value::Object(map) => map.iter().any(|(key, value)| {
-            key.contains("settings") || key == "@liquid" || may_read_settings(value)
-        }),
-        _ => false,
-    }
-}
-
-/// Whether `text`, read as a path or as a template, can address the whole context.
-fn addresses_root(text: &str) -> bool {
-    let is_root = |path: &str| {
-        path.chars()
-            .all(|c| matches!(c, '$' | '.' | '[' | ']' | '\'' | '"') || c.is_whitespace())
-    };
-    if is_root(text) {
-        return true;
-    }
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        let after = &rest[open + 2..];
-        let Some(close) = after.find("}}") else {
-            break;
-        };
-        if is_root(&after[..close]) {
-            return true;
-        }
-        rest = &after[close + 2..];
-    }
-    false
+    let reads = actionkit_mapping::reads(raw, "");
+    reads.opaque
+        || reads
+            .paths
+            .iter()
+            .any(|path| path.root == "settings" || path.root.is_empty())
 }
 
 /// `text` with every needle replaced by [`REDACTED`] where it stands as a whole token, and
@@ -699,6 +674,10 @@ mod tests {
             json!({"all": {"@path": "$."}}),
             json!({"all": {"@json": {"value": {"@path": ""}, "mode": "encode"}}}),
             json!({"t": {"@template": "{{ }}"}}),
+            json!({"s": {"@path": "settings['apiKey']"}}),
+            // Computed paths and templates read wherever the event points them.
+            json!({"c": {"@path": {"@path": "$.payload.which"}}}),
+            json!({"c": {"@template": {"@path": "$.payload.text"}}}),
         ] {
             assert!(may_read_settings(&raw), "{raw}");
         }
@@ -706,6 +685,7 @@ mod tests {
             json!({"user_id": {"@path": "$.payload.userId"}}),
             json!({"t": {"@template": "{{payload.a}}-{{computed.b}}"}}),
             json!("constant"),
+            json!("settings are mentioned in a constant"),
             json!(42),
         ] {
             assert!(!may_read_settings(&raw), "{raw}");
