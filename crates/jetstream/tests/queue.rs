@@ -563,12 +563,15 @@ where
 {
     let started = Instant::now();
     loop {
-        match op().await {
-            Ok(value) => return value,
-            Err(_) if started.elapsed() < patience => {
+        // A call to a node that died mid-request may never answer; such a call is abandoned
+        // after ten seconds and tried again, like one that failed.
+        match tokio::time::timeout(Duration::from_secs(10), op()).await {
+            Ok(Ok(value)) => return value,
+            Ok(Err(_)) | Err(_) if started.elapsed() < patience => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(err) => panic!("{what} failed for {patience:?}: {err}"),
+            Ok(Err(err)) => panic!("{what} failed for {patience:?}: {err}"),
+            Err(_) => panic!("{what} hung for {patience:?}"),
         }
     }
 }
@@ -614,9 +617,10 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_dies_and_returns() {
             "only {} of 40 came back",
             seen.len()
         );
-        let leased = match q.lease("userpilot", 10, Duration::from_millis(500)).await {
-            Ok(leased) => leased,
-            Err(_) => continue,
+        let lease = q.lease("userpilot", 10, Duration::from_millis(500));
+        let leased = match tokio::time::timeout(Duration::from_secs(10), lease).await {
+            Ok(Ok(leased)) => leased,
+            Ok(Err(_)) | Err(_) => continue,
         };
         for event in leased {
             assert!(
