@@ -803,9 +803,10 @@ impl JetStreamQueue {
             return Ok(Vec::new());
         }
         let max = max.min(LEASE_MESSAGES);
+        let answer = self.config.request_timeout;
         let mut messages = Vec::new();
         let replay = self.consumer(Source::Replay, destination).await?;
-        take(&replay, Source::Replay, max, None, &mut messages).await?;
+        take(&replay, Source::Replay, max, None, answer, &mut messages).await?;
         let events = self.consumer(Source::Events, destination).await?;
         if messages.len() < max {
             take(
@@ -813,6 +814,7 @@ impl JetStreamQueue {
                 Source::Events,
                 max - messages.len(),
                 None,
+                answer,
                 &mut messages,
             )
             .await?;
@@ -820,9 +822,25 @@ impl JetStreamQueue {
         if messages.is_empty() && !wait.is_zero() {
             // Wait for one event only, so that the pull request ends with it; then take what
             // else is there without waiting.
-            take(&events, Source::Events, 1, Some(wait), &mut messages).await?;
+            take(
+                &events,
+                Source::Events,
+                1,
+                Some(wait),
+                answer,
+                &mut messages,
+            )
+            .await?;
             if !messages.is_empty() && max > 1 {
-                take(&events, Source::Events, max - 1, None, &mut messages).await?;
+                take(
+                    &events,
+                    Source::Events,
+                    max - 1,
+                    None,
+                    answer,
+                    &mut messages,
+                )
+                .await?;
             }
         }
         let now = SystemTime::now();
@@ -1231,34 +1249,59 @@ impl Leased {
 
 /// Pulls up to `max` messages from `consumer` into `out`: without waiting when `wait` is
 /// `None`, else waiting at most `wait` for them.
+///
+/// The pull has its own deadline, `wait` plus `answer_within`: a pull request is a message
+/// whose answers come later on an inbox, and one lost with the node that took it (killed
+/// between the request and its answers) is never answered. The client's own timer only
+/// covers pulls with an expiry, and a pull without waiting has none, so without this
+/// deadline such a lease would wait forever. Messages that came before the deadline are
+/// kept; a pull that got nothing by then is an error, so that the caller backs off and
+/// leases again (the lost pull's messages, if any were handed out, come back after the
+/// consumer's acknowledgement wait).
 async fn take(
     consumer: &consumer::PullConsumer,
     source: Source,
     max: usize,
     wait: Option<Duration>,
+    answer_within: Duration,
     out: &mut Vec<(Source, jetstream::Message)>,
 ) -> Result<(), JetStreamError> {
     let fail = unavailable("lease");
-    let mut batch = match wait {
-        None => consumer
-            .fetch()
-            .max_messages(max)
-            .messages()
-            .await
-            .map_err(|err| fail(err.to_string()))?,
-        Some(wait) => consumer
-            .batch()
-            .max_messages(max)
-            .expires(wait)
-            .messages()
-            .await
-            .map_err(|err| fail(err.to_string()))?,
+    let deadline = wait.unwrap_or_default() + answer_within;
+    let before = out.len();
+    let pull = async {
+        let mut batch = match wait {
+            None => consumer
+                .fetch()
+                .max_messages(max)
+                .messages()
+                .await
+                .map_err(|err| fail(err.to_string()))?,
+            Some(wait) => consumer
+                .batch()
+                .max_messages(max)
+                .expires(wait)
+                .messages()
+                .await
+                .map_err(|err| fail(err.to_string()))?,
+        };
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|err| fail(err.to_string()))?;
+            out.push((source, message));
+        }
+        Ok(())
     };
-    while let Some(message) = batch.next().await {
-        let message = message.map_err(|err| fail(err.to_string()))?;
-        out.push((source, message));
+    match tokio::time::timeout(deadline, pull).await {
+        Ok(result) => result,
+        Err(_) if out.len() > before => Ok(()),
+        Err(_) => Err(fail(format!(
+            "a pull from the {} stream got no answer within {deadline:?}",
+            match source {
+                Source::Events => "events",
+                Source::Replay => "replay",
+            }
+        ))),
     }
-    Ok(())
 }
 
 #[cfg(test)]

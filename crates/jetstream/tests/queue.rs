@@ -563,16 +563,26 @@ where
 {
     let started = Instant::now();
     loop {
-        // A call to a node that died mid-request may never answer; such a call is abandoned
-        // after ten seconds and tried again, like one that failed.
-        match tokio::time::timeout(Duration::from_secs(10), op()).await {
-            Ok(Ok(value)) => return value,
-            Ok(Err(_)) | Err(_) if started.elapsed() < patience => {
+        match answered(what, op()).await {
+            Ok(value) => return value,
+            Err(_) if started.elapsed() < patience => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Ok(Err(err)) => panic!("{what} failed for {patience:?}: {err}"),
-            Err(_) => panic!("{what} hung for {patience:?}"),
+            Err(err) => panic!("{what} failed for {patience:?}: {err}"),
         }
+    }
+}
+
+/// Awaits `call`, failing the test when it does not answer (with a value or an error) within
+/// thirty seconds: every call is bounded by the queue's request timeout (five seconds per
+/// JetStream request), including one made to a node that dies before it answers.
+async fn answered<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, JetStreamError>>,
+) -> Result<T, JetStreamError> {
+    match tokio::time::timeout(Duration::from_secs(30), call).await {
+        Ok(result) => result,
+        Err(_) => panic!("{what} never answered"),
     }
 }
 
@@ -618,9 +628,13 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_dies_and_returns() {
             seen.len()
         );
         let lease = q.lease("userpilot", 10, Duration::from_millis(500));
-        let leased = match tokio::time::timeout(Duration::from_secs(10), lease).await {
-            Ok(Ok(leased)) => leased,
-            Ok(Err(_)) | Err(_) => continue,
+        let r = answered("leasing", lease).await;
+        if let Err(e) = &r {
+            eprintln!("DIAG lease err {e}");
+        }
+        let Ok(leased) = r else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
         };
         for event in leased {
             assert!(
