@@ -51,7 +51,9 @@ fn slow_awkward_fixture_matches_its_snapshot_and_compiles() {
         );
     }
 
-    let hooks = std::fs::read_to_string(fixture_root().join("hooks.rs")).unwrap();
+    let hooks =
+        std::fs::read_to_string(fixture_root().join("crates/destinations/src/hooks/awkward.rs"))
+            .unwrap();
     support::cargo_check_generated(
         &[
             ("awkward.rs".to_owned(), module),
@@ -69,6 +71,7 @@ fn slow_new_action_is_scaffolded_generated_documented_and_compiles() {
     support::copy_dir(&root.join("actions"), &work.join("actions"));
     for dir in [
         rust::GENERATED_DIR,
+        "crates/destinations/src/hooks",
         "docs/destinations",
         "catalog",
         "schemas",

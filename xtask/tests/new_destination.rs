@@ -2,8 +2,9 @@
 //! `validate` and `codegen` there, for a path, an absolute URL, a settings-built URL and a
 //! payload-built URL; and the position of the error when a path is an absolute URL.
 //!
-//! Building the generated module into the binary is left to `compile.rs`-style checks; the
-//! requests these URL shapes build are checked in `crates/runtime/tests/request_urls.rs`.
+//! Building the generated modules into the binary and dry-running them is
+//! `new_destination_build.rs` (slow); the requests these URL shapes build are also checked in
+//! `crates/runtime/tests/request_urls.rs`.
 
 mod support;
 
@@ -17,6 +18,11 @@ fn new_repo() -> tempfile::TempDir {
     support::copy_dir(
         &support::repo_root().join("actions"),
         &tmp.path().join("actions"),
+    );
+    // The shipped destinations' hooks, which `validate` checks their actions against.
+    support::copy_dir(
+        &support::repo_root().join("crates/destinations/src/hooks"),
+        &tmp.path().join("crates/destinations/src/hooks"),
     );
     xtask::new_destination::scaffold(tmp.path(), "actions-acme-cloud").unwrap();
     tmp
@@ -122,4 +128,68 @@ fn a_path_without_a_base_url_is_refused_by_validate_not_only_by_codegen() {
             && text.contains("--> actions/acme_cloud/send_event.yaml:"),
         "{text}"
     );
+}
+
+#[test]
+fn a_hook_without_its_function_is_refused_by_validate_with_its_position() {
+    let tmp = new_repo();
+    edit(
+        tmp.path(),
+        "send_event.yaml",
+        "request:\n",
+        "request:\n  hook: shape_event\n",
+    );
+    // No hook module at all.
+    let err = from_spec::load_all(tmp.path()).expect_err("the hook has no function");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(
+            "error: hook 'shape_event' is not a function of crates/destinations/src/hooks/acme_cloud.rs"
+        ) && text.contains("--> actions/acme_cloud/send_event.yaml:20:9 (/request/hook)")
+            && text.contains("crates/destinations/src/hooks/acme_cloud.rs does not exist"),
+        "{text}"
+    );
+
+    // A module that is declared but defines other functions.
+    let hooks = tmp.path().join("crates/destinations/src/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::write(
+        hooks.join("mod.rs"),
+        "pub mod acme_cloud;\npub mod userpilot;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        hooks.join("acme_cloud.rs"),
+        "pub fn shape(p: &(), s: &()) {}\nfn shape_event() {}\n",
+    )
+    .unwrap();
+    let text = format!(
+        "{:#}",
+        from_spec::load_all(tmp.path()).expect_err("private")
+    );
+    assert!(
+        text.contains("error: hook 'shape_event' is not a function of")
+            && text.contains("it defines shape"),
+        "{text}"
+    );
+
+    // Undeclared in the hooks module, the file is not compiled at all.
+    std::fs::write(hooks.join("mod.rs"), "pub mod userpilot;\n").unwrap();
+    std::fs::write(hooks.join("acme_cloud.rs"), "pub fn shape_event() {}\n").unwrap();
+    let text = format!(
+        "{:#}",
+        from_spec::load_all(tmp.path()).expect_err("undeclared")
+    );
+    assert!(
+        text.contains("mod.rs does not declare `pub mod acme_cloud;`"),
+        "{text}"
+    );
+
+    // Declared and defined: it validates.
+    std::fs::write(
+        hooks.join("mod.rs"),
+        "pub mod acme_cloud;\npub mod userpilot;\n",
+    )
+    .unwrap();
+    from_spec::load_all(tmp.path()).unwrap_or_else(|err| panic!("{err:#}"));
 }

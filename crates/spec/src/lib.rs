@@ -22,8 +22,8 @@ pub mod yaml;
 pub use config::{LoadedConfig, config_schema, load_config_str};
 pub use diagnostics::{Diagnostic, Diagnostics, Pos};
 pub use load::{
-    Document, LoadedAction, LoadedDestination, SourceFile, load_destination_dir, load_files,
-    load_str,
+    Document, HookFunctions, LoadedAction, LoadedDestination, SourceFile, load_destination_dir,
+    load_destination_dir_with_hooks, load_files, load_files_with_hooks, load_str,
 };
 pub use schema::{action_schema, destination_schema};
 pub use schema_check::FileKind;

@@ -88,9 +88,30 @@ pub fn load_str(kind: FileKind, file_name: &str, text: &str) -> Result<Document,
     }
 }
 
+/// The hook functions a destination's hand-written module defines, for checking that every
+/// hook its actions name exists (the caller reads the module; this crate does not read Rust).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HookFunctions {
+    /// The module's file as a reader finds it, such as `crates/destinations/src/hooks/acme.rs`.
+    pub file: String,
+    /// The public functions it defines.
+    pub defined: std::collections::BTreeSet<String>,
+    /// Why it defines none, when it cannot be used at all (the file is missing, or the hooks
+    /// module does not declare it).
+    pub problem: Option<String>,
+}
+
 /// Loads a destination from in-memory files: exactly one destination file and any number of
 /// action files. Diagnostics are ordered by the order of `files`, then by position.
 pub fn load_files(files: &[SourceFile]) -> Result<LoadedDestination, Diagnostics> {
+    load_files_with_hooks(files, None)
+}
+
+/// [`load_files`], also checking that every hook an action names is one of `hooks` when given.
+pub fn load_files_with_hooks(
+    files: &[SourceFile],
+    hooks: Option<&HookFunctions>,
+) -> Result<LoadedDestination, Diagnostics> {
     let mut diagnostics = Vec::new();
     let parsed: Vec<Parsed> = files
         .iter()
@@ -178,6 +199,9 @@ pub fn load_files(files: &[SourceFile]) -> Result<LoadedDestination, Diagnostics
         }
         diagnostics.extend(cross);
     }
+    if let Some(hooks) = hooks {
+        semantic::check_hooks_defined(&actions, hooks, &mut diagnostics);
+    }
     let texts: Vec<(&str, &str)> = files
         .iter()
         .map(|f| (f.name.as_str(), f.text.as_str()))
@@ -215,6 +239,15 @@ pub fn load_files(files: &[SourceFile]) -> Result<LoadedDestination, Diagnostics
 /// Loads `destination.yaml`, every other `*.yaml` file and `docs.md` from a destination
 /// directory (subdirectories such as `tests/` are not read).
 pub fn load_destination_dir(path: impl AsRef<Path>) -> Result<LoadedDestination, Diagnostics> {
+    load_destination_dir_with_hooks(path, None)
+}
+
+/// [`load_destination_dir`], also checking that every hook an action names is one of `hooks`
+/// when given.
+pub fn load_destination_dir_with_hooks(
+    path: impl AsRef<Path>,
+    hooks: Option<&HookFunctions>,
+) -> Result<LoadedDestination, Diagnostics> {
     let dir = path.as_ref();
     let name_of = |file: &str| dir.join(file).display().to_string();
     let fail = |file: String, message: String| {
@@ -325,7 +358,7 @@ pub fn load_destination_dir(path: impl AsRef<Path>) -> Result<LoadedDestination,
             None
         }
     };
-    let result = load_files(&files);
+    let result = load_files_with_hooks(&files, hooks);
     match result {
         Ok(mut loaded) if diagnostics.is_empty() => {
             loaded.docs = docs;

@@ -1002,6 +1002,53 @@ fn check_absolute_url(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that every hook an action names (on its request or its batch form) is a function of
+/// the destination's hook module, so that `validate` refuses what would only fail when the
+/// generated code is compiled.
+pub(crate) fn check_hooks_defined(
+    actions: &[(FileCtx<'_>, &ActionSpec)],
+    hooks: &crate::load::HookFunctions,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (ctx, spec) in actions {
+        let named = [
+            (
+                "/request/hook",
+                spec.request.as_ref().and_then(|r| r.hook.as_ref()),
+            ),
+            (
+                "/batch/hook",
+                spec.batch.as_ref().and_then(|b| b.hook.as_ref()),
+            ),
+        ];
+        for (pointer, hook) in named {
+            let Some(hook) = hook else { continue };
+            // A malformed name has its own diagnostic.
+            if !is_hook_name(hook) || hooks.defined.contains(hook) {
+                continue;
+            }
+            let mut diagnostic = ctx
+                .at_value(
+                    pointer,
+                    format!("hook '{hook}' is not a function of {}", hooks.file),
+                )
+                .expected(format!(
+                    "a `pub fn {hook}(payload, settings)` in {}",
+                    hooks.file
+                ));
+            if let Some(problem) = &hooks.problem {
+                diagnostic = diagnostic.note(problem.clone());
+            } else if !hooks.defined.is_empty() {
+                let names: Vec<&str> = hooks.defined.iter().map(String::as_str).collect();
+                diagnostic = diagnostic.note(format!("it defines {}", names.join(", ")));
+            }
+            out.push(diagnostic.hint(
+                "write the function (crates/destinations/src/hooks/userpilot.rs shows the shape), or remove 'hook'",
+            ));
+        }
+    }
+}
+
 /// Checks that a hook name is a snake_case Rust identifier.
 fn check_hook_name(ctx: FileCtx<'_>, pointer: &str, hook: &str, out: &mut Vec<Diagnostic>) {
     if is_hook_name(hook) {

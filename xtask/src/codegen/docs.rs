@@ -145,7 +145,7 @@ pub fn render_page(dest: &Destination) -> Result<String> {
             .collect(),
         actions: actions
             .iter()
-            .map(|action| action_section(action, &dest.display_name))
+            .map(|action| action_section(action, dest))
             .collect(),
         beyond_heading: BEYOND_SEGMENT_HEADING,
         has_beyond: !beyond_actions.is_empty(),
@@ -156,7 +156,7 @@ pub fn render_page(dest: &Destination) -> Result<String> {
             .collect(),
         beyond_actions: beyond_actions
             .iter()
-            .map(|action| action_section(action, &dest.display_name))
+            .map(|action| action_section(action, dest))
             .collect(),
         short_name,
     };
@@ -185,7 +185,9 @@ fn preset_row(dest: &Destination, preset: &Preset) -> PresetRow {
     }
 }
 
-fn action_section(action: &Action, display_name: &str) -> ActionSection {
+fn action_section(action: &Action, dest: &Destination) -> ActionSection {
+    let display_name = dest.display_name.as_str();
+    let signs = dest.request_defaults.sign.as_ref();
     let (heading, marker) = if action.beyond_segment {
         (
             format!("{} {BEYOND_SEGMENT_MARKER}", action.name),
@@ -203,13 +205,13 @@ fn action_section(action: &Action, display_name: &str) -> ActionSection {
     {
         blocks.push(Block {
             title: "Request",
-            items: request_items(request, "one per event"),
+            items: request_items(request, "one per event", signs),
         });
     }
     if let Some(batch) = &action.batch {
         blocks.push(Block {
             title: "Batch request",
-            items: batch_items(batch, action.request.is_some()),
+            items: batch_items(batch, action.request.is_some(), signs),
         });
     }
     if action.beyond_segment
@@ -258,9 +260,10 @@ fn action_section(action: &Action, display_name: &str) -> ActionSection {
     }
 }
 
-/// The bullet items of a request: method and path (with how often it is sent), then the busy
-/// statuses and the response id when it has them.
-fn request_items(request: &Request, how_often: &str) -> Vec<String> {
+/// The bullet items of a request: method and path (with how often it is sent), then its
+/// headers, its signature (its own, else `defaults_sign`, the one `request_defaults` gives
+/// every request), the busy statuses and the response id when it has them.
+fn request_items(request: &Request, how_often: &str, defaults_sign: Option<&Sign>) -> Vec<String> {
     let method = match &request.method_mapping {
         Some(mapping) => format!("the method from {}", code_span(&mapping.to_string())),
         None => request.method.clone(),
@@ -298,8 +301,13 @@ fn request_items(request: &Request, how_often: &str) -> Vec<String> {
             code_span(&mapping.to_string())
         ));
     }
-    if let Some(sign) = &request.sign {
-        items.push(sign_item(sign));
+    match (&request.sign, defaults_sign) {
+        (Some(sign), _) => items.push(sign_item(sign, "")),
+        (None, Some(sign)) => items.push(sign_item(
+            sign,
+            " (every request's, from `request_defaults`)",
+        )),
+        (None, None) => {}
     }
     if !request.busy_statuses.is_empty() {
         let statuses: Vec<String> = request.busy_statuses.iter().map(u16::to_string).collect();
@@ -318,7 +326,7 @@ fn request_items(request: &Request, how_often: &str) -> Vec<String> {
 }
 
 /// The bullet items of a batch form, in the style of [`request_items`].
-fn batch_items(batch: &Batch, has_single_form: bool) -> Vec<String> {
+fn batch_items(batch: &Batch, has_single_form: bool, defaults_sign: Option<&Sign>) -> Vec<String> {
     let mut items = vec![if has_single_form {
         format!(
             "Used for: events whose {} field is true; the others are sent one by one",
@@ -327,7 +335,7 @@ fn batch_items(batch: &Batch, has_single_form: bool) -> Vec<String> {
     } else {
         "Used for: every event".to_owned()
     }];
-    let mut request = request_items(&batch.request, "one per batch");
+    let mut request = request_items(&batch.request, "one per batch", defaults_sign);
     let method_and_path = request.remove(0);
     items.push(method_and_path);
     items.push(format!("Max items: {} events per request", batch.max_items));
@@ -443,16 +451,16 @@ fn cell(text: &str) -> String {
         .replace('|', "\\|")
 }
 
-/// A Markdown code span holding `text`, with enough backticks to hold backticks inside.
-/// The bullet item of a signature: what is computed and where it goes.
-fn sign_item(sign: &Sign) -> String {
+/// The bullet item of a signature: what is computed and where it goes; `source` says where it
+/// is declared when that is not the request itself.
+fn sign_item(sign: &Sign, source: &str) -> String {
     let prefix = if sign.prefix.is_empty() {
         String::new()
     } else {
         format!(" after {}", code_span(&sign.prefix))
     };
     format!(
-        "Signature: {} of the body bytes with the key {}, {}{prefix} in the header {} (no header when the key is empty)",
+        "Signature{source}: {} of the body bytes with the key {}, {}{prefix} in the header {} (no header when the key is empty)",
         sign.algorithm_name.to_uppercase(),
         code_span(&sign.secret.to_string()),
         sign.encoding,
@@ -460,6 +468,7 @@ fn sign_item(sign: &Sign) -> String {
     )
 }
 
+/// A Markdown code span holding `text`, with enough backticks to hold backticks inside.
 fn code_span(text: &str) -> String {
     let text = cell(text);
     let fence = if text.contains('`') { "``" } else { "`" };
@@ -559,7 +568,7 @@ mod tests {
         let response_id =
             "Response id: `job_id` (the answer's value under this key is logged with the delivery)";
         assert_eq!(
-            batch_items(&batch, false),
+            batch_items(&batch, false, None),
             [
                 "Used for: every event",
                 "Method and path: `POST v1/users/bulk`, one per batch",
@@ -572,11 +581,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            batch_items(&batch, true)[0],
+            batch_items(&batch, true, None)[0],
             "Used for: events whose `enable_batching` field is true; the others are sent one by one"
         );
         assert_eq!(
-            request_items(&request, "one per event"),
+            request_items(&request, "one per event", None),
             [
                 "Method and path: `POST v1/users/bulk`, one per event",
                 busy,

@@ -65,7 +65,7 @@ pub fn load_all(root: &Path) -> Result<Vec<Destination>> {
         n_problems: 0,
     };
     for dir in destination_dirs(root)? {
-        match load_one(&dir)? {
+        match load_one(root, &dir)? {
             Ok(dest) => dests.push(dest),
             Err(mut diagnostics) => {
                 // Name files relative to the repository, as a reader types them.
@@ -86,14 +86,76 @@ pub fn load_all(root: &Path) -> Result<Vec<Destination>> {
     Ok(dests)
 }
 
+/// Where a destination's hand-written hooks live, relative to the repository root.
+const HOOKS_DIR: &str = "crates/destinations/src/hooks";
+
+/// The public functions of the hook module of the destination in `actions/<dir_name>`, read
+/// from `crates/destinations/src/hooks/<module>.rs`: what its actions may name as `hook`.
+pub fn hook_functions(root: &Path, dir_name: &str) -> actionkit_spec::HookFunctions {
+    let module = super::names::snake_case(dir_name);
+    let file = format!("{HOOKS_DIR}/{module}.rs");
+    let mut hooks = actionkit_spec::HookFunctions {
+        file: file.clone(),
+        ..Default::default()
+    };
+    let text = match std::fs::read_to_string(root.join(&file)) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            hooks.problem = Some(format!("{file} does not exist"));
+            return hooks;
+        }
+        Err(err) => {
+            hooks.problem = Some(format!("{file} cannot be read: {err}"));
+            return hooks;
+        }
+    };
+    let parsed = match syn::parse_file(&text) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            hooks.problem = Some(format!("{file} is not valid rust: {err}"));
+            return hooks;
+        }
+    };
+    let declared = std::fs::read_to_string(root.join(HOOKS_DIR).join("mod.rs"))
+        .ok()
+        .and_then(|text| syn::parse_file(&text).ok())
+        .is_some_and(|mod_rs| {
+            mod_rs.items.iter().any(|item| {
+                matches!(item, syn::Item::Mod(m) if m.ident == module
+                    && matches!(m.vis, syn::Visibility::Public(_)))
+            })
+        });
+    if !declared {
+        hooks.problem = Some(format!(
+            "{HOOKS_DIR}/mod.rs does not declare `pub mod {module};`"
+        ));
+        return hooks;
+    }
+    hooks.defined = parsed
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            syn::Item::Fn(f) if matches!(f.vis, syn::Visibility::Public(_)) => {
+                Some(f.sig.ident.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    hooks
+}
+
 /// Loads one destination directory; the inner error holds its diagnostics.
-fn load_one(dir: &Path) -> Result<std::result::Result<Destination, actionkit_spec::Diagnostics>> {
+fn load_one(
+    root: &Path,
+    dir: &Path,
+) -> Result<std::result::Result<Destination, actionkit_spec::Diagnostics>> {
     let dir_name = dir
         .file_name()
         .and_then(|name| name.to_str())
         .with_context(|| format!("the directory name of {} is not UTF-8", dir.display()))?
         .to_owned();
-    let loaded = match actionkit_spec::load_destination_dir(dir) {
+    let hooks = hook_functions(root, &dir_name);
+    let loaded = match actionkit_spec::load_destination_dir_with_hooks(dir, Some(&hooks)) {
         Ok(loaded) => loaded,
         Err(diagnostics) => return Ok(Err(diagnostics)),
     };
