@@ -68,10 +68,9 @@ fn slow_new_action_is_scaffolded_generated_documented_and_compiles() {
     let root = support::repo_root();
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
-    support::copy_dir(&root.join("actions"), &work.join("actions"));
+    support::copy_destinations(work);
     for dir in [
         rust::GENERATED_DIR,
-        "crates/destinations/src/hooks",
         "docs/destinations",
         "catalog",
         "schemas",

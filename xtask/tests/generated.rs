@@ -378,7 +378,7 @@ fn committed_beyond_segment_actions_are_listed_apart_and_marked() {
 fn a_scaffolded_beyond_segment_batch_action_stays_out_of_segments_part() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
-    support::copy_dir(&support::repo_root().join("actions"), &work.join("actions"));
+    support::copy_destinations(work);
     let options = xtask::new_action::Options {
         batch: true,
         beyond_segment: true,

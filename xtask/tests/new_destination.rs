@@ -15,15 +15,7 @@ use xtask::fs::Mode;
 
 fn new_repo() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    support::copy_dir(
-        &support::repo_root().join("actions"),
-        &tmp.path().join("actions"),
-    );
-    // The shipped destinations' hooks, which `validate` checks their actions against.
-    support::copy_dir(
-        &support::repo_root().join("crates/destinations/src/hooks"),
-        &tmp.path().join("crates/destinations/src/hooks"),
-    );
+    support::copy_destinations(tmp.path());
     xtask::new_destination::scaffold(tmp.path(), "actions-acme-cloud").unwrap();
     tmp
 }
@@ -145,7 +137,7 @@ fn a_hook_without_its_function_is_refused_by_validate_with_its_position() {
     assert!(
         text.contains(
             "error: hook 'shape_event' is not a function of crates/destinations/src/hooks/acme_cloud.rs"
-        ) && text.contains("--> actions/acme_cloud/send_event.yaml:20:9 (/request/hook)")
+        ) && text.contains("--> actions/acme_cloud/send_event.yaml:17:9 (/request/hook)")
             && text.contains("crates/destinations/src/hooks/acme_cloud.rs does not exist"),
         "{text}"
     );

@@ -38,6 +38,15 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Copies the destinations' YAML (`actions/`) and their hand-written hooks, which `validate`
+/// checks the YAML's hook names against, from the repository into `work`.
+pub fn copy_destinations(work: &Path) {
+    let root = repo_root();
+    for dir in ["actions", "crates/destinations/src/hooks"] {
+        copy_dir(&root.join(dir), &work.join(dir));
+    }
+}
+
 /// Compares `actual` with the committed snapshot at `path`; `UPDATE_SNAPSHOTS=1` rewrites it.
 pub fn assert_snapshot(path: &Path, actual: &str) {
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
