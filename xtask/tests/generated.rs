@@ -78,6 +78,15 @@ fn catalog_export_matches_the_reference_entry() {
     assert_catalog_matches(&ours, &reference);
 }
 
+#[test]
+fn webhook_catalog_export_matches_segments_entry() {
+    let reference = load_yaml(
+        &support::repo_root().join("xtask/tests/fixtures/segment-catalog/actions-webhook.yml"),
+    );
+    let ours = load_yaml(&support::repo_root().join("catalog/actions-webhook.yml"));
+    assert_catalog_matches(&ours, &reference);
+}
+
 /// Our catalog entry equals Segment's: the same keys (no more), the same values, the same
 /// actions in the same order with the same fields.
 fn assert_catalog_matches(ours: &Value, reference: &Value) {
@@ -133,6 +142,15 @@ fn assert_catalog_matches(ours: &Value, reference: &Value) {
             "action {slug} field count"
         );
         for (ref_field, our_field) in ref_fields.iter().zip(our_fields) {
+            // No key Segment's field lacks, but `hidden`, which its catalog prints for some
+            // actions' fields and not for others.
+            for key in our_field.as_object().unwrap().keys() {
+                assert!(
+                    key == "hidden" || ref_field.get(key).is_some(),
+                    "action {slug} field {} has `{key}`, which Segment's has not",
+                    ref_field["fieldKey"]
+                );
+            }
             for key in FIELD_KEYS.iter().chain(["hidden"].iter()) {
                 // The reference omits `hidden` on some actions' fields; compare it where present.
                 let Some(value) = ref_field.get(*key) else {

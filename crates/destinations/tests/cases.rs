@@ -30,7 +30,7 @@
 //! - `mapping`: `presets` (default: the destination's presets with their triggers), or, together
 //!   with `action: <key>`, an object (field key → mapping-kit) or `defaults` (the action's field
 //!   defaults, also when `mapping` is left out); `trigger` (FQL) then defaults to the action's
-//!   default trigger.
+//!   default trigger, or to every type of event for an action without one.
 //! - Exactly one expectation:
 //!   - `requests`: the list of requests, in dispatch order (an item `{error: {name, message,
 //!     status}}` stands for an event a mapping rejected); each has `method`, `url` and optionally
@@ -64,6 +64,9 @@ use actionkit_runtime::request::Request;
 use actionkit_runtime::units::{self, Work};
 use actionkit_runtime::validate::fill_setting_defaults;
 use serde_json::{Map, Value, json};
+
+/// The trigger of a case whose action has no default trigger: every type of event.
+const EVERY_EVENT: &str = r#"type = "track" or type = "identify" or type = "page" or type = "screen" or type = "group" or type = "alias""#;
 
 /// Every key a case may have.
 const CASE_KEYS: &[&str] = &[
@@ -376,10 +379,12 @@ fn make_instance(
             let trigger = match case.get("trigger") {
                 Some(Value::String(trigger)) => trigger.clone(),
                 Some(_) => return Err("`trigger` must be an FQL string".to_owned()),
-                None => dest
-                    .action(action)
-                    .map(|a| a.def.default_trigger.to_owned())
-                    .unwrap_or_default(),
+                None => match dest.action(action).map(|a| a.def.default_trigger) {
+                    Some(trigger) if !trigger.is_empty() => trigger.to_owned(),
+                    // Without a default trigger (Segment's Webhook has none), every event
+                    // matches, as Segment's testAction skips trigger matching.
+                    _ => EVERY_EVENT.to_owned(),
+                },
             };
             let config = MappingConfig {
                 name: "case".to_owned(),

@@ -740,7 +740,8 @@ pub struct FieldSpec {
     /// A condition under which the field is shown in the UI (no effect on validation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<ConditionSet>,
-    /// Whether the field is hidden in the UI (Segment's `unsafe_hidden`, the catalog's `hidden`).
+    /// Whether the field is hidden in the UI (Segment's `unsafe_hidden`): left out of the docs and
+    /// of the catalog entry, where it keeps its place in the fields' `sortOrder`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden: Option<bool>,
     /// The UI category of the field.

@@ -5,14 +5,20 @@
 //! it allows the "generated, do not edit" comment on the first line. The entry is also what the docs
 //! page renders its tables from, as Segment's docs site does.
 //!
-//! Rules: settings list their catalog type (the YAML's `catalog_type`, else `type`; Segment's
-//! catalog lists the Userpilot `password` API key as `string`); action field types are upper case; a
-//! field's `sortOrder` is its position; a field without a default mapping has `defaultValue: null`;
-//! a conditionally required field exports its conditions (truthy, so the docs mark it required);
+//! Rules, each as Segment's catalog has it: the entry's `name` is the display name (the YAML's
+//! `name` is the definition's, which events' `integrations` objects use: `Webhook` against the
+//! catalog's `Webhooks (Actions)`); settings list their catalog type (the YAML's `catalog_type`,
+//! else `type`; Segment's catalog lists the Userpilot `password` API key as `string`); action
+//! field types are upper case; a field's `sortOrder` is its position among the action's fields; a
+//! hidden field (Segment's `unsafe_hidden`) is left out but keeps its position; a field without a
+//! default mapping has no `defaultValue`; the batch switch (`enable_batching` of an action with
+//! both forms, which Segment's platform adds) has neither `placeholder` nor `hidden`; a
+//! conditionally required field exports its conditions (truthy, so the docs mark it required);
 //! presets export the action's id and the resolved mapping as `fields`.
 //!
-//! Beyond Segment: actions declared with `beyond_segment: true`, and the presets of those actions,
-//! are left out of the entry, so that it stays equal to Segment's entry key for key. They are
+//! Beyond Segment: actions declared with `beyond_segment: true`, the presets of those actions and
+//! presets declared with `enabled: false` (off unless a configuration turns them on) are left out
+//! of the entry, so that it stays equal to Segment's entry key for key. They are
 //! listed apart in `catalog/<slug>.beyond-segment.yml` (written only when there are any): a
 //! mapping with `destination` (the entry's `id` and `slug`) and `beyondSegment`, which holds
 //! `actions` and `presets` in the entry's shapes, each preset with its `enabled` flag.
@@ -20,6 +26,7 @@
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
+use super::docs::BATCH_SWITCH_FIELD;
 use super::model::{
     Action, Condition, Conditions, Destination, Field, Preset, Required, Setting, SettingType,
 };
@@ -51,7 +58,7 @@ pub fn catalog_entry(dest: &Destination) -> Value {
     let mut entry = Map::new();
     entry.insert("id".into(), json!(dest.id));
     entry.insert("display_name".into(), json!(dest.display_name));
-    entry.insert("name".into(), json!(dest.name));
+    entry.insert("name".into(), json!(dest.display_name));
     entry.insert("slug".into(), json!(dest.slug));
     for (key, value) in dest.catalog.iter().flatten() {
         if !RESERVED_KEYS.contains(&key.as_str()) {
@@ -91,9 +98,6 @@ pub fn beyond_segment_entry(dest: &Destination) -> Option<Value> {
         .filter(|action| action.beyond_segment)
         .map(action)
         .collect();
-    if actions.is_empty() {
-        return None;
-    }
     let presets: Vec<Value> = dest
         .presets
         .iter()
@@ -106,17 +110,23 @@ pub fn beyond_segment_entry(dest: &Destination) -> Option<Value> {
             out
         })
         .collect();
+    if actions.is_empty() && presets.is_empty() {
+        return None;
+    }
     Some(json!({
         "destination": {"id": dest.id, "slug": dest.slug},
         "beyondSegment": {"actions": actions, "presets": presets},
     }))
 }
 
-/// Whether `preset` runs a beyond-Segment action.
+/// Whether `preset` is actionkit's rather than Segment's: it runs a beyond-Segment action, or it
+/// is off unless a configuration turns it on (every preset of Segment's is on).
 pub fn is_beyond_segment(dest: &Destination, preset: &Preset) -> bool {
-    dest.actions
-        .iter()
-        .any(|action| action.key == preset.action_key && action.beyond_segment)
+    !preset.enabled
+        || dest
+            .actions
+            .iter()
+            .any(|action| action.key == preset.action_key && action.beyond_segment)
 }
 
 fn preset_json(dest: &Destination, preset: &Preset) -> Value {
@@ -154,11 +164,16 @@ fn setting(setting: &Setting) -> Value {
 }
 
 fn action(action: &Action) -> Value {
+    let batch_switch = action.batch.is_some() && action.request.is_some();
     let fields: Vec<Value> = action
         .fields
         .iter()
         .enumerate()
-        .map(|(idx, field)| catalog_field(field, idx))
+        .filter(|(_, field)| !field.hidden)
+        .map(|(idx, field)| {
+            let platform_added = batch_switch && field.key == BATCH_SWITCH_FIELD;
+            catalog_field(field, idx, platform_added)
+        })
         .collect();
     json!({
         "id": action.id,
@@ -172,7 +187,9 @@ fn action(action: &Action) -> Value {
     })
 }
 
-fn catalog_field(field: &Field, sort_order: usize) -> Value {
+/// A field in the catalog's shape; `platform_added` for the batch switch, which Segment's
+/// platform adds without a placeholder or a hidden flag.
+fn catalog_field(field: &Field, sort_order: usize, platform_added: bool) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), json!(field.id));
     out.insert("sortOrder".into(), json!(sort_order));
@@ -180,14 +197,15 @@ fn catalog_field(field: &Field, sort_order: usize) -> Value {
     out.insert("label".into(), json!(field.label));
     out.insert("type".into(), json!(field.kind.catalog_name()));
     out.insert("description".into(), json!(field.description));
-    out.insert(
-        "placeholder".into(),
-        json!(field.placeholder.clone().unwrap_or_default()),
-    );
-    out.insert(
-        "defaultValue".into(),
-        field.default.clone().unwrap_or(Value::Null),
-    );
+    if !platform_added {
+        out.insert(
+            "placeholder".into(),
+            json!(field.placeholder.clone().unwrap_or_default()),
+        );
+    }
+    if let Some(default) = &field.default {
+        out.insert("defaultValue".into(), default.clone());
+    }
     out.insert("required".into(), required(&field.required));
     out.insert("multiple".into(), json!(field.multiple));
     let choices = field.choices.as_ref().map(|choices| {
@@ -199,7 +217,9 @@ fn catalog_field(field: &Field, sort_order: usize) -> Value {
     out.insert("choices".into(), json!(choices));
     out.insert("dynamic".into(), json!(field.dynamic));
     out.insert("allowNull".into(), json!(field.allow_null));
-    out.insert("hidden".into(), json!(field.hidden));
+    if !platform_added {
+        out.insert("hidden".into(), json!(field.hidden));
+    }
     Value::Object(out)
 }
 
@@ -243,12 +263,27 @@ pub fn render_yaml(entry: &Value) -> Result<String> {
 /// Renders the beyond-Segment listing (from [`beyond_segment_entry`]) as its file's text: the
 /// header line, a comment saying what the file is, then the mapping.
 pub fn render_beyond_segment_yaml(dest: &Destination, listing: &Value) -> Result<String> {
+    let has_actions = listing["beyondSegment"]["actions"]
+        .as_array()
+        .is_some_and(|actions| !actions.is_empty());
+    let what = if has_actions {
+        format!(
+            "the actions of {slug} that Segment's catalog entry\n\
+             # ({entry}) leaves out, and their presets, which are off by default.",
+            slug = dest.slug,
+            entry = catalog_path(dest),
+        )
+    } else {
+        format!(
+            "the presets of {slug} that Segment's catalog entry\n\
+             # ({entry}) lacks, which are off by default.",
+            slug = dest.slug,
+            entry = catalog_path(dest),
+        )
+    };
     let note = format!(
-        "# Beyond Segment: the actions of {slug} that Segment's catalog entry\n\
-         # ({entry}) leaves out, and their presets, which are off by default.\n\
-         # Both lists have the entry's shapes; each preset also says whether it is enabled.\n",
-        slug = dest.slug,
-        entry = catalog_path(dest),
+        "# Beyond Segment: {what}\n\
+         # Both lists have the entry's shapes; each preset also says whether it is enabled.\n"
     );
     render_document(listing, &note, "the beyond-Segment listing")
 }

@@ -40,6 +40,9 @@ pub const BEYOND_SEGMENT_MARKER: &str = "(Beyond Segment)";
 /// The heading of the section that holds the beyond-Segment actions.
 pub const BEYOND_SEGMENT_HEADING: &str = "## Beyond Segment Actions";
 
+/// The heading of that section when actionkit adds presets only.
+pub const BEYOND_SEGMENT_PRESETS_HEADING: &str = "## Beyond Segment Presets";
+
 const TEMPLATE: &str = include_str!("../../templates/destination.md.hbs");
 
 #[derive(Serialize)]
@@ -59,6 +62,8 @@ struct Page {
     actions: Vec<ActionSection>,
     beyond_heading: &'static str,
     has_beyond: bool,
+    /// Whether there is a beyond-Segment section at all: actions, or presets alone.
+    has_beyond_section: bool,
     has_beyond_presets: bool,
     beyond_presets: Vec<PresetRow>,
     beyond_actions: Vec<ActionSection>,
@@ -147,8 +152,13 @@ pub fn render_page(dest: &Destination) -> Result<String> {
             .iter()
             .map(|action| action_section(action, dest))
             .collect(),
-        beyond_heading: BEYOND_SEGMENT_HEADING,
+        beyond_heading: if beyond_actions.is_empty() {
+            BEYOND_SEGMENT_PRESETS_HEADING
+        } else {
+            BEYOND_SEGMENT_HEADING
+        },
         has_beyond: !beyond_actions.is_empty(),
+        has_beyond_section: !beyond_actions.is_empty() || !beyond_presets.is_empty(),
         has_beyond_presets: !beyond_presets.is_empty(),
         beyond_presets: beyond_presets
             .iter()

@@ -2,7 +2,7 @@
 //! The generated destination modules and the list the registry is built from.
 /// Userpilot Cloud (Actions) (`actions-userpilot-cloud`).
 pub mod userpilot;
-/// Webhook (Actions) (`actions-webhook`).
+/// Webhooks (Actions) (`actions-webhook`).
 pub mod webhook;
 /// Every generated destination, in the order of their directories under `actions/`.
 pub static DESTINATIONS: &[&::actionkit_runtime::destination::DestinationDef] = &[
