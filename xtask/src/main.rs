@@ -42,6 +42,13 @@ fn main() -> ExitCode {
         return usage_error("no task given");
     };
     let rest = &args[1..];
+    // `cargo xtask <task> --help` asks for help, never for a slug or a key named `--help`.
+    // What follows `--` belongs to cargo test.
+    let ours = rest.split(|arg| arg == "--").next().unwrap_or_default();
+    if ours.iter().any(|arg| arg == "--help" || arg == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let res = match task.as_str() {
         "codegen" => {
             let check = match rest {
