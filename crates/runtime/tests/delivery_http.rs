@@ -703,3 +703,75 @@ fn invalid_configs_are_rejected_with_the_field_named() {
     assert!(defaults.rate_limits.is_empty());
     assert_eq!(defaults.user_agent, DEFAULT_USER_AGENT);
 }
+
+/// `send_attempt` is what a person's "send it for real" uses: one attempt, the answer's body
+/// with the request's credentials scrubbed, and the instance's rate limit obeyed like every
+/// delivery of the same client.
+#[tokio::test]
+async fn send_attempt_makes_one_attempt_scrubs_the_answer_and_waits_for_the_rate_limit() {
+    // A destination that answers with what it was sent, credentials included.
+    let router = Router::new().route(
+        "/{*path}",
+        any(|headers: HeaderMap| async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (StatusCode::OK, format!("{{\"you_sent\": \"{auth}\"}}"))
+        }),
+    );
+    let addr = serve(router).await;
+    let client = client(fast_config());
+    let outcome = client
+        .send_attempt(&request(format!("http://{addr}/v1/identify")))
+        .await;
+    match &outcome {
+        Outcome::Delivered {
+            status: 200,
+            body: Some(body),
+        } => {
+            assert!(!body.contains(SECRET), "{body}");
+            assert!(body.contains("[redacted]"), "{body}");
+        }
+        other => panic!("expected a delivered answer with a body, got {other:?}"),
+    }
+
+    // A retryable answer is shown as it is, after one attempt.
+    let (addr, hits) = scripted(vec![503, 202], Vec::new()).await;
+    let outcome = client
+        .send_attempt(&request(format!("http://{addr}/v1/track")))
+        .await;
+    assert_eq!(outcome.status(), Some(503));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // A paused rate-limit key holds it back, as it holds back deliveries.
+    let (addr, hits) = scripted(vec![202], Vec::new()).await;
+    let client = Arc::new(client);
+    client
+        .rate_limiter()
+        .pause("track", Duration::from_secs(600));
+    let mut held = request(format!("http://{addr}/v1/track"));
+    held.rate_limit_key = Some("track".to_owned());
+    let task = {
+        let client = Arc::clone(&client);
+        tokio::spawn(async move { client.send_attempt(&held).await })
+    };
+    let waiting = || {
+        client
+            .rate_limiter()
+            .stats()
+            .iter()
+            .any(|s| s.key == "track" && s.waiting == 1)
+    };
+    for _ in 0..500 {
+        if waiting() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(waiting(), "the attempt waits for its key");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    assert!(!task.is_finished());
+    task.abort();
+}

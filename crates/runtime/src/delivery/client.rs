@@ -263,6 +263,34 @@ impl DeliveryClient {
         }
     }
 
+    /// Makes exactly one attempt behind the rate limit and the concurrency bound (so that it
+    /// shares the instance's limits with the deliveries of the same client), without retrying,
+    /// and scrubs the secrets from the answer's body as well as from the reason: for a person
+    /// who asked to see what the destination answers to one request.
+    pub async fn send_attempt(&self, request: &Request) -> Outcome {
+        let prepared = match self.prepare(request) {
+            Ok(prepared) => prepared,
+            Err(reason) => {
+                return Outcome::Failed {
+                    status: None,
+                    reason,
+                };
+            }
+        };
+        let key = request.rate_limit_key.as_deref();
+        let outcome = self
+            .layered_attempt(key, &prepared)
+            .await
+            .busy_if(request.busy_statuses);
+        match outcome {
+            Outcome::Delivered { status, body } => Outcome::Delivered {
+                status,
+                body: body.map(|text| redact(text, &prepared.secrets)),
+            },
+            other => other,
+        }
+    }
+
     /// One attempt behind the rate limit and the concurrency bound.
     async fn layered_attempt(&self, key: Option<&str>, prepared: &Prepared) -> Outcome {
         // The grant holds the rate-limit token until the answer is in (or the attempt failed).
