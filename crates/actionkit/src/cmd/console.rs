@@ -116,6 +116,7 @@ pub fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
         let addr = listener
             .local_addr()
             .context("cannot read the listening address")?;
+        let stop = serve::termination();
         tracing::info!(
             addr = %addr,
             console = %format!("http://{addr}/console"),
@@ -123,7 +124,7 @@ pub fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
             "Listening."
         );
         axum::serve(listener, app)
-            .with_graceful_shutdown(serve::termination())
+            .with_graceful_shutdown(stop)
             .into_future()
             .await
             .context("the HTTP server failed")?;

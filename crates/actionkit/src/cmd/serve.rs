@@ -483,26 +483,42 @@ fn retry_backoff(file: &Path, server: &ServerConfig) -> anyhow::Result<(Duration
     Ok((base, max))
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn termination() {
+/// Listens for SIGTERM and SIGINT from now on and resolves when one arrives.
+///
+/// The handlers are installed when this is called, not when the future is first polled, so
+/// that a signal sent as soon as the server says it listens is a clean stop rather than the
+/// default action (the process killed). It must be called within a Tokio runtime.
+pub fn termination() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                (Ok(mut term), Err(_)) => {
+                    term.recv().await;
+                }
+                (Err(_), Ok(mut int)) => {
+                    int.recv().await;
+                }
+                (Err(_), Err(_)) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -733,13 +749,14 @@ async fn serve(service: Service) -> anyhow::Result<()> {
             .into_future(),
     );
     let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    let stop = termination();
     tracing::info!(addr = %addr, destinations = ?names, queue = queue.backend(), "Listening.");
     if has_console {
         tracing::info!(console = %format!("http://{addr}/console"), "The console is on.");
     }
 
     let early = tokio::select! {
-        _ = termination() => None,
+        _ = stop => None,
         res = &mut http => Some(res),
     };
     if let Some(res) = early {
