@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module under `cmd`; this file only parses arguments and
 //! reports errors.
 
+mod activity;
 mod cluster;
 mod cmd;
 mod events;

@@ -22,7 +22,9 @@
 //! and come back after their lease runs out, so the failure costs a duplicate, never a loss.
 //!
 //! Workers use [`EventQueue`] and do not know whether the queue is an SQLite file or a
-//! JetStream shared with other nodes (see the `store` module).
+//! JetStream shared with other nodes (see the `store` module). When the console is on, each
+//! worker also adds what a batch came to, per event and per action, to its instance's
+//! [`Recorder`] (one lock per batch; see the `activity` module).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use actionkit_runtime::units::{self, Unit, Work};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
+use crate::activity::{BatchTally, FailureNote, Fate, Recorder};
 use crate::setup::Target;
 use crate::store::{EventQueue, Leased};
 
@@ -133,6 +136,51 @@ impl RowOutcome {
     }
 }
 
+/// What became of one action's part of a row: its requests (and batch entries) for the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionPart {
+    /// The action's key.
+    pub action: &'static str,
+    /// How its part ended.
+    pub result: PartResult,
+    /// The destination's status of the failed request, when one answered.
+    pub status: Option<u16>,
+    /// Why it failed, as the row's reason words it without the action's key.
+    pub reason: Option<String>,
+}
+
+/// How one action's part of a row ended; a row whose requests for one action ended
+/// differently counts the worst (failed, then delivered, then unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PartResult {
+    /// Not sent: it would have changed nothing.
+    Unchanged,
+    /// Sent and accepted.
+    Delivered,
+    /// A request failed (retryably or for good), was cut off, or the mapping rejected the
+    /// event: the part shares the row's fate.
+    Failed,
+}
+
+/// Adds `part` to a row's `parts`, one per action, keeping the worst result and the first
+/// failure's status and reason.
+fn add_part(parts: &mut Vec<ActionPart>, part: ActionPart) {
+    match parts.iter_mut().find(|p| p.action == part.action) {
+        Some(known) if part.result > known.result => *known = part,
+        Some(_) => {}
+        None => parts.push(part),
+    }
+}
+
+/// A row's outcome with each action's part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowResult {
+    /// What should become of the row.
+    pub outcome: RowOutcome,
+    /// Each action's part, once per action; empty when the event reached no action.
+    pub parts: Vec<ActionPart>,
+}
+
 /// The `integrations` key that switches `target` on or off for `event`: the instance's name when
 /// the event names it, else the destination's display name (Segment's key, for example
 /// `Userpilot Cloud (Actions)`); with neither, `All` decides.
@@ -159,7 +207,9 @@ pub async fn deliver_payload(
 ) -> RowOutcome {
     let mut outcomes =
         deliver_rows(target, batcher, &Changes::Off, &[payload], None, metrics).await;
-    outcomes.pop().unwrap_or(RowOutcome::NoTrigger)
+    outcomes
+        .pop()
+        .map_or(RowOutcome::NoTrigger, |row| row.outcome)
 }
 
 /// Where a worker keeps what was delivered to each record, for skipping unchanged requests.
@@ -236,7 +286,7 @@ impl Changes {
 }
 
 /// Delivers the stored events `payloads` to `target` together and says what should become of
-/// each row, in order.
+/// each row, in order, with each action's part of it.
 ///
 /// Every row is planned first; the requests of all rows become units ([`units::build_units`]:
 /// requests for one record of an action whose API merges by id are coalesced into one), units
@@ -250,10 +300,10 @@ pub async fn deliver_rows(
     payloads: &[&[u8]],
     deadline: Option<Duration>,
     metrics: &MetricsRegistry,
-) -> Vec<RowOutcome> {
+) -> Vec<RowResult> {
     let started = tokio::time::Instant::now();
     let mut outcomes: Vec<Option<RowOutcome>> = vec![None; payloads.len()];
-    let mut invalid: Vec<Vec<String>> = vec![Vec::new(); payloads.len()];
+    let mut invalid: Vec<Vec<(&'static str, String)>> = vec![Vec::new(); payloads.len()];
     let mut planned_rows = Vec::with_capacity(payloads.len());
     for (row, payload) in payloads.iter().enumerate() {
         match plan_payload(target, payload) {
@@ -356,8 +406,9 @@ pub async fn deliver_rows(
         changes.remember(target, delivered).await;
     }
 
-    // Each row's outcome from its units.
+    // Each row's outcome from its units, and each action's part of it.
     let mut sent: Vec<Vec<(&'static str, FinalOutcome)>> = vec![Vec::new(); payloads.len()];
+    let mut parts: Vec<Vec<ActionPart>> = vec![Vec::new(); payloads.len()];
     let mut waits: Vec<usize> = vec![0; payloads.len()];
     let mut skipped: Vec<usize> = vec![0; payloads.len()];
     let mut unfinished: Vec<bool> = vec![false; payloads.len()];
@@ -366,11 +417,18 @@ pub async fn deliver_rows(
             waits[row] += 1;
             if unit.unchanged {
                 skipped[row] += 1;
+                add_part(&mut parts[row], part_of(unit.action, PartResult::Unchanged));
                 continue;
             }
             match &result {
-                Some(outcome) => sent[row].push((unit.action, outcome.clone())),
-                None => unfinished[row] = true,
+                Some(outcome) => {
+                    add_part(&mut parts[row], sent_part(unit.action, outcome));
+                    sent[row].push((unit.action, outcome.clone()));
+                }
+                None => {
+                    unfinished[row] = true;
+                    add_part(&mut parts[row], part_of(unit.action, PartResult::Failed));
+                }
             }
         }
     }
@@ -378,19 +436,74 @@ pub async fn deliver_rows(
         .into_iter()
         .enumerate()
         .map(|(row, outcome)| {
-            if let Some(outcome) = outcome {
-                return outcome;
-            }
-            if unfinished[row] {
-                return cut_off(deadline.unwrap_or_default());
-            }
+            let mut parts = std::mem::take(&mut parts[row]);
             let invalid = std::mem::take(&mut invalid[row]);
-            if waits[row] > 0 && skipped[row] == waits[row] && invalid.is_empty() {
-                return RowOutcome::Unchanged;
+            for (action, reason) in &invalid {
+                add_part(
+                    &mut parts,
+                    ActionPart {
+                        reason: Some(reason.clone()),
+                        ..part_of(action, PartResult::Failed)
+                    },
+                );
             }
-            decide(invalid, &sent[row])
+            let outcome = if let Some(outcome) = outcome {
+                outcome
+            } else if unfinished[row] {
+                let outcome = cut_off(deadline.unwrap_or_default());
+                if let RowOutcome::Retry { reason, .. } = &outcome {
+                    for part in parts.iter_mut().filter(|p| p.reason.is_none()) {
+                        if part.result == PartResult::Failed {
+                            part.reason = Some(reason.clone());
+                        }
+                    }
+                }
+                outcome
+            } else if waits[row] > 0 && skipped[row] == waits[row] && invalid.is_empty() {
+                RowOutcome::Unchanged
+            } else {
+                let invalid = invalid
+                    .into_iter()
+                    .map(|(action, reason)| format!("{action}: {reason}"))
+                    .collect();
+                decide(invalid, &sent[row])
+            };
+            RowResult { outcome, parts }
         })
         .collect()
+}
+
+/// An action's part with no status or reason (yet).
+fn part_of(action: &'static str, result: PartResult) -> ActionPart {
+    ActionPart {
+        action,
+        result,
+        status: None,
+        reason: None,
+    }
+}
+
+/// An action's part as its sent request ended, with the status and the reason worded as in
+/// the row's reason ([`decide`]).
+fn sent_part(action: &'static str, outcome: &FinalOutcome) -> ActionPart {
+    if outcome.is_delivered() {
+        return part_of(action, PartResult::Delivered);
+    }
+    ActionPart {
+        action,
+        result: PartResult::Failed,
+        status: outcome.status,
+        reason: Some(failure_reason(outcome)),
+    }
+}
+
+/// A failed request's reason: its status (or `no response`) and why.
+fn failure_reason(outcome: &FinalOutcome) -> String {
+    let status = outcome
+        .status
+        .map_or_else(|| "no response".to_owned(), |s| s.to_string());
+    let why = outcome.reason.as_deref().unwrap_or("unknown reason");
+    format!("{status}: {why}")
 }
 
 /// Counts and logs a settled batch entry; returns its outcome.
@@ -459,7 +572,8 @@ fn verdict_label(verdict: Verdict) -> &'static str {
 struct Planned {
     requests: Vec<(Option<&'static str>, Request)>,
     batched: Vec<(Option<&'static str>, BatchItem)>,
-    invalid: Vec<String>,
+    /// The action's key and `<error name>: <message>`.
+    invalid: Vec<(&'static str, String)>,
 }
 
 /// The requests an event makes for `target` and the mappings that rejected it, or the row's
@@ -490,7 +604,7 @@ fn plan_payload(target: &Target, payload: &[u8]) -> Result<Planned, RowOutcome> 
             Outcome::Batch(item) => batched.push((outcome.action_key, item)),
             Outcome::Invalid { name, message, .. } => {
                 let action = outcome.action_key.unwrap_or("?");
-                invalid.push(format!("{action}: {name}: {message}"));
+                invalid.push((action, format!("{name}: {message}")));
             }
             Outcome::Skipped { .. } => {}
         }
@@ -516,13 +630,7 @@ fn decide(invalid: Vec<String>, sent: &[(&str, FinalOutcome)]) -> RowOutcome {
     let mut all_busy = true;
     let mut failed = invalid;
     for (action, outcome) in sent {
-        let reason = || {
-            let status = outcome
-                .status
-                .map_or_else(|| "no response".to_owned(), |s| s.to_string());
-            let why = outcome.reason.as_deref().unwrap_or("unknown reason");
-            format!("{action}: {status}: {why}")
-        };
+        let reason = || format!("{action}: {}", failure_reason(outcome));
         match outcome.verdict {
             Verdict::Delivered => {}
             Verdict::Failed => failed.push(reason()),
@@ -603,7 +711,8 @@ fn cut_off(allowed: Duration) -> RowOutcome {
 const LEASE_WAIT: Duration = Duration::from_millis(500);
 
 /// Runs the worker of one target until `shutdown` turns true; the batch in hand is finished
-/// first.
+/// first. What each batch came to is added to `recorder` when there is one (the console's
+/// delivery overview).
 pub async fn run(
     queue: EventQueue,
     target: Arc<Target>,
@@ -611,6 +720,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     config: WorkerConfig,
     metrics: MetricsRegistry,
+    recorder: Option<Recorder>,
 ) {
     let name = target.name.clone();
     tracing::info!(destination = %name, backend = queue.backend(), "Delivery worker started.");
@@ -661,7 +771,15 @@ pub async fn run(
             continue;
         }
         let partial = leases.len() < lease_batch;
-        process_batch(&queue, &target, &batcher, leases, &config, &metrics).await;
+        let batch = Batch {
+            queue: &queue,
+            target: &target,
+            batcher: &batcher,
+            config: &config,
+            metrics: &metrics,
+            recorder: recorder.as_ref(),
+        };
+        process_batch(batch, leases).await;
         if partial && !queue.lease_waits() {
             gather(&config, &mut shutdown).await;
         }
@@ -693,15 +811,27 @@ async fn gather(config: &WorkerConfig, shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
+/// What a worker delivers a leased batch with.
+struct Batch<'a> {
+    queue: &'a EventQueue,
+    target: &'a Arc<Target>,
+    batcher: &'a Batcher,
+    config: &'a WorkerConfig,
+    metrics: &'a MetricsRegistry,
+    /// Where what the batch came to is counted, when the console is on.
+    recorder: Option<&'a Recorder>,
+}
+
 /// Delivers a leased batch concurrently and records every outcome.
-async fn process_batch(
-    queue: &EventQueue,
-    target: &Arc<Target>,
-    batcher: &Batcher,
-    leases: Vec<Leased>,
-    config: &WorkerConfig,
-    metrics: &MetricsRegistry,
-) {
+async fn process_batch(batch: Batch<'_>, leases: Vec<Leased>) {
+    let Batch {
+        queue,
+        target,
+        batcher,
+        config,
+        metrics,
+        recorder,
+    } = batch;
     // Leases on JetStream are kept alive while the batch is delivered (and its outcomes
     // recorded); the guard stops that when this function returns.
     let _alive = queue.keep_alive(&leases);
@@ -719,10 +849,12 @@ async fn process_batch(
         Changes::Off
     };
     let payloads: Vec<&[u8]> = leases.iter().map(Leased::payload).collect();
-    let outcomes = deliver_rows(target, batcher, &changes, &payloads, Some(allowed), metrics).await;
+    let rows = deliver_rows(target, batcher, &changes, &payloads, Some(allowed), metrics).await;
+    let mut tally = BatchTally::default();
     let mut acks: Vec<Leased> = Vec::new();
-    let mut others: Vec<(Leased, RowOutcome)> = Vec::new();
-    for (lease, outcome) in leases.into_iter().zip(outcomes) {
+    let mut others: Vec<(Leased, RowResult)> = Vec::new();
+    for (lease, row) in leases.into_iter().zip(rows) {
+        let outcome = &row.outcome;
         metrics
             .counter(
                 DELIVERIES_TOTAL,
@@ -740,40 +872,63 @@ async fn process_batch(
                 .histogram(DELIVERY_EVENT_AGE, &[("destination", target.name.as_str())])
                 .record(age.as_secs_f64());
         }
-        match outcome {
-            RowOutcome::Delivered
-            | RowOutcome::Unchanged
-            | RowOutcome::NoTrigger
-            | RowOutcome::Filtered => {
-                tracing::debug!(
-                    destination = %target.name,
-                    message_id = %lease.message_id(),
-                    outcome = outcome.label(),
-                    "Event done."
-                );
-                acks.push(lease);
+        let done = match outcome {
+            RowOutcome::Delivered => Fate::Delivered,
+            RowOutcome::Unchanged => Fate::SkippedUnchanged,
+            RowOutcome::NoTrigger => Fate::SkippedNoTrigger,
+            RowOutcome::Filtered => Fate::SkippedFiltered,
+            RowOutcome::Retry { .. } | RowOutcome::Dead { .. } => {
+                others.push((lease, row));
+                continue;
             }
-            other => others.push((lease, other)),
+        };
+        tracing::debug!(
+            destination = %target.name,
+            message_id = %lease.message_id(),
+            outcome = outcome.label(),
+            "Event done."
+        );
+        if recorder.is_some() {
+            tally.event(done, &row.parts, None, now);
         }
+        acks.push(lease);
     }
     if !acks.is_empty() {
         if let Err(err) = queue.ack(acks).await {
             tracing::error!(destination = %target.name, error = %err, "Acknowledging deliveries failed.");
         }
     }
-    for (lease, outcome) in others {
-        record_failure(queue, target, lease, outcome, config).await;
+    for (lease, row) in others {
+        let message_id = lease.message_id().to_owned();
+        let reason = match &row.outcome {
+            RowOutcome::Retry { reason, .. } | RowOutcome::Dead { reason } => reason.clone(),
+            _ => String::new(),
+        };
+        let (fate, prefix) = record_failure(queue, target, lease, row.outcome, config).await;
+        if recorder.is_some() {
+            let note = FailureNote {
+                message_id: &message_id,
+                reason: &reason,
+                prefix,
+            };
+            tally.event(fate, &row.parts, Some(note), SystemTime::now());
+        }
+    }
+    if let Some(recorder) = recorder {
+        recorder.record(tally, SystemTime::now());
     }
 }
 
-/// Schedules a retry of, or dead-letters, one row.
+/// Schedules a retry of, or dead-letters, one row; returns what became of it (an outcome
+/// that could not be written leaves the row to be handed out again: retried) and the word
+/// the queue put before its reason, if any.
 async fn record_failure(
     queue: &EventQueue,
     target: &Target,
     lease: Leased,
     outcome: RowOutcome,
     config: &WorkerConfig,
-) {
+) -> (Fate, &'static str) {
     let now = SystemTime::now();
     let message_id = lease.message_id().to_owned();
     match outcome {
@@ -803,13 +958,16 @@ async fn record_failure(
                     reason = %reason,
                     "Delivery failed; retry scheduled."
                 ),
-                Ok(RetryOutcome::DeadLettered) => tracing::warn!(
-                    destination = %target.name,
-                    message_id = %message_id,
-                    attempts,
-                    reason = %reason,
-                    "Delivery failed past the maximum age; dead-lettered."
-                ),
+                Ok(RetryOutcome::DeadLettered) => {
+                    tracing::warn!(
+                        destination = %target.name,
+                        message_id = %message_id,
+                        attempts,
+                        reason = %reason,
+                        "Delivery failed past the maximum age; dead-lettered."
+                    );
+                    return (Fate::DeadLettered, MAX_AGE_PREFIX);
+                }
                 Ok(RetryOutcome::LeaseLost) => tracing::warn!(
                     destination = %target.name,
                     message_id = %message_id,
@@ -822,32 +980,47 @@ async fn record_failure(
                     "Scheduling a retry failed."
                 ),
             }
+            (Fate::Retried, "")
         }
         RowOutcome::Dead { reason } => match queue.dead_letter(lease, &reason, now).await {
-            Ok(true) => tracing::warn!(
-                destination = %target.name,
-                message_id = %message_id,
-                reason = %reason,
-                "Delivery failed for good; dead-lettered."
-            ),
-            Ok(false) => tracing::warn!(
-                destination = %target.name,
-                message_id = %message_id,
-                "The lease ran out before the outcome was recorded; the event will be delivered again."
-            ),
-            Err(err) => tracing::error!(
-                destination = %target.name,
-                message_id = %message_id,
-                error = %err,
-                "Dead-lettering failed."
-            ),
+            Ok(true) => {
+                tracing::warn!(
+                    destination = %target.name,
+                    message_id = %message_id,
+                    reason = %reason,
+                    "Delivery failed for good; dead-lettered."
+                );
+                (Fate::DeadLettered, "")
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    destination = %target.name,
+                    message_id = %message_id,
+                    "The lease ran out before the outcome was recorded; the event will be delivered again."
+                );
+                (Fate::Retried, "")
+            }
+            Err(err) => {
+                tracing::error!(
+                    destination = %target.name,
+                    message_id = %message_id,
+                    error = %err,
+                    "Dead-lettering failed."
+                );
+                (Fate::Retried, "")
+            }
         },
-        RowOutcome::Delivered
-        | RowOutcome::Unchanged
-        | RowOutcome::NoTrigger
-        | RowOutcome::Filtered => {}
+        // Only failures come here.
+        RowOutcome::Delivered => (Fate::Delivered, ""),
+        RowOutcome::Unchanged => (Fate::SkippedUnchanged, ""),
+        RowOutcome::NoTrigger => (Fate::SkippedNoTrigger, ""),
+        RowOutcome::Filtered => (Fate::SkippedFiltered, ""),
     }
 }
+
+/// What the queue puts before the reason of an event dead-lettered past its maximum age
+/// ([`EventQueue::schedule`]).
+const MAX_AGE_PREFIX: &str = "max age exceeded: ";
 
 /// Runs the store's housekeeping every `every`, until `shutdown`: expired leases return to
 /// pending and remembered fingerprints are kept within their bounds (see
@@ -997,6 +1170,54 @@ mod tests {
             deliver_payload(&target, &batcher, nobody.to_string().as_bytes(), &metrics).await,
             "identifyUser",
         );
+        // Its part is the action's, failed, with the validation's reason; an event that
+        // reached no action has no part.
+        let nobody = nobody.to_string();
+        let alias = alias.to_string();
+        let payloads: Vec<&[u8]> = vec![nobody.as_bytes(), alias.as_bytes(), b"{not json"];
+        let rows = deliver_rows(&target, &batcher, &Changes::Off, &payloads, None, &metrics).await;
+        assert_eq!(rows[0].parts.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].parts[0].action, "identifyUser");
+        assert_eq!(rows[0].parts[0].result, PartResult::Failed);
+        assert_eq!(rows[0].parts[0].status, None);
+        assert!(
+            rows[0].parts[0]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("PayloadValidationError: ")),
+            "{rows:?}"
+        );
+        assert_eq!(rows[1].parts, Vec::new());
+        assert_eq!(rows[2].parts, Vec::new());
+    }
+
+    #[test]
+    fn a_row_keeps_one_part_per_action_the_worst_and_its_first_failure() {
+        let mut parts = Vec::new();
+        add_part(&mut parts, part_of("a", PartResult::Unchanged));
+        add_part(&mut parts, part_of("a", PartResult::Delivered));
+        add_part(&mut parts, part_of("b", PartResult::Delivered));
+        let failed = |status, why: &str| ActionPart {
+            status: Some(status),
+            reason: Some(why.to_owned()),
+            ..part_of("a", PartResult::Failed)
+        };
+        add_part(&mut parts, failed(503, "first"));
+        add_part(&mut parts, failed(400, "second"));
+        add_part(&mut parts, part_of("a", PartResult::Delivered));
+        assert_eq!(
+            parts,
+            vec![failed(503, "first"), part_of("b", PartResult::Delivered)]
+        );
+        assert_eq!(
+            sent_part("c", &final_outcome(Verdict::Failed, Some(404), None)),
+            ActionPart {
+                action: "c",
+                result: PartResult::Failed,
+                status: Some(404),
+                reason: Some("404: why".to_owned()),
+            }
+        );
     }
 
     #[test]
@@ -1131,15 +1352,18 @@ mod tests {
             ..WorkerConfig::default()
         };
         let batcher = Batcher::spawn(Arc::clone(&target.instance), Arc::clone(&target.client));
-        process_batch(
-            &EventQueue::sqlite(queue.clone(), None),
-            &target,
-            &batcher,
-            leases.into_iter().map(Leased::Sqlite).collect(),
-            &config,
-            &MetricsRegistry::new(),
-        )
-        .await;
+        let activity =
+            crate::activity::ActivityLog::new(["userpilot".to_owned()], SystemTime::now());
+        let recorder = activity.recorder("userpilot");
+        let batch = Batch {
+            queue: &EventQueue::sqlite(queue.clone(), None),
+            target: &target,
+            batcher: &batcher,
+            config: &config,
+            metrics: &MetricsRegistry::new(),
+            recorder: recorder.as_ref(),
+        };
+        process_batch(batch, leases.into_iter().map(Leased::Sqlite).collect()).await;
         let reclaimed = reclaimer
             .await
             .expect("the reclaimer runs")
@@ -1159,6 +1383,24 @@ mod tests {
         assert_eq!(rows[0].attempts, 1);
         let error = rows[0].last_error.as_deref().unwrap_or_default();
         assert!(error.contains("before its lease ran out"), "{error}");
+        // The console's overview counts the event as retried, under its action, and lists it
+        // among the recent failures with the same reason.
+        let seen = activity.activity(SystemTime::now());
+        assert_eq!(seen.instances[0].events.hour.retried, 1);
+        let track = seen.instances[0]
+            .actions
+            .iter()
+            .find(|a| a.action.as_deref() == Some("trackEvent"))
+            .expect("the track action is counted");
+        assert_eq!(track.windows.hour.retried, 1);
+        assert_eq!(seen.failures.len(), 1);
+        assert_eq!(seen.failures[0].message_id, "m1");
+        assert_eq!(seen.failures[0].action.as_deref(), Some("trackEvent"));
+        assert!(
+            seen.failures[0].reason.contains("before its lease ran out"),
+            "{:?}",
+            seen.failures[0]
+        );
     }
 
     /// Identifies of one user waiting together are merged into one request; what changes
@@ -1194,6 +1436,9 @@ mod tests {
                 .count()
         };
 
+        let outcomes = |rows: Vec<RowResult>| -> Vec<RowOutcome> {
+            rows.into_iter().map(|row| row.outcome).collect()
+        };
         let rows = deliver(vec![
             identify("u1", json!({"plan": "pro"})),
             identify("u1", json!({"seats": 3})),
@@ -1201,7 +1446,18 @@ mod tests {
             identify("u1", json!({"plan": "max"})),
         ])
         .await;
-        assert_eq!(rows, vec![RowOutcome::Delivered; 4]);
+        // Each event of a coalesced request has the action's part as delivered.
+        assert!(
+            rows.iter().all(|row| row.parts
+                == vec![ActionPart {
+                    action: "identifyUser",
+                    result: PartResult::Delivered,
+                    status: None,
+                    reason: None,
+                }]),
+            "{rows:?}"
+        );
+        assert_eq!(outcomes(rows), vec![RowOutcome::Delivered; 4]);
         assert_eq!(sent(), 2, "u1's three identifies went as one");
         let state = mock.state();
         assert_eq!(
@@ -1216,7 +1472,12 @@ mod tests {
             identify("u2", json!({"plan": "growth"})),
         ])
         .await;
-        assert_eq!(rows, vec![RowOutcome::Unchanged, RowOutcome::Delivered]);
+        assert_eq!(rows[0].parts[0].result, PartResult::Unchanged);
+        assert_eq!(rows[1].parts[0].result, PartResult::Delivered);
+        assert_eq!(
+            outcomes(rows),
+            vec![RowOutcome::Unchanged, RowOutcome::Delivered]
+        );
         assert_eq!(sent(), 3);
         let rendered = metrics.render();
         assert!(
@@ -1242,7 +1503,7 @@ mod tests {
         ];
         let refs: Vec<&[u8]> = refs.iter().map(String::as_bytes).collect();
         let rows = deliver_rows(&plain, &batcher, &Changes::Off, &refs, None, &metrics).await;
-        assert_eq!(rows, vec![RowOutcome::Delivered; 2]);
+        assert_eq!(outcomes(rows), vec![RowOutcome::Delivered; 2]);
         assert_eq!(sent(), 5);
     }
 }

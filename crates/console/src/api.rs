@@ -8,7 +8,10 @@
 //! | `GET /console/api/instances` | the configured instances, secrets masked |
 //! | `POST /console/api/test` | the Event Tester |
 //! | `POST /console/api/preview` | the mapping editor's preview and YAML |
-//! | `GET /console/api/overview` | the queue's counts by instance and state (serve only) |
+//! | `POST /console/api/send` | the Event Tester's real send, with each answer |
+//! | `GET /console/api/about` | the version, and whether there is a queue (serve) |
+//! | `GET /console/api/overview` | the delivery overview (serve only) |
+//! | `POST /console/api/dlq/list`, `…/show`, `…/replay`, `…/purge` | the dead-letter queue (serve only) |
 //!
 //! Every API answer is JSON; an error is `{"error": "<what and where>"}` with a real status.
 //! Every answer carries headers that keep it out of frames and caches and forbid scripts from
@@ -26,7 +29,7 @@ use axum::routing::{MethodRouter, any, get, post};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::{Console, assets, auth, describe, tester};
+use crate::{Console, assets, auth, describe, dlq, overview, send, tester};
 
 /// The state every handler shares.
 #[derive(Clone)]
@@ -48,6 +51,11 @@ impl ApiError {
             status,
             message: message.into(),
         }
+    }
+
+    /// What the error says.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -118,7 +126,13 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/api/instances", get_only(instances))
         .route("/console/api/test", post_only(test))
         .route("/console/api/preview", post_only(preview))
+        .route("/console/api/send", post_only(send_event))
+        .route("/console/api/about", get_only(about))
         .route("/console/api/overview", get_only(overview))
+        .route("/console/api/dlq/list", post_only(dlq_list))
+        .route("/console/api/dlq/show", post_only(dlq_show))
+        .route("/console/api/dlq/replay", post_only(dlq_replay))
+        .route("/console/api/dlq/purge", post_only(dlq_purge))
         .route("/console/api/{*rest}", any(unknown_route))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth::guard));
     Router::new()
@@ -153,20 +167,28 @@ async fn instances(State(shared): State<Shared>) -> axum::Json<Value> {
     axum::Json(describe::instances(&shared.console.instances))
 }
 
+async fn about(State(shared): State<Shared>) -> axum::Json<Value> {
+    axum::Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "queue": shared.console.deliveries.is_some(),
+    }))
+}
+
+/// The delivery overview. The counts are in memory, so they are answered even when the
+/// queue cannot be read; then `queue` is `null` and `queue_error` says so.
 async fn overview(State(shared): State<Shared>) -> Result<axum::Json<Value>, ApiError> {
-    let Some(deliveries) = &shared.console.deliveries else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no delivery overview here: `actionkit console` runs without the queue; open the console of `actionkit serve`",
-        ));
+    let console = &shared.console;
+    let deliveries = dlq::deliveries(console)?;
+    let (stats, queue_error) = match deliveries.stats().await {
+        Ok(stats) => (stats, None),
+        Err(_) => (Value::Null, Some(dlq::unavailable().message().to_owned())),
     };
-    match deliveries.stats().await {
-        Ok(stats) => Ok(axum::Json(json!({ "queue": stats }))),
-        Err(_) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the queue cannot be read now; the server's log says why",
-        )),
+    let activity = deliveries.activity();
+    let mut answer = overview::overview(&console.instances, stats, &activity);
+    if let (Some(error), Value::Object(map)) = (queue_error, &mut answer) {
+        map.insert("queue_error".to_owned(), Value::String(error));
     }
+    Ok(axum::Json(answer))
 }
 
 /// Parses a JSON body into `T`, naming the problem.
@@ -190,4 +212,48 @@ async fn preview(
 ) -> Result<axum::Json<Value>, ApiError> {
     let input = body(&bytes)?;
     tester::preview(&shared.console, input).map(axum::Json)
+}
+
+async fn send_event(
+    State(shared): State<Shared>,
+    bytes: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let input = body(&bytes)?;
+    send::send(&shared.console, input).await.map(axum::Json)
+}
+
+async fn dlq_list(
+    State(shared): State<Shared>,
+    bytes: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    dlq::deliveries(&shared.console)?;
+    let input = body(&bytes)?;
+    dlq::list(&shared.console, input).await.map(axum::Json)
+}
+
+async fn dlq_show(
+    State(shared): State<Shared>,
+    bytes: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    dlq::deliveries(&shared.console)?;
+    let input = body(&bytes)?;
+    dlq::show(&shared.console, input).await.map(axum::Json)
+}
+
+async fn dlq_replay(
+    State(shared): State<Shared>,
+    bytes: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    dlq::deliveries(&shared.console)?;
+    let input = body(&bytes)?;
+    dlq::replay(&shared.console, input).await.map(axum::Json)
+}
+
+async fn dlq_purge(
+    State(shared): State<Shared>,
+    bytes: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    dlq::deliveries(&shared.console)?;
+    let input = body(&bytes)?;
+    dlq::purge(&shared.console, input).await.map(axum::Json)
 }

@@ -6,8 +6,11 @@
 //! (`runtime::destination`), the Event Tester is [`Instance::trace`] (the dry run of
 //! `send --dry-run`, one step at a time), the mapping editor compiles triggers with `fql` and
 //! mappings with `mapping`, and every request shown is redacted by provenance
-//! ([`Instance::redact`]). The page is plain HTML, JavaScript and CSS embedded in the binary
-//! (`assets`), with no framework and no build step.
+//! ([`Instance::redact`]). Under `serve` the delivery overview and the dead-letter queue are
+//! read and changed through [`Deliveries`], which `serve` implements with the same store
+//! operations `actionkit queue stats` and `actionkit dlq` use and the counts its workers keep.
+//! The page is plain HTML, JavaScript and CSS embedded in the binary (`assets`), with no
+//! framework and no build step.
 //!
 //! Security (see `auth`): every API call needs the console's token in a header, which a
 //! cross-site form cannot send; calls that change anything are `POST` with a JSON body, and
@@ -25,6 +28,9 @@ mod api;
 mod assets;
 mod auth;
 mod describe;
+mod dlq;
+mod overview;
+mod send;
 mod tester;
 mod yaml;
 
@@ -32,10 +38,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use actionkit_runtime::delivery::DeliveryClient;
 use actionkit_runtime::destination::Registry;
 use actionkit_runtime::dispatch::Instance;
 
 pub use auth::{MIN_TOKEN_CHARS, Token, TokenError};
+pub use dlq::DlqSelection;
+pub use overview::{
+    ActionActivity, Activity, Counts, FailureOutcome, InstanceActivity, RecentFailure, Windows,
+};
 
 /// One configured destination instance the console shows and tests events against.
 #[derive(Debug, Clone)]
@@ -44,17 +55,48 @@ pub struct ConsoleInstance {
     pub name: String,
     /// The compiled instance (settings, mappings).
     pub instance: Arc<Instance>,
+    /// The instance's delivery client, for the Event Tester's real send: under `serve` the
+    /// one its worker delivers with, so that a send shares the instance's rate limits.
+    pub client: Arc<DeliveryClient>,
 }
 
 /// A future the queue side of the console returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where the delivery overview comes from: the queue `serve` delivers from, behind the same
-/// store abstraction `actionkit queue stats` and `actionkit dlq` use.
+/// Where the delivery overview and the dead-letter queue come from: the queue `serve`
+/// delivers from, behind the same store abstraction `actionkit queue stats` and
+/// `actionkit dlq` use, and what its workers decided.
+///
+/// Every error is logged by the implementation and only said to be there in the answer (a
+/// `503`); it must not carry secrets either way.
 pub trait Deliveries: Send + Sync {
     /// The queue's counts, by instance and state, as JSON (what `actionkit queue stats`
-    /// prints). The error is logged by the implementation and must not carry secrets.
+    /// prints).
     fn stats(&self) -> BoxFuture<'_, Result<serde_json::Value, String>>;
+
+    /// What the workers of this process decided over the last hour and day, and the recent
+    /// failures.
+    fn activity(&self) -> Activity;
+
+    /// Dead-lettered deliveries, oldest first, each as one line of `actionkit dlq list`
+    /// prints it: of `instance` only, or of the event `message_id` only, when given.
+    fn dlq_list(
+        &self,
+        instance: Option<String>,
+        message_id: Option<String>,
+        limit: u32,
+        offset: u64,
+    ) -> BoxFuture<'_, Result<Vec<serde_json::Value>, String>>;
+
+    /// One dead-lettered delivery with its event, as `actionkit dlq show` prints it; `None`
+    /// when it is not in the dead-letter queue.
+    fn dlq_show(&self, id: i64) -> BoxFuture<'_, Result<Option<serde_json::Value>, String>>;
+
+    /// Returns the selected dead letters to delivery (`actionkit dlq replay`); how many.
+    fn dlq_replay(&self, selection: DlqSelection) -> BoxFuture<'_, Result<u64, String>>;
+
+    /// Deletes the selected dead letters for good (`actionkit dlq purge`); how many.
+    fn dlq_purge(&self, selection: DlqSelection) -> BoxFuture<'_, Result<u64, String>>;
 }
 
 /// Everything the console serves: the generated destinations, the configured instances,

@@ -55,7 +55,7 @@ impl Problem {
         }
     }
 
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "where": self.place,
             "line": self.line,
@@ -109,7 +109,7 @@ pub struct PreviewInput {
 
 /// Reads the event from exactly one of `event` and `event_text`; the inner error is a problem
 /// with the text, the outer one a malformed call.
-fn read_event(
+pub(crate) fn read_event(
     event: Option<Value>,
     text: Option<String>,
 ) -> Result<Result<Value, Problem>, ApiError> {
@@ -137,7 +137,10 @@ fn read_event(
 }
 
 /// The configured instance `name`, or a 404 naming the ones there are.
-fn find_instance<'a>(console: &'a Console, name: &str) -> Result<&'a ConsoleInstance, ApiError> {
+pub(crate) fn find_instance<'a>(
+    console: &'a Console,
+    name: &str,
+) -> Result<&'a ConsoleInstance, ApiError> {
     console.instance(name).ok_or_else(|| {
         let names: Vec<&str> = console.instances.iter().map(|i| i.name.as_str()).collect();
         ApiError::new(
@@ -151,7 +154,7 @@ fn find_instance<'a>(console: &'a Console, name: &str) -> Result<&'a ConsoleInst
 }
 
 /// A request as shown: method, URL, headers and JSON body, redacted.
-fn request_json(instance: &Instance, request: &Request) -> Value {
+pub(crate) fn request_json(instance: &Instance, request: &Request) -> Value {
     let shown = instance.redact(request);
     let headers: Vec<Value> = shown
         .headers

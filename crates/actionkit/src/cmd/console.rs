@@ -2,26 +2,36 @@
 //! and the console router `serve` mounts when `server.console` is configured.
 //!
 //! The console itself (API, page, token checks) is the `actionkit-console` crate; this module
-//! only builds it from the configuration's destination instances and serves it.
+//! builds it from the configuration's destination instances and serves it, and gives `serve`'s
+//! console its queue: [`QueueOverview`] answers with the store operations of
+//! `actionkit queue stats` and `actionkit dlq` and with what the workers recorded.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use actionkit_console::{BoxFuture, Console, ConsoleInstance, Deliveries, Token};
+use actionkit_console::{
+    Activity, BoxFuture, Console, ConsoleInstance, Deliveries, DlqSelection, Token,
+};
+use actionkit_queue::{DeliveryId, DlqFilter};
 use anyhow::Context;
 use clap::Args;
+use serde_json::Value;
 
+use crate::activity::ActivityLog;
+use crate::cmd::dlq::{entry_json, show_json};
 use crate::cmd::serve::{self, LogFormat};
 use crate::setup::{self, Target, TargetArgs};
-use crate::store::EventQueue;
+use crate::store::{EventQueue, StoreError};
 
 /// The token variable when neither `--token-env` nor `server.console.token_env` names one.
 pub const DEFAULT_TOKEN_ENV: &str = "ACTIONKIT_CONSOLE_TOKEN";
 
-/// Serve the web console (Event Tester, mapping editor) for a configuration, without intake.
+/// Serve the web console (Event Tester with real sends, mapping editor) for a configuration,
+/// without intake, queue or delivery overview.
 #[derive(Debug, Args)]
 #[command(after_help = "Example:
   export ACTIONKIT_CONSOLE_TOKEN=$(openssl rand -hex 24)  USERPILOT_API_KEY=…
@@ -54,34 +64,119 @@ pub fn token(file: &Path, token_env: &str) -> anyhow::Result<Token> {
 }
 
 /// The console over `targets`, opened by `token`, without a queue.
-pub fn console(token: Token, targets: &[Target]) -> anyhow::Result<Console> {
+pub fn console<'a>(
+    token: Token,
+    targets: impl IntoIterator<Item = &'a Target>,
+) -> anyhow::Result<Console> {
     let instances = targets
-        .iter()
+        .into_iter()
         .map(|target| ConsoleInstance {
             name: target.name.clone(),
             instance: Arc::clone(&target.instance),
+            client: Arc::clone(&target.client),
         })
         .collect();
     Ok(Console::new(setup::registry()?, instances, token))
 }
 
-/// The delivery overview of `serve`: the queue's stats for the configured instances, read
-/// through the same store `actionkit queue stats` uses.
+/// The queue side of `serve`'s console: the queue's stats and dead-letter queue, read and
+/// changed through the same store `actionkit queue stats` and `actionkit dlq` use, and what
+/// this process's workers recorded.
 pub struct QueueOverview {
     /// The queue.
     pub queue: EventQueue,
     /// The names of the instances delivered to.
     pub names: Vec<String>,
+    /// What the workers decided.
+    pub activity: Arc<ActivityLog>,
+}
+
+/// Logs a store error for the console (the answer only says that the log has it).
+fn logged(what: &'static str) -> impl FnOnce(StoreError) -> String {
+    move |err| {
+        tracing::warn!(error = %err, action = what, "A console call on the queue failed.");
+        err.to_string()
+    }
+}
+
+fn store_selection(selection: DlqSelection) -> actionkit_queue::DlqSelection {
+    match selection {
+        DlqSelection::Ids(ids) => {
+            actionkit_queue::DlqSelection::Ids(ids.into_iter().map(DeliveryId).collect())
+        }
+        DlqSelection::Instance(name) => actionkit_queue::DlqSelection::Destination(name),
+    }
 }
 
 impl Deliveries for QueueOverview {
-    fn stats(&self) -> BoxFuture<'_, Result<serde_json::Value, String>> {
+    fn stats(&self) -> BoxFuture<'_, Result<Value, String>> {
         Box::pin(async move {
-            let stats = self.queue.stats(&self.names).await.map_err(|err| {
-                tracing::warn!(error = %err, "Reading queue stats for the console failed.");
-                err.to_string()
-            })?;
+            let stats = self
+                .queue
+                .stats(&self.names)
+                .await
+                .map_err(logged("queue stats"))?;
             serde_json::to_value(stats).map_err(|err| err.to_string())
+        })
+    }
+
+    fn activity(&self) -> Activity {
+        self.activity.activity(SystemTime::now())
+    }
+
+    fn dlq_list(
+        &self,
+        instance: Option<String>,
+        message_id: Option<String>,
+        limit: u32,
+        offset: u64,
+    ) -> BoxFuture<'_, Result<Vec<Value>, String>> {
+        Box::pin(async move {
+            let filter = DlqFilter {
+                destination: instance,
+                message_id,
+            };
+            let entries = self
+                .queue
+                .dlq_list(filter, limit, offset)
+                .await
+                .map_err(logged("dlq list"))?;
+            Ok(entries.iter().map(entry_json).collect())
+        })
+    }
+
+    fn dlq_show(&self, id: i64) -> BoxFuture<'_, Result<Option<Value>, String>> {
+        Box::pin(async move {
+            let item = self
+                .queue
+                .dlq_get(DeliveryId(id))
+                .await
+                .map_err(logged("dlq show"))?;
+            Ok(item.as_ref().map(show_json))
+        })
+    }
+
+    fn dlq_replay(&self, selection: DlqSelection) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            let n = self
+                .queue
+                .dlq_replay(store_selection(selection))
+                .await
+                .map_err(logged("dlq replay"))?;
+            tracing::info!(replayed = n, "Dead letters replayed from the console.");
+            Ok(n)
+        })
+    }
+
+    fn dlq_purge(&self, selection: DlqSelection) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            let n = self
+                .queue
+                .dlq_purge(store_selection(selection))
+                .await
+                .map_err(logged("dlq purge"))?;
+            tracing::info!(purged = n, "Dead letters purged from the console.");
+            Ok(n)
         })
     }
 }

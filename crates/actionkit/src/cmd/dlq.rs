@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actionkit_jetstream::JetStreamQueue;
-use actionkit_queue::{DeliveryId, DlqEntry, DlqFilter, DlqSelection, Queue};
+use actionkit_queue::{DeliveryId, DlqEntry, DlqFilter, DlqItem, DlqSelection, Queue};
 use actionkit_spec::config::QueueBackend;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -177,7 +177,8 @@ fn millis(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn entry_json(entry: &DlqEntry) -> Value {
+/// A dead letter as `dlq list` prints it (and the console shows it).
+pub fn entry_json(entry: &DlqEntry) -> Value {
     json!({
         "id": entry.delivery_id.0,
         "event_id": entry.event_id.0,
@@ -190,6 +191,19 @@ fn entry_json(entry: &DlqEntry) -> Value {
         "dead_at_ms": millis(entry.dead_at),
         "payload_bytes": entry.payload_bytes,
     })
+}
+
+/// A dead letter with its event as `dlq show` prints it (and the console shows it): the
+/// entry, and the event as stored (intake stores it without its `writeKey`), as JSON, or as
+/// text when it is not JSON.
+pub fn show_json(item: &DlqItem) -> Value {
+    let mut out = entry_json(&item.entry);
+    let event = serde_json::from_slice::<Value>(&item.payload)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&item.payload).into()));
+    if let Value::Object(map) = &mut out {
+        map.insert("event".to_owned(), event);
+    }
+    out
 }
 
 /// Runs `actionkit dlq …`.
@@ -221,13 +235,7 @@ async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
             let Some(item) = queue.dlq_get(DeliveryId(id)).await? else {
                 bail!("delivery {id} is not in the dead-letter queue");
             };
-            let mut out = entry_json(&item.entry);
-            let event = serde_json::from_slice::<Value>(&item.payload)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&item.payload).into()));
-            if let Value::Object(map) = &mut out {
-                map.insert("event".to_owned(), event);
-            }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            println!("{}", serde_json::to_string_pretty(&show_json(&item))?);
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Replay {

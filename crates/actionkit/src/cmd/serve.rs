@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actionkit_intake::{
     BoxFuture, Cors, EventSink, IntakeConfig, IntakeState, MetricsRegistry, NormalizedEvent,
@@ -29,6 +29,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use tokio::sync::{Notify, watch};
 
+use crate::activity::ActivityLog;
 use crate::cluster;
 use crate::setup::{self, Target, TargetArgs};
 use crate::store::{EventQueue, StoreError};
@@ -553,9 +554,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .map(|console| crate::cmd::console::token(&args.config, &console.token_env))
         .transpose()?;
     let targets = setup::from_config_file(&args.config, &target_args)?;
-    let console = console_token
-        .map(|token| crate::cmd::console::console(token, &targets))
-        .transpose()?;
     let metrics = MetricsRegistry::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -587,6 +585,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             runtime.block_on(cluster::connect(config, &server, targets))?
         }
     };
+    // Built from the targets the workers deliver with (on JetStream their clients share the
+    // cluster's rate limits), so that the console's real sends count against those limits.
+    let console = console_token
+        .map(|token| crate::cmd::console::console(token, targets.iter().map(AsRef::as_ref)))
+        .transpose()?;
     let delivery = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("actionkit-delivery")
@@ -682,18 +685,26 @@ async fn serve(service: Service) -> anyhow::Result<()> {
     let state = IntakeState::new(intake, Arc::new(sink), metrics.clone());
     let intake_routes = actionkit_intake::router(state);
     let has_console = console.is_some();
-    let app = match console {
+    // What the workers decide is recorded only for the console's delivery overview.
+    let activity = console.is_some().then(|| {
+        Arc::new(ActivityLog::new(
+            targets.iter().map(|t| t.name.clone()),
+            SystemTime::now(),
+        ))
+    });
+    let app = match (console, &activity) {
         // The console's routes have no fallback and their own layers; the intake's CORS
         // layer stays on the intake's routes.
-        Some(console) => {
+        (Some(console), Some(activity)) => {
             let overview = crate::cmd::console::QueueOverview {
                 queue: queue.clone(),
                 names: targets.iter().map(|t| t.name.clone()).collect(),
+                activity: Arc::clone(activity),
             };
             actionkit_console::router(console.with_deliveries(Arc::new(overview)))
                 .merge(intake_routes)
         }
-        None => intake_routes,
+        _ => intake_routes,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -723,6 +734,7 @@ async fn serve(service: Service) -> anyhow::Result<()> {
                 ..WorkerConfig::default()
             },
             metrics.clone(),
+            activity.as_ref().and_then(|log| log.recorder(&target.name)),
         );
         let running = Running::start(flag);
         workers.spawn_on(
