@@ -6,7 +6,24 @@
 "use strict";
 
 const TOKEN_KEY = "actionkit-console-token";
-const state = { destinations: [], instances: [], examples: [], previewTimer: 0, previewSeq: 0 };
+const state = {
+  destinations: [],
+  instances: [],
+  examples: [],
+  previewTimer: 0,
+  previewSeq: 0,
+  // Whether this console has a queue (it runs inside `actionkit serve`).
+  queue: null,
+  // The last Event Tester run: the text tested and what it found.
+  tested: null,
+  overviewTimer: 0,
+  overview: null,
+  overviewShown: "",
+  dlqShown: "",
+  dlqEntries: [],
+  dlqSelected: new Set(),
+  failuresAll: false,
+};
 
 const $ = (id) => document.getElementById(id);
 
@@ -75,6 +92,10 @@ function showTab(tab) {
     $(other.getAttribute("aria-controls")).hidden = !selected;
   }
   if (tab.id === "tab-editor") schedulePreview(0);
+  if (tab.id === "tab-overview") {
+    refreshOverview();
+  }
+  scheduleOverview();
 }
 
 function setUpTabs() {
@@ -240,6 +261,37 @@ function problemText(problem) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Confirmation: a modal dialog (Escape or Cancel says no; Cancel has the focus first).
+
+let confirmResolve = null;
+
+/** Asks `title`; resolves true when the person presses the `ok` button. */
+function confirmAction({ title, text, items, ok, danger }) {
+  const dialog = $("confirm");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-items").replaceChildren(...(items || []).map((item) => el("li", {}, item)));
+  $("confirm-items").hidden = !(items && items.length);
+  $("confirm-ok").textContent = ok;
+  $("confirm-ok").className = danger ? "danger-solid" : "primary";
+  return new Promise((resolve) => {
+    confirmResolve = resolve;
+    dialog.showModal();
+    $("confirm-cancel").focus();
+  });
+}
+
+function closeConfirm(answer) {
+  const dialog = $("confirm");
+  if (dialog.open) dialog.close();
+  if (confirmResolve) {
+    const resolve = confirmResolve;
+    confirmResolve = null;
+    resolve(answer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The Event Tester.
 
 async function runTest() {
@@ -260,10 +312,12 @@ async function runTest() {
     out.replaceChildren(el("p", { class: "muted", text: "Fix the event to see what the mappings do." }));
     return;
   }
+  state.tested = { text: $("event").value, data };
   out.replaceChildren();
   for (const inst of data.instances) {
     const matched = inst.mappings.filter((m) => m.matched && m.enabled).length;
     out.append(el("h3", {}, inst.name, " ", el("span", { class: "muted", text: matched === 1 ? "1 mapping matched" : matched ? `${matched} mappings matched` : "no enabled mapping matched: not subscribed" })));
+    out.append(sendBox(inst));
     const sorted = [...inst.mappings].sort((a, b) => Number(b.matched && b.enabled) - Number(a.matched && a.enabled));
     for (const m of sorted) {
       const status = !m.enabled ? ["off", "disabled"] : m.matched ? ["ok", "matched"] : ["no", "not matched"];
@@ -278,6 +332,92 @@ async function runTest() {
       out.append(card);
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real send: what the tester showed for one instance, sent for real after a confirmation.
+
+/** The requests a tested instance would send: matched, enabled mappings that built one. */
+function sendable(inst) {
+  return inst.mappings.filter((m) => m.matched && m.enabled && m.result && (m.result.kind === "request" || m.result.kind === "batch"));
+}
+
+function sendBox(inst) {
+  const count = sendable(inst).length;
+  const id = `send-${inst.name}`;
+  const button = el("button", { type: "button", class: "danger", id: `${id}-button`, disabled: count === 0 }, count ? `Send to ${inst.name} for real…` : "Nothing to send");
+  const answers = el("div", { id: `${id}-answers`, class: "stack", "aria-live": "polite" });
+  button.addEventListener("click", () => realSend(inst, answers));
+  return el(
+    "div",
+    { class: "sendbox" },
+    el("div", { class: "row" }, button, el("span", { class: "muted", text: "Sends this event's requests to the destination now, once each, with the real credentials; the queue is not involved." })),
+    answers,
+  );
+}
+
+async function realSend(inst, box) {
+  const items = sendable(inst).map((m) => {
+    const url = m.result.kind === "request" ? `${m.result.request.method} ${m.result.request.url}` : "a batch of one entry";
+    return `${m.name} (${m.action}): ${url}`;
+  });
+  const ok = await confirmAction({
+    title: `Send for real to ${inst.name}?`,
+    text: `This sends ${items.length === 1 ? "1 request" : `${items.length} requests`} to the destination now, with the instance's real credentials. The destination records them as it would any event.`,
+    items,
+    ok: items.length === 1 ? "Send 1 request" : `Send ${items.length} requests`,
+    danger: true,
+  });
+  if (!ok) return;
+  box.replaceChildren(el("p", { class: "muted", text: "Sending…" }));
+  let data;
+  try {
+    data = await api("send", { instance: inst.name, event_text: state.tested.text });
+  } catch (err) {
+    box.replaceChildren(el("div", { class: "error-box", role: "alert", text: err.message }));
+    return;
+  }
+  if (data.errors.length) {
+    box.replaceChildren(el("div", { class: "error-box", role: "alert", text: problemText(data.errors[0]) }));
+    return;
+  }
+  box.replaceChildren(el("h4", { text: `Answers from ${inst.name}` }), ...data.sends.map(answerView));
+}
+
+const OUTCOME_WORDS = {
+  delivered: ["ok", "delivered"],
+  retryable: ["warn", "failed, retryable"],
+  busy: ["warn", "busy"],
+  failed: ["bad", "failed"],
+};
+
+function answerView(sent) {
+  const head = el("p", {}, el("strong", { text: sent.name || sent.action }), " ", el("code", { text: sent.action || "" }));
+  if (!sent.answer) {
+    const why = sent.error ? `${sent.error.name}: ${sent.error.message}` : "not sent";
+    return el("div", { class: "card answer" }, head, el("p", { class: "error-box", text: `Not sent: ${why}` }));
+  }
+  const a = sent.answer;
+  const [cls, word] = OUTCOME_WORDS[a.outcome] || ["", a.outcome];
+  const status = a.status === null || a.status === undefined ? "no answer" : `HTTP ${a.status}`;
+  let body = null;
+  if (a.body) {
+    let shown = a.body;
+    try {
+      shown = pretty(JSON.parse(a.body));
+    } catch (_) {
+      // Not JSON: shown as it came.
+    }
+    body = el("pre", { class: "code", tabindex: "0", "aria-label": "Answer body" }, shown);
+  }
+  return el(
+    "div",
+    { class: `card answer ${cls}` },
+    head,
+    el("p", {}, el("span", { class: `badge ${cls}`, text: word }), " ", el("strong", { text: status }), sent.request ? el("span", { class: "muted" }, " to ", el("code", { text: sent.request.url })) : null),
+    a.reason ? el("p", { class: "reason", text: a.reason }) : null,
+    body || (a.outcome === "delivered" ? el("p", { class: "muted", text: "The answer had no body." }) : null),
+  );
 }
 
 function loadExample() {
@@ -438,6 +578,354 @@ async function copyYaml() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The delivery overview: counts per instance and action, recent failures, dead letters.
+
+const OVERVIEW_EVERY_MS = 5000;
+
+function overviewVisible() {
+  return !$("view-overview").hidden;
+}
+
+function scheduleOverview() {
+  clearTimeout(state.overviewTimer);
+  if (!overviewVisible() || !$("ov-auto").checked || state.queue !== true) return;
+  state.overviewTimer = setTimeout(async () => {
+    // Nothing changes under a person deciding in the dialog.
+    if (!$("confirm").open) await refreshOverview();
+    scheduleOverview();
+  }, OVERVIEW_EVERY_MS);
+}
+
+function timeText(ms) {
+  const at = new Date(ms);
+  const today = new Date().toDateString() === at.toDateString();
+  const time = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return today ? time : `${at.toLocaleDateString()} ${time}`;
+}
+
+function ageText(ms) {
+  if (ms === null || ms === undefined) return "none";
+  const secs = Math.round(ms / 1000);
+  if (secs < 90) return `${secs} s`;
+  const mins = Math.round(secs / 60);
+  if (mins < 90) return `${mins} min`;
+  const hours = Math.floor(mins / 60);
+  return `${hours} h ${mins % 60} min`;
+}
+
+function showNoQueue() {
+  $("ov-noqueue").hidden = false;
+  $("ov-body").hidden = true;
+  $("ov-controls").hidden = true;
+}
+
+async function refreshOverview() {
+  if (state.queue === false) {
+    showNoQueue();
+    return;
+  }
+  if (state.queue !== true) return;
+  let data;
+  try {
+    data = await api("overview");
+  } catch (err) {
+    $("ov-error").hidden = false;
+    $("ov-error").textContent = err.message;
+    return;
+  }
+  $("ov-error").hidden = !data.queue_error;
+  $("ov-error").textContent = data.queue_error || "";
+  state.overview = data;
+  $("ov-status").textContent = `Updated at ${timeText(data.now_ms)}.`;
+  const since = timeText(data.counted_since_ms);
+  const young = data.now_ms - data.counted_since_ms < 24 * 3600 * 1000;
+  $("ov-scope").textContent =
+    `Counted by this serve process${young ? ` since it started at ${since}` : ""} in whole minutes; each node of a cluster counts its own, while the queue and its dead letters are shared.`;
+  const shown = JSON.stringify([data.instances, data.failures, $("fail-instance").value]);
+  if (shown !== state.overviewShown) {
+    state.overviewShown = shown;
+    renderCounts(data);
+    fillInstanceFilters(data);
+    renderFailures(data);
+  }
+  await refreshDlq();
+}
+
+function countCell(counts, key, cls, window) {
+  const n = counts[key];
+  const td = el("td", { class: `num ${n ? cls : "zero"}`, "data-count": `${window}-${key}` }, String(n));
+  if (key === "skipped" && n) {
+    const by = Object.entries(counts.skipped_by)
+      .filter(([, v]) => v)
+      .map(([k, v]) => `${k.replace("_", " ")} ${v}`)
+      .join(", ");
+    td.append(el("span", { class: "by", text: by }));
+  }
+  return td;
+}
+
+const COLUMNS = [
+  ["delivered", "Delivered", "ok"],
+  ["retried", "Retried", "warn"],
+  ["dead_lettered", "Dead-lettered", "bad"],
+  ["skipped", "Skipped", ""],
+];
+
+function countsRow(label, windows, isTotal) {
+  return el(
+    "tr",
+    { class: isTotal ? "total" : "" },
+    el("th", { scope: "row" }, label),
+    COLUMNS.map(([key, , cls]) => countCell(windows.hour, key, cls, "hour")),
+    COLUMNS.map(([key, , cls]) => countCell(windows.day, key, cls, "day")),
+  );
+}
+
+function tile(label, value, cls) {
+  return el("div", { class: `tile ${cls || ""}` }, el("span", { class: "tile-value", text: value }), el("span", { class: "tile-label", text: label }));
+}
+
+function renderCounts(data) {
+  const box = $("ov-instances");
+  box.replaceChildren();
+  for (const inst of data.instances) {
+    const q = inst.queue;
+    const tiles = q
+      ? el(
+          "div",
+          { class: "tiles", role: "group", "aria-label": `Queue of ${inst.name}` },
+          tile("pending", String(q.pending)),
+          tile("retry scheduled", String(q.retry_scheduled), q.retry_scheduled ? "warn" : ""),
+          tile("in flight", String(q.in_flight)),
+          tile("dead-lettered", String(q.dead_lettered), q.dead_lettered ? "bad" : ""),
+          tile("oldest pending", ageText(q.oldest_pending_age_ms)),
+        )
+      : el("p", { class: "muted", text: "The queue's counts cannot be read now." });
+    const head = el(
+      "thead",
+      {},
+      el("tr", {}, el("td"), el("th", { scope: "colgroup", colspan: "4", class: "group" }, "Last hour"), el("th", { scope: "colgroup", colspan: "4", class: "group" }, "Last 24 hours")),
+      el("tr", {}, el("th", { scope: "col" }, "Action"), COLUMNS.map(([, name]) => el("th", { scope: "col", class: "num" }, name)), COLUMNS.map(([, name]) => el("th", { scope: "col", class: "num" }, name))),
+    );
+    const rows = inst.actions.map((a) => countsRow(a.action ? el("code", { text: a.action }) : el("span", { class: "muted", text: "no action (no trigger matched, switched off, unreadable)" }), a, false));
+    const table = el(
+      "table",
+      { class: "counts" },
+      el("caption", { text: `What became of the events of ${inst.name}, per action (an event that reaches two actions counts for each)` }),
+      head,
+      el("tbody", {}, rows, countsRow("All events", inst.events, true)),
+    );
+    box.append(el("article", { class: "card" }, el("h3", {}, inst.name, " ", el("span", { class: "muted", text: `→ ${inst.destination}` })), tiles, table));
+  }
+}
+
+function fillInstanceFilters(data) {
+  for (const id of ["fail-instance", "dlq-instance"]) {
+    const select = $(id);
+    const current = select.value;
+    const names = data.instances.map((i) => i.name);
+    const wanted = ["", ...names];
+    const have = [...select.options].map((o) => o.value);
+    if (JSON.stringify(have) !== JSON.stringify(wanted)) {
+      select.replaceChildren(el("option", { value: "", text: "All instances" }), ...names.map((n) => el("option", { value: n, text: n })));
+      select.value = wanted.includes(current) ? current : "";
+    }
+  }
+}
+
+/** How many recent failures show before "Show all". */
+const FAILURES_SHOWN = 8;
+
+function renderFailures(data) {
+  const only = $("fail-instance").value;
+  const all = data.failures.filter((f) => !only || f.instance === only);
+  const box = $("ov-failures");
+  if (!all.length) {
+    box.replaceChildren(el("p", { class: "muted", text: only ? `No recent failures of ${only}.` : "No failures since the server started." }));
+    return;
+  }
+  const failures = state.failuresAll ? all : all.slice(0, FAILURES_SHOWN);
+  let more = null;
+  if (all.length > FAILURES_SHOWN) {
+    more = el("button", { type: "button", class: "small", "aria-expanded": String(Boolean(state.failuresAll)) }, state.failuresAll ? `Show the ${FAILURES_SHOWN} newest` : `Show all ${all.length}`);
+    more.addEventListener("click", () => {
+      state.failuresAll = !state.failuresAll;
+      renderFailures(data);
+      box.querySelector("button")?.focus();
+    });
+  }
+  box.replaceChildren(
+    table(
+      failures.length === all.length ? `The ${all.length === 1 ? "failure" : `${all.length} failures`} kept, newest first` : `The ${failures.length} newest of ${all.length} failures kept`,
+      ["Time", "Instance", "Action", "Message ID", "Outcome", "Status", "Reason"],
+      failures.map((f) => [
+        timeText(f.at_ms),
+        f.instance,
+        f.action ? el("code", { text: f.action }) : el("span", { class: "muted", text: "the event" }),
+        el("code", { text: f.message_id }),
+        f.outcome === "dead_lettered" ? el("span", { class: "badge bad", text: "dead-lettered" }) : el("span", { class: "badge warn", text: "retried" }),
+        f.status === null ? "none" : String(f.status),
+        el("span", { class: "reason", text: f.reason }),
+      ]),
+    ),
+    more,
+  );
+}
+
+async function refreshDlq() {
+  const instance = $("dlq-instance").value;
+  let data;
+  try {
+    data = await api("dlq/list", instance ? { instance, limit: 200 } : { limit: 200 });
+  } catch (err) {
+    $("dlq-list").replaceChildren(el("div", { class: "error-box", role: "alert", text: err.message }));
+    return;
+  }
+  state.dlqEntries = data.entries;
+  const ids = new Set(data.entries.map((e) => e.id));
+  for (const id of [...state.dlqSelected]) if (!ids.has(id)) state.dlqSelected.delete(id);
+  const shown = JSON.stringify([data.entries, instance]);
+  // A list someone is working in is not redrawn under their focus; the next refresh does it.
+  if (shown !== state.dlqShown && !$("dlq-list").contains(document.activeElement)) {
+    state.dlqShown = shown;
+    renderDlq(data.entries, instance);
+  }
+  updateDlqButtons();
+}
+
+function renderDlq(entries, instance) {
+  const box = $("dlq-list");
+  if (!entries.length) {
+    box.replaceChildren(el("p", { class: "muted", text: instance ? `No dead letters of ${instance}.` : "The dead-letter queue is empty." }));
+    return;
+  }
+  const rows = entries.map((e) => {
+    const check = el("input", { type: "checkbox", id: `dlq-check-${e.id}`, "aria-label": `Select delivery ${e.id} (${e.message_id})` });
+    check.checked = state.dlqSelected.has(e.id);
+    check.addEventListener("change", () => {
+      if (check.checked) state.dlqSelected.add(e.id);
+      else state.dlqSelected.delete(e.id);
+      updateDlqButtons();
+    });
+    const show = el("button", { type: "button", class: "small", "aria-label": `Show delivery ${e.id}` }, "Show");
+    show.addEventListener("click", () => showDeadLetter(e.id));
+    return el(
+      "tr",
+      {},
+      el("td", {}, check),
+      el("td", { class: "num" }, String(e.id)),
+      el("td", {}, timeText(e.dead_at_ms)),
+      el("td", {}, e.destination),
+      el("td", {}, el("code", { text: e.message_id })),
+      el("td", { class: "num" }, String(e.attempts)),
+      el("td", {}, el("span", { class: "reason", text: e.reason })),
+      el("td", {}, show),
+    );
+  });
+  box.replaceChildren(
+    el(
+      "table",
+      { class: "dlq" },
+      el("caption", { text: `${entries.length === 1 ? "1 dead letter" : `${entries.length} dead letters`}, oldest first` }),
+      el("thead", {}, el("tr", {}, ["Select", "Delivery", "Dead-lettered at", "Instance", "Message ID", "Attempts", "Reason", ""].map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, rows),
+    ),
+  );
+}
+
+function updateDlqButtons() {
+  const n = state.dlqSelected.size;
+  const instance = $("dlq-instance").value;
+  const ofInstance = state.dlqEntries.filter((e) => e.destination === instance).length;
+  $("dlq-replay-selected").disabled = n === 0;
+  $("dlq-purge-selected").disabled = n === 0;
+  $("dlq-replay-selected").textContent = n ? `Replay ${n} selected` : "Replay selected";
+  $("dlq-purge-selected").textContent = n ? `Purge ${n} selected` : "Purge selected";
+  $("dlq-replay-all").disabled = !instance || !ofInstance;
+  $("dlq-purge-all").disabled = !instance || !ofInstance;
+  $("dlq-replay-all").textContent = instance ? `Replay all of ${instance}` : "Replay all of the instance";
+  $("dlq-purge-all").textContent = instance ? `Purge all of ${instance}` : "Purge all of the instance";
+}
+
+/** Replays or purges `selection` ({ids} or {instance}) after asking. */
+async function actOnDlq(action, selection, what, items) {
+  const replay = action === "replay";
+  const ok = await confirmAction({
+    title: replay ? `Replay ${what}?` : `Purge ${what}?`,
+    text: replay
+      ? "Each goes back to the queue with its attempts reset, and the workers deliver it again."
+      : "Each is deleted for good and cannot be replayed afterwards.",
+    items,
+    ok: replay ? `Replay ${what}` : `Purge ${what}`,
+    danger: !replay,
+  });
+  if (!ok) return false;
+  let data;
+  try {
+    data = await api(`dlq/${action}`, selection);
+  } catch (err) {
+    $("dlq-status").textContent = err.message;
+    return false;
+  }
+  const n = replay ? data.replayed : data.purged;
+  $("dlq-status").textContent = `${replay ? "Replayed" : "Purged"} ${n === 1 ? "1 dead letter" : `${n} dead letters`}.`;
+  state.dlqSelected.clear();
+  state.dlqShown = "";
+  $("dlq-detail").replaceChildren();
+  await refreshOverview();
+  return true;
+}
+
+function selectedItems() {
+  return state.dlqEntries.filter((e) => state.dlqSelected.has(e.id)).map((e) => `Delivery ${e.id} of ${e.destination}: ${e.message_id}`);
+}
+
+async function showDeadLetter(id) {
+  const box = $("dlq-detail");
+  let item;
+  try {
+    item = await api("dlq/show", { id });
+  } catch (err) {
+    box.replaceChildren(el("div", { class: "error-box", role: "alert", text: err.message }));
+    return;
+  }
+  const heading = el("h3", { tabindex: "-1", id: "dlq-detail-heading" }, `Delivery ${item.id}`, " ", el("span", { class: "muted", text: item.message_id }));
+  const replay = el("button", { type: "button", class: "primary" }, "Replay this event");
+  const purge = el("button", { type: "button", class: "danger" }, "Purge this event");
+  const close = el("button", { type: "button" }, "Close");
+  const one = [`Delivery ${item.id} of ${item.destination}: ${item.message_id}`];
+  replay.addEventListener("click", () => actOnDlq("replay", { ids: [item.id] }, "1 dead letter", one));
+  purge.addEventListener("click", () => actOnDlq("purge", { ids: [item.id] }, "1 dead letter", one));
+  close.addEventListener("click", () => {
+    box.replaceChildren();
+    $("dlq-heading").focus();
+  });
+  box.replaceChildren(
+    el(
+      "article",
+      { class: "card detail", "aria-labelledby": "dlq-detail-heading" },
+      heading,
+      el(
+        "dl",
+        { class: "facts" },
+        [
+          ["Instance", item.destination],
+          ["Attempts", String(item.attempts)],
+          ["Enqueued", timeText(item.enqueued_at_ms)],
+          ["Dead-lettered", timeText(item.dead_at_ms)],
+          ["Reason", el("span", { class: "reason", text: item.reason })],
+          ["Last error", item.last_error ? el("span", { class: "reason", text: item.last_error }) : "none"],
+        ].flatMap(([term, value]) => [el("dt", { text: term }), el("dd", {}, value)]),
+      ),
+      el("h4", { text: "The event as stored" }),
+      codeBlock(item.event, "The event as stored"),
+      el("div", { class: "row" }, replay, purge, close),
+    ),
+  );
+  heading.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Start.
 
 async function loadAll() {
@@ -450,6 +938,16 @@ async function loadAll() {
     return;
   }
   $("token-status").textContent = "Connected.";
+  try {
+    state.queue = (await api("about")).queue;
+  } catch (_) {
+    state.queue = null;
+  }
+  if (state.queue === false) showNoQueue();
+  if (overviewVisible()) {
+    refreshOverview();
+    scheduleOverview();
+  }
   renderInstances();
   renderDestinations();
   $("ed-instance").replaceChildren(...state.instances.map((i) => el("option", { value: i.name, text: i.name })));
@@ -485,6 +983,39 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const id of ["ed-name", "ed-trigger"]) $(id).addEventListener("input", () => schedulePreview());
   $("ed-fields").addEventListener("input", () => schedulePreview());
   $("copy-yaml").addEventListener("click", copyYaml);
+  $("confirm-ok").addEventListener("click", () => closeConfirm(true));
+  $("confirm-cancel").addEventListener("click", () => closeConfirm(false));
+  // Escape, or the dialog closed any other way, is a no.
+  $("confirm").addEventListener("close", () => closeConfirm(false));
+  $("ov-refresh").addEventListener("click", () => {
+    state.overviewShown = "";
+    state.dlqShown = "";
+    refreshOverview();
+  });
+  $("ov-auto").addEventListener("change", scheduleOverview);
+  $("fail-instance").addEventListener("change", () => {
+    if (state.overview) renderFailures(state.overview);
+  });
+  $("dlq-instance").addEventListener("change", () => {
+    state.dlqSelected.clear();
+    state.dlqShown = "";
+    $("dlq-status").textContent = "";
+    refreshDlq();
+  });
+  $("dlq-replay-selected").addEventListener("click", () => {
+    const n = state.dlqSelected.size;
+    actOnDlq("replay", { ids: [...state.dlqSelected] }, n === 1 ? "1 dead letter" : `${n} dead letters`, selectedItems());
+  });
+  $("dlq-purge-selected").addEventListener("click", () => {
+    const n = state.dlqSelected.size;
+    actOnDlq("purge", { ids: [...state.dlqSelected] }, n === 1 ? "1 dead letter" : `${n} dead letters`, selectedItems());
+  });
+  for (const action of ["replay", "purge"]) {
+    $(`dlq-${action}-all`).addEventListener("click", () => {
+      const instance = $("dlq-instance").value;
+      actOnDlq(action, { instance }, `every dead letter of ${instance}`, [`${state.dlqEntries.length} listed here; any added meanwhile are included`]);
+    });
+  }
   loadExamples();
   if (sessionStorage.getItem(TOKEN_KEY)) loadAll();
 });
