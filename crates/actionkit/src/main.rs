@@ -38,7 +38,8 @@ enum Command {
     MockUserpilot(cmd::mock::MockArgs),
     /// Serve the Segment-compatible HTTP intake and deliver what it accepts.
     Serve(cmd::serve::ServeArgs),
-    /// Serve the web console (Event Tester, mapping editor) without intake, for local work.
+    /// Serve the web console (Event Tester with real sends, mapping editor) without intake or
+    /// queue, for local work.
     Console(cmd::console::ConsoleArgs),
     /// Inspect, replay or purge the dead-letter queue of `serve`.
     Dlq(cmd::dlq::DlqArgs),

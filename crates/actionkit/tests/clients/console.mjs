@@ -161,6 +161,7 @@ async function run(page) {
   await page.locator("#test-results details.mapping.no").first().click();
   const whyNot = await page.locator("#test-results details.mapping.no").first().innerText();
   check(whyNot.includes("is false: the event has"), `why a trigger did not match: ${whyNot.slice(0, 300)}`);
+  await page.evaluate(() => window.scrollTo(0, 0));
   await shot(page, "event-tester");
   report.steps.push("event tester");
 
