@@ -121,6 +121,7 @@ Environment:
   OVERLOAD_MAX_EVENTS    server.queue.max_events in the overload phase (200000)
   LOAD_BACKEND           the queue: sqlite, or jetstream on a nats-server the bench starts (sqlite)
   LOAD_NODES             serve nodes sharing the JetStream queue in the throughput phase (1)
+  LOAD_CONSOLE           1 turns the console on, whose delivery overview the workers feed (0)
 ";
 
 fn main() {
@@ -336,6 +337,13 @@ fn write_config(
     max_bytes: u64,
 ) -> PathBuf {
     let backend = queue.lines();
+    // With LOAD_CONSOLE=1 the console is on, so that the workers also count what they decide
+    // for its delivery overview.
+    let console = if console_on() {
+        "  console:\n    token_env: LOAD_CONSOLE_TOKEN\n"
+    } else {
+        ""
+    };
     let text = format!(
         "destinations:
   - name: userpilot
@@ -354,12 +362,17 @@ server:
 {backend}    path: {}
     max_events: {max_events}
     max_bytes: {max_bytes}
-",
+{console}",
         dir.join("queue.sqlite").display()
     );
     let path = dir.join("actionkit.yaml");
     std::fs::write(&path, text).expect("the config is written");
     path
+}
+
+/// Whether `LOAD_CONSOLE=1` asks for the console.
+fn console_on() -> bool {
+    std::env::var("LOAD_CONSOLE").is_ok_and(|v| v == "1")
 }
 
 fn start_server(config: &Path) -> (Proc, String) {
@@ -368,6 +381,7 @@ fn start_server(config: &Path) -> (Proc, String) {
         .arg(config)
         .env("LOAD_USERPILOT_KEY", API_KEY)
         .env("LOAD_WRITE_KEY", WRITE_KEY)
+        .env("LOAD_CONSOLE_TOKEN", "load-console-token-0123456789")
         .env_remove("RUST_LOG");
     Proc::start("serve", cmd, |line| {
         let value: Value = serde_json::from_str(line).ok()?;
