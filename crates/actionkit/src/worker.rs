@@ -899,16 +899,19 @@ async fn process_batch(batch: Batch<'_>, leases: Vec<Leased>) {
         }
     }
     for (lease, row) in others {
-        let message_id = lease.message_id().to_owned();
-        let reason = match &row.outcome {
-            RowOutcome::Retry { reason, .. } | RowOutcome::Dead { reason } => reason.clone(),
-            _ => String::new(),
-        };
+        // What the recent failures show is copied only when someone counts them.
+        let noted = recorder.is_some().then(|| {
+            let reason = match &row.outcome {
+                RowOutcome::Retry { reason, .. } | RowOutcome::Dead { reason } => reason.clone(),
+                _ => String::new(),
+            };
+            (lease.message_id().to_owned(), reason)
+        });
         let (fate, prefix) = record_failure(queue, target, lease, row.outcome, config).await;
-        if recorder.is_some() {
+        if let Some((message_id, reason)) = &noted {
             let note = FailureNote {
-                message_id: &message_id,
-                reason: &reason,
+                message_id,
+                reason,
                 prefix,
             };
             tally.event(fate, &row.parts, Some(note), SystemTime::now());
