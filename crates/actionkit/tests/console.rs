@@ -434,6 +434,47 @@ async fn serve_counts_what_its_workers_decide_and_the_console_replays_and_purges
             .is_some_and(|r| r.contains("trackEvent: 400"))
     );
 
+    // Acting on the dead letters takes the console's token, from this site: a write key or
+    // another origin changes nothing.
+    for (what, request, status) in [
+        (
+            "write key",
+            http.post(server.url("/console/api/dlq/purge"))
+                .basic_auth(WRITE_KEY, Some(""))
+                .json(&json!({"instance": "userpilot"})),
+            reqwest::StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "no token",
+            http.post(server.url("/console/api/dlq/replay"))
+                .json(&json!({"instance": "userpilot"})),
+            reqwest::StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "another site",
+            http.post(server.url("/console/api/dlq/purge"))
+                .bearer_auth(TOKEN)
+                .header("origin", "https://evil.example")
+                .json(&json!({"instance": "userpilot"})),
+            reqwest::StatusCode::FORBIDDEN,
+        ),
+        (
+            "a form",
+            http.post(server.url("/console/api/dlq/purge"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("instance=userpilot"),
+            reqwest::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
+        call(request, status, what).await;
+    }
+    assert_eq!(
+        dlq_entries(&config).len(),
+        2,
+        "nothing was replayed or purged"
+    );
+
     // Healthy again: the replayed one is delivered, the other purged.
     mock.set_faults(actionkit_mock_userpilot::FaultConfig::default())
         .expect("valid faults");
