@@ -54,7 +54,12 @@ function codeBlock(value, label) {
 // ---------------------------------------------------------------------------------------------
 // The API.
 
-class ApiError extends Error {}
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
 
 async function api(path, body) {
   const token = sessionStorage.getItem(TOKEN_KEY) || "";
@@ -76,7 +81,7 @@ async function api(path, body) {
     $("token").focus();
   }
   if (!res.ok) {
-    throw new ApiError((data && data.error) || `the server answered ${res.status}`);
+    throw new ApiError((data && data.error) || `the server answered ${res.status}`, res.status);
   }
   return data;
 }
@@ -631,6 +636,8 @@ async function refreshOverview() {
   } catch (err) {
     $("ov-error").hidden = false;
     $("ov-error").textContent = err.message;
+    // A refused token is not asked about again every few seconds.
+    if (err.status === 401) $("ov-auto").checked = false;
     return;
   }
   $("ov-error").hidden = !data.queue_error;
