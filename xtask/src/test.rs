@@ -87,6 +87,7 @@ fn cargo_test(root: &Path, deps: &TestDeps) -> Command {
 
 /// The serve test suites that run a second time with the queue on JetStream.
 pub const JETSTREAM_SUITES: &[&str] = &[
+    "console",
     "serve_bad_input",
     "serve_e2e",
     "serve_faults",
