@@ -252,7 +252,9 @@ fn load_config(path: &Path, args: &TargetArgs) -> anyhow::Result<LoadedConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the configuration {}", path.display()))?;
     let file = path.display().to_string();
-    actionkit_spec::load_config_str(&file, &text, |name| std::env::var(name).ok())
+    // Only the destination instances are used here: the server section's variables (write
+    // keys, JetStream credentials) need not be set.
+    actionkit_spec::load_destinations_config_str(&file, &text, |name| std::env::var(name).ok())
         .map_err(|diags| anyhow::anyhow!("invalid configuration\n{diags}"))
 }
 

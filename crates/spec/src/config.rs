@@ -535,13 +535,26 @@ pub fn load_config_str(
     text: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<LoadedConfig, Diagnostics> {
-    load_config(file, text, env).map_err(|problems| problems.about("the configuration"))
+    load_config(file, text, env, true).map_err(|problems| problems.about("the configuration"))
+}
+
+/// Loads a configuration for a command that only uses its destination instances (`send`,
+/// `console`, `test-auth`, the deletions): like [`load_config_str`], but the `${VAR}`s of the
+/// `server` section (write keys, JetStream credentials) are left as written rather than
+/// required, since such a command never reads them.
+pub fn load_destinations_config_str(
+    file: &str,
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<LoadedConfig, Diagnostics> {
+    load_config(file, text, env, false).map_err(|problems| problems.about("the configuration"))
 }
 
 fn load_config(
     file: &str,
     text: &str,
     env: impl Fn(&str) -> Option<String>,
+    server: bool,
 ) -> Result<LoadedConfig, Diagnostics> {
     let (mut value, map) = yaml::parse(file, text).map_err(Diagnostics::new)?;
     let problems = schema_check::check(FileKind::Config, file, &value, &map);
@@ -549,6 +562,10 @@ fn load_config(
         return Err(Diagnostics::new(problems));
     }
     let mut problems = Vec::new();
+    if server {
+        interpolate_write_keys(file, &mut value, &map, &env, &mut problems);
+        interpolate_jetstream(file, &mut value, &map, &env, &mut problems);
+    }
     interpolate_settings(file, &mut value, &map, &env, &mut problems);
     let config: Config = match serde_json::from_value(value) {
         Ok(config) => config,
@@ -573,7 +590,8 @@ fn load_config(
     })
 }
 
-/// Replaces `${VAR}` in every string setting value; `$${` stands for a literal `${`.
+/// Replaces `${VAR}` in every string setting value of the destination instances; `$${` stands
+/// for a literal `${`.
 fn interpolate_settings(
     file: &str,
     value: &mut Value,
@@ -581,8 +599,6 @@ fn interpolate_settings(
     env: &impl Fn(&str) -> Option<String>,
     problems: &mut Vec<Diagnostic>,
 ) {
-    interpolate_write_keys(file, value, map, env, problems);
-    interpolate_jetstream(file, value, map, env, problems);
     let Some(instances) = value.get_mut("destinations").and_then(Value::as_array_mut) else {
         return;
     };
@@ -800,6 +816,28 @@ mod tests {
         assert!(text.contains("mapings"), "{text}");
         assert!(
             text.ends_with("error: could not load the configuration due to 1 previous error"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_command_using_only_the_instances_needs_no_server_variables() {
+        let text = "destinations:\n  - name: up\n    destination: actions-userpilot-cloud\n    settings:\n      apiKey: ${KEY}\nserver:\n  write_keys:\n    - name: web\n      key: ${NOPE}\n  queue:\n    backend: jetstream\n    jetstream:\n      urls: [\"${NOPE_TOO}\"]\n";
+        assert!(load_config_str("actionkit.yaml", text, env).is_err());
+        let Ok(loaded) = load_destinations_config_str("actionkit.yaml", text, env) else {
+            panic!("expected the instances to load");
+        };
+        assert_eq!(loaded.config.destinations[0].settings["apiKey"], "s3cret");
+        // The instances' own variables are still required.
+        let missing = text.replace("${KEY}", "${NOPE}");
+        let Err(diags) = load_destinations_config_str("actionkit.yaml", &missing, env) else {
+            panic!("expected an error");
+        };
+        let text = diags.to_string();
+        assert!(
+            text.contains("environment variable 'NOPE' is not set")
+                && text.contains("(/destinations/0/settings/apiKey)")
+                && !text.contains("write_keys"),
             "{text}"
         );
     }

@@ -19,7 +19,7 @@ pub mod schema_check;
 mod semantic;
 pub mod yaml;
 
-pub use config::{LoadedConfig, config_schema, load_config_str};
+pub use config::{LoadedConfig, config_schema, load_config_str, load_destinations_config_str};
 pub use diagnostics::{Diagnostic, Diagnostics, Pos};
 pub use load::{
     Document, HookFunctions, LoadedAction, LoadedDestination, SourceFile, load_destination_dir,
