@@ -167,7 +167,9 @@ function renderDestinations() {
         { class: "card" },
         el("summary", {}, el("strong", { text: a.name }), " ", el("code", { text: a.key }), a.beyond_segment ? el("span", { class: "badge", text: "beyond Segment" }) : null),
         el("p", { text: a.description }),
-        el("p", {}, "Default trigger: ", el("code", { text: a.default_trigger })),
+        a.default_trigger
+          ? el("p", {}, "Default trigger: ", el("code", { text: a.default_trigger }))
+          : el("p", { text: "No default trigger: a mapping gives its own." }),
         table(
           `Fields of ${a.name}`,
           ["Key", "Label", "Type", "Required", "Default mapping"],
@@ -464,7 +466,11 @@ function fillFields() {
   if (!action) return;
   const existing = inst.mappings.find((m) => m.action === action.key);
   $("ed-name").value = existing ? existing.name : action.name;
-  $("ed-trigger").value = existing ? existing.trigger : action.default_trigger;
+  // An action without a default trigger (Segment's Webhook) starts from every type of event.
+  $("ed-trigger").value = existing
+    ? existing.trigger
+    : action.default_trigger ||
+      'type = "track" or type = "identify" or type = "page" or type = "screen" or type = "group" or type = "alias"';
   const mapping = existing ? existing.mapping : action.default_mapping;
   for (const field of action.fields) {
     const id = `field-${field.key}`;
