@@ -548,6 +548,47 @@ async fn calls_without_the_token_or_from_another_site_are_refused() {
         "{body}"
     );
 
+    // Every route, not only those above, is behind the token; every POST route refuses
+    // another site even with it.
+    let routes = [
+        ("GET", "destinations"),
+        ("GET", "instances"),
+        ("GET", "about"),
+        ("GET", "overview"),
+        ("POST", "test"),
+        ("POST", "preview"),
+        ("POST", "send"),
+        ("POST", "dlq/list"),
+        ("POST", "dlq/show"),
+        ("POST", "dlq/replay"),
+        ("POST", "dlq/purge"),
+    ];
+    for (method, route) in routes {
+        let path = url(&format!("/console/api/{route}"));
+        let request = |token: Option<&str>| {
+            let request = match method {
+                "GET" => http.get(&path),
+                _ => http.post(&path).json(&json!({})),
+            };
+            match token {
+                Some(token) => request.bearer_auth(token),
+                None => request,
+            }
+        };
+        for token in [None, Some("not-the-token-at-all")] {
+            let res = request(token).send().await.expect("an answer");
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{method} {route}");
+        }
+        if method == "POST" {
+            let res = request(Some(TOKEN))
+                .header("origin", "http://evil.example")
+                .send()
+                .await
+                .expect("an answer");
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{method} {route}");
+        }
+    }
+
     // A POST route does not answer GET, and a GET route not POST.
     let res = http
         .get(url("/console/api/test"))
