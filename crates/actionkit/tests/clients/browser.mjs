@@ -30,17 +30,16 @@
 // `--screenshot`.
 
 import { createServer } from "node:http";
-import { constants } from "node:fs";
-import { access, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
-import { delimiter, dirname, join } from "node:path";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { tmpdir } from "node:os";
 
 import {
+  CHROMIUM_ARGS,
   CLIENTS_DIR,
-  EXIT_NO_BROWSER,
   describeError,
   ensureInstalled,
-  fail,
+  findChromium,
   finish,
   importInstalled,
   installedVersion,
@@ -61,21 +60,6 @@ const USAGE = `Usage: ACTIONKIT_WRITE_KEY=... node browser.mjs --serve URL --tag
 
 const PACKAGE = "@segment/analytics-next";
 const CASES = ["standard", "batching", "snippet", "inline"];
-
-/** The arguments Chromium is started with, besides the profile Playwright passes. */
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--no-first-run",
-  "--disable-sync",
-  "--disable-quic",
-  // Every host but 127.0.0.1 fails to resolve, so the two local servers are reached and
-  // nothing else is.
-  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-];
 
 /** How long to keep watching after the last call was delivered, for late duplicates. */
 const GRACE_MS = 600;
@@ -404,31 +388,6 @@ function eventsIn(body, exchange) {
     problems.push(`a body posted to the server is not JSON: ${describeError(error)}`);
     return [];
   }
-}
-
-/** `$ACTIONKIT_CHROMIUM`, else the first `chromium` on PATH; exits 4 when there is none. */
-async function findChromium() {
-  const override = process.env.ACTIONKIT_CHROMIUM;
-  const candidates = override
-    ? [override]
-    : (process.env.PATH ?? "")
-        .split(delimiter)
-        .filter(Boolean)
-        .map((dir) => join(dir, "chromium"));
-  for (const candidate of candidates) {
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Not here; try the next one.
-    }
-  }
-  fail(
-    EXIT_NO_BROWSER,
-    override
-      ? `ACTIONKIT_CHROMIUM=${override} is not an executable`
-      : "no `chromium` on PATH: install Debian's chromium package or set ACTIONKIT_CHROMIUM",
-  );
 }
 
 /** The page's server: the test page, calls.mjs and the library's two builds, nothing else. */

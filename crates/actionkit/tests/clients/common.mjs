@@ -3,10 +3,11 @@
 //
 // Exit codes: 0 when no problem was seen, 1 when one was (each is listed under `problems`),
 // 2 on a usage error, 3 when node_modules is missing (run `npm ci` in this folder) and 4 when
-// the browser is missing (browser.mjs only).
+// the browser is missing (the browser scripts only).
 
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { constants, existsSync, readFileSync } from "node:fs";
+import { access } from "node:fs/promises";
+import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -21,6 +22,48 @@ export const EXIT_PROBLEMS = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_NO_MODULES = 3;
 export const EXIT_NO_BROWSER = 4;
+
+/**
+ * The arguments the system's Chromium is started with by every browser script: headless, no
+ * first-run or background traffic, and every host but 127.0.0.1 failing to resolve, so that the
+ * local servers are reached and nothing else is.
+ */
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--no-first-run",
+  "--disable-sync",
+  "--disable-quic",
+  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+];
+
+/** `$ACTIONKIT_CHROMIUM`, else the first `chromium` on PATH; exits 4 when there is none. */
+export async function findChromium() {
+  const override = process.env.ACTIONKIT_CHROMIUM;
+  const candidates = override
+    ? [override]
+    : (process.env.PATH ?? "")
+        .split(delimiter)
+        .filter(Boolean)
+        .map((dir) => join(dir, "chromium"));
+  for (const candidate of candidates) {
+    try {
+      await access(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // Not here; try the next one.
+    }
+  }
+  fail(
+    EXIT_NO_BROWSER,
+    override
+      ? `ACTIONKIT_CHROMIUM=${override} is not an executable`
+      : "no `chromium` on PATH: install Debian's chromium package or set ACTIONKIT_CHROMIUM",
+  );
+}
 
 /**
  * Reads `--serve URL --tag TAG --mode MODE` (plus `extra` options) and the write key. Prints

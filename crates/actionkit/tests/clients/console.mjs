@@ -24,29 +24,24 @@
 // replayed, the screenshots, and the problems seen (failed checks, console errors and
 // warnings, page errors, failed requests, answers >= 400). Exit codes as in common.mjs.
 
-import { constants } from "node:fs";
-import { access, mkdir } from "node:fs/promises";
-import { delimiter, join } from "node:path";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 
-import { EXIT_NO_BROWSER, EXIT_USAGE, describeError, fail, importInstalled } from "./common.mjs";
+import {
+  CHROMIUM_ARGS,
+  EXIT_USAGE,
+  describeError,
+  fail,
+  findChromium,
+  importInstalled,
+} from "./common.mjs";
 
 const USAGE = `Usage: ACTIONKIT_CONSOLE_TOKEN=... node console.mjs --serve URL --screenshots DIR [--scenario NAME]
 
   --serve URL        the server's base URL, e.g. http://127.0.0.1:8090
   --screenshots DIR  where to write one PNG per step
   --scenario NAME    console (default: actionkit console) or serve (actionkit serve with failures)`;
-
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--no-first-run",
-  "--disable-sync",
-  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-];
 
 const EVENT = {
   type: "track",
@@ -314,19 +309,3 @@ async function waitFor(condition, what, ms = 10_000) {
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/** `$ACTIONKIT_CHROMIUM`, else the first `chromium` on PATH; exits 4 when there is none. */
-async function findChromium() {
-  const override = process.env.ACTIONKIT_CHROMIUM;
-  const candidates = override
-    ? [override]
-    : (process.env.PATH ?? "").split(delimiter).filter(Boolean).map((dir) => join(dir, "chromium"));
-  for (const candidate of candidates) {
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Not here; try the next one.
-    }
-  }
-  fail(EXIT_NO_BROWSER, "no `chromium` on PATH: install Debian's chromium package or set ACTIONKIT_CHROMIUM");
-}
