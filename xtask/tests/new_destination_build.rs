@@ -34,24 +34,11 @@ fn copy_repository(to: &Path) {
     if to.exists() {
         std::fs::remove_dir_all(to).unwrap();
     }
-    copy_sources(&support::repo_root(), to);
-}
-
-fn copy_sources(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            if matches!(name.to_str(), Some("target" | ".git" | "node_modules")) {
-                continue;
-            }
-            copy_sources(&entry.path(), &to.join(&name));
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
+    support::copy_dir_except(
+        &support::repo_root(),
+        to,
+        &["target", ".git", "node_modules"],
+    );
 }
 
 /// Replaces the first `from` with `to` in `file` of the destination directory `dir`.

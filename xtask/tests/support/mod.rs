@@ -26,13 +26,22 @@ pub fn reference_file(name: &str) -> Option<PathBuf> {
 
 /// Copies the directory tree `from` into `to`.
 pub fn copy_dir(from: &Path, to: &Path) {
+    copy_dir_except(from, to, &[]);
+}
+
+/// Copies the directory tree `from` into `to`, leaving out every directory named in `skip`
+/// (at any depth) and anything that is neither a file nor a directory.
+pub fn copy_dir_except(from: &Path, to: &Path, skip: &[&str]) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            if !skip.iter().any(|name| entry.file_name() == *name) {
+                copy_dir_except(&entry.path(), &target, skip);
+            }
+        } else if kind.is_file() {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
